@@ -1,0 +1,106 @@
+// Package conf loads the agent's TOML configuration: the main file, drop-in
+// files from a directory, ${VAR} substitution and strict validation whose
+// errors name the file, the line and the key.
+package conf
+
+import (
+	"fmt"
+	"time"
+)
+
+// Position is where something was written in a configuration file.
+type Position struct {
+	File string
+	Line int
+}
+
+func (p Position) String() string {
+	if p.File == "" {
+		return "<config>"
+	}
+	if p.Line <= 0 {
+		return p.File
+	}
+	return fmt.Sprintf("%s:%d", p.File, p.Line)
+}
+
+// Config is a fully merged, validated configuration.
+type Config struct {
+	Agent      Agent
+	Inputs     []Plugin
+	Processors []Plugin // in file order (main file first, then drop-ins in name order)
+	Outputs    []Plugin
+	// Files lists the files that were read, in merge order.
+	Files []string
+}
+
+// Agent holds the [agent] table.
+type Agent struct {
+	MetricsAddress  string        // metrics_address; "" disables the HTTP server
+	LogLevel        string        // log_level: debug | info | warn | error (default info)
+	LogFormat       string        // log_format: text | json (default text)
+	FlushInterval   time.Duration // flush_interval (default 1s): default for outputs
+	ShutdownTimeout time.Duration // shutdown_timeout (default 30s)
+	DeadLetterDir   string        // dead_letter_dir (default "dead-letter")
+	PluginDir       string        // plugin_dir: where built-in plugin binaries live (default: bin/plugins next to the executable)
+	QueueSize       int           // queue_size: batches buffered between stages (default 8)
+	InputCredits    int           // input_credits: batches an input may have in the pipeline, unacknowledged (default 64)
+	Positions       map[string]Position
+}
+
+// Kind is a plugin kind.
+type Kind string
+
+// Plugin kinds.
+const (
+	KindInput     Kind = "input"
+	KindProcessor Kind = "processor"
+	KindOutput    Kind = "output"
+)
+
+// Plugin is one [[inputs.X]], [[processors.X]] or [[outputs.X]] table.
+//
+// Keys the agent understands for every plugin (alias, command) and for
+// outputs (batch_size, flush_interval, workers, required, queue_size,
+// max_retries) are lifted out of the table into fields; everything else stays
+// in Settings and is decoded strictly by the plugin itself.
+type Plugin struct {
+	Kind    Kind
+	Name    string // the X in [[outputs.X]]
+	Alias   string // alias; defaults to Name, made unique ("postgresql-2") when repeated
+	Command string // command: path of a third-party plugin binary; "" = built-in
+
+	// Output-only (zero for other kinds after defaults are applied).
+	BatchSize     int           // batch_size: max points per Write (default 10000)
+	FlushInterval time.Duration // flush_interval (default: agent flush_interval)
+	Workers       int           // workers: concurrent Write calls (default 1)
+	Required      bool          // required (default true)
+	QueueSize     int           // queue_size: batches queued for this output (default: agent queue_size)
+	MaxRetries    int           // max_retries: retryable failures before a batch is dead-lettered; 0 = retry forever (default 0)
+
+	// Settings is the rest of the table, after ${VAR} substitution.
+	Settings map[string]any
+	// Source is where the table starts ([[outputs.X]] line).
+	Source Position
+	// Positions maps each key of the table (dotted for nested tables) to
+	// where it was written.
+	Positions map[string]Position
+}
+
+// KeyPosition returns where key was written, falling back to the table.
+func (p *Plugin) KeyPosition(key string) Position {
+	if pos, ok := p.Positions[key]; ok {
+		return pos
+	}
+	return p.Source
+}
+
+// ID is "kind.name[alias]" for logs and metrics labels, e.g.
+// "outputs.postgresql" or "outputs.postgresql[archive]".
+func (p *Plugin) ID() string {
+	id := string(p.Kind) + "s." + p.Name
+	if p.Alias != "" && p.Alias != p.Name {
+		id += "[" + p.Alias + "]"
+	}
+	return id
+}

@@ -1,0 +1,32 @@
+// Package parsers turns message payloads of the supported data formats into
+// sdk batches. It is shared by the mq_service input and anything else that
+// reads telemetry files.
+package parsers
+
+import (
+	"time"
+
+	"github.com/telemetry-collector/telemetry-collector/sdk"
+)
+
+// Content types (metadata["content-type"] of an mq.v1 message, and the
+// data_format option).
+const (
+	FormatDCGMCSV      = "dcgm-csv"
+	FormatNvidiaSMICSV = "nvidia-smi-csv"
+	FormatPrometheus   = "prometheus"
+	FormatGPUTelJSON   = "gpu-tel-json"
+)
+
+// Parser parses one payload. Implementations are safe for concurrent use
+// unless their doc says otherwise.
+type Parser interface {
+	// Parse appends the samples of payload to b. A row that does not parse
+	// is rejected alone (b.Reject with position "<pos> line N" and the raw
+	// row) and parsing goes on. A value that is not a number by
+	// CANONICAL_METRICS.md rules ("[N/A]", empty, ...) yields no sample and
+	// no reject. Parse returns an error only when nothing in payload can be
+	// used (e.g. no valid header); the caller then dead-letters the whole
+	// payload. msgTime is the time for samples whose source has none.
+	Parse(payload []byte, msgTime time.Time, pos string, b *sdk.Batch) error
+}
