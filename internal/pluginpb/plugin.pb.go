@@ -862,7 +862,7 @@ const file_plugin_proto_rawDesc = "" +
 	"\x05Close\x12\x1a.telemetry.plugin.v1.Empty\x1a\x1a.telemetry.plugin.v1.Empty\x12H\n" +
 	"\x03Run\x12!.telemetry.plugin.v1.InputControl\x1a\x1a.telemetry.plugin.v1.Batch(\x010\x01\x12M\n" +
 	"\aProcess\x12\x1a.telemetry.plugin.v1.Batch\x1a\".telemetry.plugin.v1.ProcessResult(\x010\x01\x12I\n" +
-	"\x05Write\x12\x1a.telemetry.plugin.v1.Batch\x1a .telemetry.plugin.v1.WriteResult(\x010\x01BNZLgithub.com/telemetry-collector/telemetry-collector/plugins/internal/pluginpbb\x06proto3"
+	"\x05Write\x12\x1a.telemetry.plugin.v1.Batch\x1a .telemetry.plugin.v1.WriteResult(\x010\x01BFZDgithub.com/telemetry-collector/telemetry-collector/internal/pluginpbb\x06proto3"
 
 var (
 	file_plugin_proto_rawDescOnce sync.Once

@@ -1,16 +1,8 @@
-// Package sdk is the public API for telemetry-collector plugin authors.
-//
-// A plugin is a Go value that implements one of Input, Processor or Output.
-// It is configured from its TOML table (decoded strictly: unknown keys are
-// errors), optionally initialised (Initializer), validated (Validator) and
-// closed (Closer). Serve runs one or more plugins in a plugin process; the
-// agent talks to it over gRPC. Plugin authors never see protobuf types: they
-// work with the plain Go types in this package.
-//
-// Data moves in batches. A Batch is columnar: a table of series (metric name
-// plus labels) and a slice of points that refer to a series by index. This
-// keeps per-sample cost low in and between plugin processes.
-package sdk
+// Package metric holds the data types shared by plugin authors (through
+// package sdk, which re-exports them) and the agent's wire codec. Plugin
+// authors should use the names in package sdk.
+package metric
+
 
 import (
 	"sort"
