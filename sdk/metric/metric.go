@@ -3,7 +3,6 @@
 // authors should use the names in package sdk.
 package metric
 
-
 import (
 	"sort"
 	"strings"
