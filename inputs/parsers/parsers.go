@@ -30,3 +30,15 @@ type Parser interface {
 	// payload. msgTime is the time for samples whose source has none.
 	Parse(payload []byte, msgTime time.Time, pos string, b *sdk.Batch) error
 }
+
+// Options tune parsers.
+type Options struct {
+	// Location is the zone of timestamps written without one (nvidia-smi
+	// prints local time). Nil means time.Local.
+	Location *time.Location
+}
+
+// New returns the parser for format (one of the Format constants).
+func New(format string, opts Options) (Parser, error) {
+	return newParser(format, opts)
+}
