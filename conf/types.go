@@ -5,6 +5,8 @@ package conf
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -87,12 +89,41 @@ type Plugin struct {
 	Positions map[string]Position
 }
 
-// KeyPosition returns where key was written, falling back to the table.
+// KeyPosition returns where key (a path inside the table: "connection",
+// "tls.ca_file", "filters[1].name" or "filters.1.name") was written, falling
+// back to its closest written parent and then to the table itself.
 func (p *Plugin) KeyPosition(key string) Position {
-	if pos, ok := p.Positions[key]; ok {
-		return pos
+	key = strings.TrimPrefix(strings.TrimPrefix(key, "/"), ".")
+	for _, k := range []string{key, bracketIndices(key)} {
+		for k != "" {
+			if pos, ok := p.Positions[k]; ok {
+				return pos
+			}
+			i := strings.LastIndexAny(k, ".[/")
+			if i < 0 {
+				break
+			}
+			k = k[:i]
+		}
 	}
 	return p.Source
+}
+
+// bracketIndices turns "a.1.b" (or "a/1/b") into "a[1].b".
+func bracketIndices(key string) string {
+	parts := strings.FieldsFunc(key, func(r rune) bool { return r == '.' || r == '/' })
+	var b strings.Builder
+	for i, part := range parts {
+		if _, err := strconv.Atoi(part); err == nil && i > 0 {
+			b.WriteString("[" + part + "]")
+			continue
+		}
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(part)
+	}
+	return b.String()
 }
 
 // ID is "kind.name[alias]" for logs and metrics labels, e.g.
