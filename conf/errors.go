@@ -112,8 +112,15 @@ func (l *errorList) err() error {
 
 // suggest returns ` (did you mean "x"?)` when word is close to a candidate.
 func suggest(word string, candidates []string) string {
-	best, bestD := "", 0
 	lw := strings.ToLower(word)
+	if len(lw) >= 4 {
+		for _, c := range candidates {
+			if strings.HasPrefix(c, lw) || strings.HasPrefix(lw, c) {
+				return fmt.Sprintf(" (did you mean %q?)", c)
+			}
+		}
+	}
+	best, bestD := "", 0
 	for _, c := range candidates {
 		d := editDistance(lw, c)
 		if best == "" || d < bestD {
@@ -124,7 +131,7 @@ func suggest(word string, candidates []string) string {
 	if len(word) > 8 {
 		limit = 3
 	}
-	if best != "" && (bestD <= limit || strings.Contains(best, lw) && len(lw) >= 3) {
+	if best != "" && bestD <= limit && bestD < len(lw) {
 		return fmt.Sprintf(" (did you mean %q?)", best)
 	}
 	return ""

@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -148,8 +149,14 @@ func (l *loader) loadFile(file string) {
 	if _, err := toml.Decode(string(data), &raw); err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
+			// toml's Line sometimes counts a newline the error sits on;
+			// the byte offset is exact.
+			line := pe.Position.Line
+			if st := pe.Position.Start; st >= 0 && st <= len(data) {
+				line = 1 + bytes.Count(data[:st], []byte{'\n'})
+			}
 			msg := "TOML syntax error: " + pe.Message
-			l.errs.addErr(&Error{Pos: Position{File: file, Line: pe.Position.Line}, Key: pe.LastKey, Msg: msg, Err: err})
+			l.errs.addErr(&Error{Pos: Position{File: file, Line: line}, Key: pe.LastKey, Msg: msg, Err: err})
 		} else {
 			l.errs.addErr(&Error{Pos: Position{File: file}, Msg: "TOML error: " + err.Error(), Err: err})
 		}

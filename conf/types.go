@@ -94,17 +94,18 @@ type Plugin struct {
 // back to its closest written parent and then to the table itself.
 func (p *Plugin) KeyPosition(key string) Position {
 	key = strings.TrimPrefix(strings.TrimPrefix(key, "/"), ".")
-	for _, k := range []string{key, bracketIndices(key)} {
-		for k != "" {
-			if pos, ok := p.Positions[k]; ok {
-				return pos
-			}
-			i := strings.LastIndexAny(k, ".[/")
-			if i < 0 {
-				break
-			}
-			k = k[:i]
+	if pos, ok := p.Positions[key]; ok {
+		return pos
+	}
+	for k := bracketIndices(key); k != ""; {
+		if pos, ok := p.Positions[k]; ok {
+			return pos
 		}
+		i := strings.LastIndexAny(k, ".[")
+		if i < 0 {
+			break
+		}
+		k = k[:i]
 	}
 	return p.Source
 }
