@@ -1,0 +1,332 @@
+package parsers
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/telemetry-collector/telemetry-collector/sdk"
+)
+
+// gpuTelJSON parses the original service's JSON payload (FormatGPUTelJSON):
+// one object per sample, a JSON array of them, or newline-delimited objects.
+// Labels use the dcgm-csv parser's keys (gpu, device, UUID, modelName,
+// Hostname, container, pod, namespace) so one normalization covers both. It
+// is safe for concurrent use; per payload scratch state comes from a pool.
+type gpuTelJSON struct {
+	pool sync.Pool // *telState
+}
+
+// telRecord is one sample object. encoding/json matches keys
+// case-insensitively, so "UUID" and "Hostname" are accepted too; the
+// camelCase spellings of the CSV export are accepted as alternates.
+type telRecord struct {
+	Timestamp  json.RawMessage `json:"timestamp"`
+	MetricName string          `json:"metric_name"`
+	GPUID      json.RawMessage `json:"gpu_id"`
+	GPU        json.RawMessage `json:"gpu"`
+	Device     string          `json:"device"`
+	UUID       string          `json:"uuid"`
+	ModelName  string          `json:"model_name"`
+	ModelName2 string          `json:"modelName"`
+	Hostname   string          `json:"hostname"`
+	Container  string          `json:"container"`
+	Pod        string          `json:"pod"`
+	Namespace  string          `json:"namespace"`
+	Value      json.RawMessage `json:"value"`
+	LabelsRaw  json.RawMessage `json:"labels_raw"`
+}
+
+type telState struct {
+	rec    telRecord
+	labels []sdk.Label
+	in     interner
+	slab   labelSlab
+	lastTS []byte
+	lastT  int64
+}
+
+func newGPUTelJSON() *gpuTelJSON {
+	return &gpuTelJSON{pool: sync.Pool{New: func() any { return &telState{in: make(interner)} }}}
+}
+
+// Parse implements Parser.
+func (p *gpuTelJSON) Parse(payload []byte, msgTime time.Time, pos string, b *sdk.Batch) error {
+	st := p.pool.Get().(*telState)
+	defer func() {
+		clear(st.in)
+		st.slab = labelSlab{}
+		st.lastTS = st.lastTS[:0]
+		p.pool.Put(st)
+	}()
+	em := telEmitter{st: st, b: b, idx: sdk.NewSeriesIndex(b), msgNanos: msgTime.UnixNano(), pos: pos, payload: payload}
+	start := skipSpace(payload, 0)
+	if start == len(payload) {
+		return sdk.Permanent(errors.New("parsers: gpu-tel-json: empty payload"))
+	}
+	switch payload[start] {
+	case '[':
+		return em.array(start)
+	case '{':
+		// Newline-delimited when the first line is a whole object.
+		end := bytes.IndexByte(payload[start:], '\n')
+		if end >= 0 && json.Valid(payload[start:start+end]) {
+			em.lines()
+			return nil
+		}
+		return em.stream(start)
+	}
+	return sdk.Permanent(fmt.Errorf("parsers: gpu-tel-json: payload is not JSON (starts with %q)", truncate(payload[start:min(len(payload), start+20)])))
+}
+
+type telEmitter struct {
+	st       *telState
+	b        *sdk.Batch
+	idx      *sdk.SeriesIndex
+	msgNanos int64
+	pos      string
+	payload  []byte
+	// line counting for offsets, advanced monotonically
+	lineOff, lineNum int
+}
+
+// lineAt returns the 1-based line number of payload offset off (off must
+// not go backwards between calls).
+func (em *telEmitter) lineAt(off int) int {
+	if em.lineNum == 0 {
+		em.lineNum = 1
+	}
+	off = min(off, len(em.payload))
+	if off > em.lineOff {
+		em.lineNum += bytes.Count(em.payload[em.lineOff:off], []byte{'\n'})
+		em.lineOff = off
+	}
+	return em.lineNum
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r' || b[i] == ',') {
+		i++
+	}
+	return i
+}
+
+// lines handles newline-delimited objects: each line alone.
+func (em *telEmitter) lines() {
+	lr := lineReader{data: em.payload}
+	for {
+		line, n, ok := lr.next()
+		if !ok {
+			return
+		}
+		if isBlank(line) {
+			continue
+		}
+		em.record(line, n)
+	}
+}
+
+// array handles a JSON array of objects. A syntax error stops the walk; the
+// rest of the payload is rejected as one piece.
+func (em *telEmitter) array(start int) error {
+	dec := json.NewDecoder(bytes.NewReader(em.payload[start:]))
+	if _, err := dec.Token(); err != nil {
+		return sdk.Permanent(fmt.Errorf("parsers: gpu-tel-json: %w", err))
+	}
+	n := 0
+	for dec.More() {
+		off := skipSpace(em.payload, start+int(dec.InputOffset()))
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return em.rest(off, err, n)
+		}
+		n++
+		em.record(raw, em.lineAt(off))
+	}
+	if _, err := dec.Token(); err != nil && !errors.Is(err, io.EOF) {
+		return em.rest(start+int(dec.InputOffset()), err, n)
+	}
+	return nil
+}
+
+// stream handles one object or several concatenated (pretty-printed) ones.
+func (em *telEmitter) stream(start int) error {
+	dec := json.NewDecoder(bytes.NewReader(em.payload[start:]))
+	n := 0
+	for {
+		off := skipSpace(em.payload, start+int(dec.InputOffset()))
+		var raw json.RawMessage
+		err := dec.Decode(&raw)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return em.rest(off, err, n)
+		}
+		n++
+		em.record(raw, em.lineAt(off))
+	}
+}
+
+// rest rejects the payload from off on after a syntax error; with nothing
+// decoded before, the payload is unusable and Parse fails instead.
+func (em *telEmitter) rest(off int, err error, decoded int) error {
+	if decoded == 0 {
+		return sdk.Permanent(fmt.Errorf("parsers: gpu-tel-json: %w", err))
+	}
+	off = min(off, len(em.payload))
+	em.b.Reject("gpu-tel-json: "+err.Error(), position(em.pos, em.lineAt(off)), rawCopy(em.payload[off:]))
+	return nil
+}
+
+// record turns one object into a sample, or a reject.
+func (em *telEmitter) record(raw []byte, line int) {
+	st := em.st
+	st.rec = telRecord{}
+	r := &st.rec
+	reject := func(reason string) {
+		em.b.Reject("gpu-tel-json: "+reason, position(em.pos, line), rawCopy(raw))
+	}
+	if err := json.Unmarshal(raw, r); err != nil {
+		reject(err.Error())
+		return
+	}
+	if r.MetricName == "" {
+		reject("no metric_name")
+		return
+	}
+	v, kind := jsonValue(r.Value)
+	if kind == valueBad {
+		reject(fmt.Sprintf("value %s is not a number", truncate(r.Value)))
+		return
+	}
+	if kind == valueMissing || isDCGMBlank(v) {
+		return
+	}
+	ts := em.msgNanos
+	if len(r.Timestamp) > 0 && string(r.Timestamp) != "null" && string(r.Timestamp) != `""` {
+		if bytes.Equal(r.Timestamp, st.lastTS) {
+			ts = st.lastT
+		} else {
+			t, err := parseTimestamp(bytes.Trim(r.Timestamp, `"`))
+			if err != nil {
+				reject(err.Error())
+				return
+			}
+			ts = t
+			st.lastTS = append(st.lastTS[:0], r.Timestamp...)
+			st.lastT = t
+		}
+	}
+	gpu := r.GPUID
+	if len(gpu) == 0 || string(gpu) == "null" {
+		gpu = r.GPU
+	}
+	model := r.ModelName
+	if model == "" {
+		model = r.ModelName2
+	}
+	ls := st.labels[:0]
+	if len(gpu) > 0 && string(gpu) != "null" {
+		g := bytes.Trim(gpu, `"`)
+		if len(g) > 0 {
+			ls = append(ls, sdk.Label{Key: "gpu", Value: st.in.get(g)})
+		}
+	}
+	for _, l := range [...]sdk.Label{
+		{Key: "device", Value: r.Device}, {Key: "UUID", Value: r.UUID}, {Key: "modelName", Value: model},
+		{Key: "Hostname", Value: r.Hostname}, {Key: "container", Value: r.Container},
+		{Key: "pod", Value: r.Pod}, {Key: "namespace", Value: r.Namespace},
+	} {
+		if l.Value != "" {
+			ls = append(ls, sdk.Label{Key: l.Key, Value: st.in.getString(l.Value)})
+		}
+	}
+	var err error
+	ls, err = em.labelsRaw(r.LabelsRaw, ls)
+	st.labels = ls
+	if err != nil {
+		reject("labels_raw: " + err.Error())
+		return
+	}
+	ls = sortLabels(ls)
+	nSeries := len(em.b.Series)
+	id := em.idx.ID(st.in.getString(r.MetricName), ls)
+	if len(em.b.Series) > nSeries {
+		em.b.Series[id].Labels = st.slab.take(ls)
+	}
+	em.b.Add(id, ts, v)
+}
+
+// labelsRaw appends the labels of a labels_raw value: a Prometheus label
+// set in a string, or an object of strings.
+func (em *telEmitter) labelsRaw(raw json.RawMessage, ls []sdk.Label) ([]sdk.Label, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return ls, nil
+	}
+	switch raw[0] {
+	case '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return ls, err
+		}
+		return parsePromLabels([]byte(s), ls, em.st.in)
+	case '{':
+		var m map[string]any
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return ls, err
+		}
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if k == "__name__" {
+				continue
+			}
+			switch v := m[k].(type) {
+			case string:
+				ls = append(ls, sdk.Label{Key: em.st.in.getString(k), Value: em.st.in.getString(v)})
+			case json.Number, float64, bool:
+				ls = append(ls, sdk.Label{Key: em.st.in.getString(k), Value: fmt.Sprint(v)})
+			}
+		}
+		return ls, nil
+	}
+	return ls, errors.New("want a string or an object")
+}
+
+// jsonValue classifies a JSON value field: a number, a string holding a
+// value (CANONICAL_METRICS.md rules), or null (missing).
+func jsonValue(raw json.RawMessage) (float64, valueKind) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0, valueMissing
+	}
+	switch raw[0] {
+	case '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return 0, valueBad
+		}
+		return parseValue([]byte(s))
+	case 't':
+		if string(raw) == "true" {
+			return 1, valueNumber
+		}
+	case 'f':
+		if string(raw) == "false" {
+			return 0, valueNumber
+		}
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return parseValue(raw)
+	}
+	return 0, valueBad
+}
