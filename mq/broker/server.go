@@ -1,0 +1,310 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/telemetry-collector/telemetry-collector/mq/mqpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Register registers the broker's PublisherService and SubscriberService on
+// s. Create s with ServerOptions() to raise the message size limits.
+func (b *Broker) Register(s grpc.ServiceRegistrar) {
+	mqpb.RegisterPublisherServiceServer(s, &publisherServer{b: b})
+	mqpb.RegisterSubscriberServiceServer(s, &subscriberServer{b: b})
+}
+
+// ServerOptions are the gRPC server options the broker expects (64 MiB
+// message limits).
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes)}
+}
+
+type publisherServer struct {
+	mqpb.UnimplementedPublisherServiceServer
+	b *Broker
+}
+
+type subscriberServer struct {
+	mqpb.UnimplementedSubscriberServiceServer
+	b *Broker
+}
+
+func (b *Broker) health() *mqpb.HealthCheckResponse {
+	if b.Serving() {
+		return &mqpb.HealthCheckResponse{Status: mqpb.HealthCheckResponse_SERVING, Message: "ok"}
+	}
+	return &mqpb.HealthCheckResponse{Status: mqpb.HealthCheckResponse_NOT_SERVING, Message: "shutting down"}
+}
+
+func (s *publisherServer) HealthCheck(context.Context, *mqpb.HealthCheckRequest) (*mqpb.HealthCheckResponse, error) {
+	return s.b.health(), nil
+}
+
+func (s *subscriberServer) HealthCheck(context.Context, *mqpb.HealthCheckRequest) (*mqpb.HealthCheckResponse, error) {
+	return s.b.health(), nil
+}
+
+var errUnavailable = status.Error(codes.Unavailable, "mq broker shutting down")
+
+// recvLoop reads a stream into a channel so handlers can also watch for
+// shutdown. The channel closes when Recv fails; the error is then in *errp.
+// The goroutine ends when Recv fails or done closes.
+func recvLoop[T any](done <-chan struct{}, recv func() (*T, error), errp *error) <-chan *T {
+	ch := make(chan *T)
+	go func() {
+		defer close(ch)
+		for {
+			m, err := recv()
+			if err != nil {
+				*errp = err
+				return
+			}
+			select {
+			case ch <- m:
+			case <-done:
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+type pubResult struct {
+	resp *mqpb.PublishResponse
+	log  *topicLog
+	pos  int64
+}
+
+// Publish answers every PublishRequest in order. Responses are sent by a
+// second goroutine so several messages can be in flight; with wait_for_ack
+// and a data dir a response waits for the fsync that covers its message
+// (concurrent publishers share fsyncs).
+func (s *publisherServer) Publish(stream grpc.BidiStreamingServer[mqpb.PublishRequest, mqpb.PublishResponse]) error {
+	b := s.b
+	if !b.Serving() {
+		return errUnavailable
+	}
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	out := make(chan pubResult, 1024)
+	sendDone := make(chan error, 1)
+	go func() {
+		var err error
+		for r := range out {
+			if err != nil {
+				continue
+			}
+			if r.log != nil {
+				if e := r.log.sync(r.pos); e != nil {
+					r.resp.Success, r.resp.Error = false, "store: "+e.Error()
+				}
+			}
+			if e := stream.Send(r.resp); e != nil {
+				err = e
+				cancel()
+			}
+		}
+		sendDone <- err
+	}()
+	var recvErr error
+	reqs := recvLoop(ctx.Done(), stream.Recv, &recvErr)
+	finish := func(ret error) error {
+		close(out)
+		if err := <-sendDone; err != nil && ret == nil {
+			ret = err
+		}
+		return ret
+	}
+	for {
+		var req *mqpb.PublishRequest
+		var ok bool
+		select {
+		case req, ok = <-reqs:
+		case <-ctx.Done():
+			return finish(ctx.Err())
+		case <-b.done:
+			return finish(errUnavailable)
+		}
+		if !ok {
+			if errors.Is(recvErr, io.EOF) {
+				return finish(nil)
+			}
+			return finish(recvErr)
+		}
+		msg := req.GetMessage()
+		resp := &mqpb.PublishResponse{MessageId: msg.GetId()}
+		var r pubResult
+		if msg == nil {
+			resp.Error = "message is required"
+		} else {
+			stored, t, pos, err := b.publish(ctx, msg)
+			switch {
+			case errors.Is(err, ErrShuttingDown):
+				return finish(errUnavailable)
+			case ctx.Err() != nil:
+				return finish(ctx.Err())
+			case err != nil:
+				resp.Error = err.Error()
+			default:
+				resp.MessageId, resp.Success = stored.Id, true
+				if req.GetWaitForAck() && t != nil && pos > 0 {
+					t.mu.Lock()
+					r.log = t.log
+					t.mu.Unlock()
+					r.pos = pos
+				}
+			}
+		}
+		resp.Timestamp = timestamppb.Now()
+		r.resp = resp
+		select {
+		case out <- r:
+		case <-ctx.Done():
+			return finish(ctx.Err())
+		}
+	}
+}
+
+// Subscribe delivers a topic's messages to one member of a consumer group.
+// The first request opens the subscription; every later request renews the
+// leases of the messages in flight at this subscriber and may change
+// batch_size, max_in_flight and ack_timeout_seconds.
+func (s *subscriberServer) Subscribe(stream grpc.BidiStreamingServer[mqpb.SubscribeRequest, mqpb.SubscribeResponse]) error {
+	b := s.b
+	if !b.Serving() {
+		return errUnavailable
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	if first.GetConsumerId() == "" {
+		return status.Error(codes.InvalidArgument, "consumer_id is required")
+	}
+	t, err := b.topic(first.GetTopic())
+	if errors.Is(err, ErrShuttingDown) {
+		return errUnavailable
+	}
+	if err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	sub := &subscriber{id: b.subSeq.Add(1), inflight: map[int64]struct{}{}, kick: make(chan struct{}, 1),
+		batch: DefaultBatchSize, maxInFlight: DefaultMaxInFlight, ackTimeout: DefaultAckTimeout}
+	applySettings(sub, first)
+	if len(first.GetFilter()) > 0 {
+		sub.filter = first.GetFilter()
+	}
+	t.mu.Lock()
+	sub.group = t.getGroup(first.GetConsumerId())
+	sub.group.members++
+	t.subs[sub.id] = sub
+	t.mu.Unlock()
+	b.log.Debug("subscriber joined", "topic", t.name, "group", first.GetConsumerId(), "batch_size", sub.batch, "max_in_flight", sub.maxInFlight, "ack_timeout", sub.ackTimeout)
+	defer func() {
+		t.mu.Lock()
+		t.detach(sub)
+		t.mu.Unlock()
+		b.log.Debug("subscriber left", "topic", t.name, "group", first.GetConsumerId())
+	}()
+
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	go func() {
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					cancel()
+				}
+				return
+			}
+			t.mu.Lock()
+			applySettings(sub, req)
+			t.renew(sub, time.Now())
+			t.mu.Unlock()
+			sub.wake()
+		}
+	}()
+
+	hb := time.NewTimer(b.opts.HeartbeatInterval)
+	defer hb.Stop()
+	for {
+		t.mu.Lock()
+		msgs := t.take(sub, time.Now())
+		wait := t.avail
+		t.mu.Unlock()
+		if len(msgs) > 0 {
+			if err := stream.Send(&mqpb.SubscribeResponse{Messages: msgs}); err != nil {
+				return err
+			}
+			hb.Reset(b.opts.HeartbeatInterval)
+			continue
+		}
+		select {
+		case <-wait:
+		case <-sub.kick:
+		case <-hb.C:
+			if err := stream.Send(&mqpb.SubscribeResponse{Heartbeat: true}); err != nil {
+				return err
+			}
+			hb.Reset(b.opts.HeartbeatInterval)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-b.done:
+			return errUnavailable
+		}
+	}
+}
+
+// applySettings copies the non-zero settings of req into sub. Caller holds
+// the topic's mutex (or owns sub exclusively).
+func applySettings(sub *subscriber, req *mqpb.SubscribeRequest) {
+	if n := req.GetBatchSize(); n > 0 {
+		sub.batch = int(n)
+	}
+	if n := req.GetMaxInFlight(); n > 0 {
+		sub.maxInFlight = int(n)
+	}
+	if n := req.GetAckTimeoutSeconds(); n > 0 {
+		sub.ackTimeout = time.Duration(n) * time.Second
+	}
+}
+
+// Acknowledge applies acks and nacks until the client closes the stream.
+func (s *subscriberServer) Acknowledge(stream grpc.ClientStreamingServer[mqpb.AcknowledgeRequest, emptypb.Empty]) error {
+	b := s.b
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	var recvErr error
+	reqs := recvLoop(ctx.Done(), stream.Recv, &recvErr)
+	var hint *topic
+	for {
+		var req *mqpb.AcknowledgeRequest
+		var ok bool
+		select {
+		case req, ok = <-reqs:
+		case <-b.done:
+			return errUnavailable
+		}
+		if !ok {
+			if errors.Is(recvErr, io.EOF) {
+				return stream.SendAndClose(&emptypb.Empty{})
+			}
+			return recvErr
+		}
+		if t := b.acknowledge(hint, req); t != nil {
+			hint = t
+		} else {
+			b.m.unknownAcks.Inc()
+			b.log.Debug("acknowledgement for unknown or already acknowledged message", "consumer_id", req.GetConsumerId(), "message_id", req.GetMessageId())
+		}
+	}
+}

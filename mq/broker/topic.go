@@ -1,0 +1,430 @@
+package broker
+
+import (
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/telemetry-collector/telemetry-collector/mq/mqpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// entry is one retained message of a topic. The message is immutable once
+// stored: deliveries share its payload and metadata.
+type entry struct {
+	msg  *mqpb.Message
+	size int64
+}
+
+// pend is one message a consumer group has seen but not acknowledged: in
+// flight at a subscriber (sub != nil) or waiting for redelivery (sub == nil).
+type pend struct {
+	seq      int64
+	id       string
+	sub      *subscriber
+	deadline time.Time
+	attempts int
+	queued   bool
+	lastErr  string
+}
+
+// group is a consumer group (all subscribers sharing one consumer_id on one
+// topic). Every seq below cursor is either acknowledged or in pending.
+type group struct {
+	name      string
+	cursor    int64 // next never-delivered sequence
+	low       int64 // lowest unacknowledged sequence (low water mark)
+	pending   map[int64]*pend
+	byID      map[string][]int64
+	redeliver []int64
+	members   int
+}
+
+func newGroup(name string, start int64) *group {
+	return &group{name: name, cursor: start, low: start,
+		pending: map[int64]*pend{}, byID: map[string][]int64{}}
+}
+
+// subscriber is one open Subscribe stream. Its fields are guarded by the
+// topic's mutex except kick, which is a 1-buffered wake-up channel.
+type subscriber struct {
+	id          uint64
+	group       *group
+	batch       int
+	maxInFlight int
+	ackTimeout  time.Duration
+	filter      map[string]string
+	inflight    map[int64]struct{}
+	kick        chan struct{}
+}
+
+func (s *subscriber) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *subscriber) matches(m *mqpb.Message) bool {
+	for k, v := range s.filter {
+		if m.GetMetadata()[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// entryAt returns the retained entry with sequence seq, or nil.
+func (t *topic) entryAt(seq int64) *entry {
+	if seq < t.head || seq >= t.next {
+		return nil
+	}
+	return t.entries[seq-t.head]
+}
+
+// full reports whether storing a message of size bytes must wait. Caller
+// holds t.mu.
+func (t *topic) full(size int64) bool {
+	n := len(t.entries)
+	if t.b.opts.MaxTopicMessages > 0 && n >= t.b.opts.MaxTopicMessages {
+		return true
+	}
+	return t.b.opts.MaxTopicBytes > 0 && n > 0 && t.bytes+size > t.b.opts.MaxTopicBytes
+}
+
+// broadcastAvail wakes every subscriber loop waiting for messages.
+func (t *topic) broadcastAvail() {
+	close(t.avail)
+	t.avail = make(chan struct{})
+}
+
+func (t *topic) broadcastSpace() {
+	close(t.space)
+	t.space = make(chan struct{})
+}
+
+// getGroup returns the named group, creating it (starting at the oldest
+// retained message) when absent. Caller holds t.mu.
+func (t *topic) getGroup(name string) *group {
+	if g, ok := t.groups[name]; ok {
+		return g
+	}
+	g := newGroup(name, t.head)
+	t.groups[name] = g
+	if t.log != nil {
+		t.log.appendGroup(name, t.head)
+	}
+	t.b.log.Debug("consumer group created", "topic", t.name, "group", name, "start", t.head)
+	return g
+}
+
+// take hands up to sub.batch messages to sub, honouring max_in_flight.
+// Caller holds t.mu.
+func (t *topic) take(sub *subscriber, now time.Time) []*mqpb.Message {
+	g := sub.group
+	n := sub.batch
+	if room := sub.maxInFlight - len(sub.inflight); room < n {
+		n = room
+	}
+	if n <= 0 {
+		return nil
+	}
+	var out []*mqpb.Message
+	for len(out) < n && len(g.redeliver) > 0 {
+		seq := g.redeliver[0]
+		g.redeliver = g.redeliver[1:]
+		p := g.pending[seq]
+		if p == nil || p.sub != nil || !p.queued {
+			continue
+		}
+		p.queued = false
+		e := t.entryAt(seq)
+		if e == nil || !sub.matches(e.msg) {
+			t.finish(g, seq)
+			continue
+		}
+		out = append(out, t.deliver(sub, p, e, now))
+	}
+	for len(out) < n && g.cursor < t.next {
+		seq := g.cursor
+		g.cursor++
+		e := t.entryAt(seq)
+		if e == nil {
+			t.advanceLow(g)
+			continue
+		}
+		if !sub.matches(e.msg) {
+			// Skipped by the filter: acknowledged for this group.
+			if t.log != nil {
+				t.log.appendAck(g.name, seq)
+			}
+			t.advanceLow(g)
+			continue
+		}
+		p := &pend{seq: seq, id: e.msg.GetId()}
+		g.pending[seq] = p
+		g.byID[p.id] = append(g.byID[p.id], seq)
+		out = append(out, t.deliver(sub, p, e, now))
+	}
+	return out
+}
+
+func (t *topic) deliver(sub *subscriber, p *pend, e *entry, now time.Time) *mqpb.Message {
+	p.sub = sub
+	p.attempts++
+	p.deadline = now.Add(sub.ackTimeout)
+	sub.inflight[p.seq] = struct{}{}
+	t.b.m.delivered.WithLabelValues(t.name).Inc()
+	if p.attempts > 1 {
+		t.b.m.redelivered.WithLabelValues(t.name).Inc()
+	}
+	m := e.msg
+	return &mqpb.Message{Id: m.Id, Topic: m.Topic, Payload: m.Payload, Metadata: m.Metadata,
+		Timestamp: m.Timestamp, Priority: m.Priority, Sequence: m.Sequence}
+}
+
+// finish removes seq from g's pending set as acknowledged (or dead-lettered,
+// or skipped), logs it, and advances retention. Caller holds t.mu.
+func (t *topic) finish(g *group, seq int64) {
+	p := g.pending[seq]
+	if p == nil {
+		return
+	}
+	if p.sub != nil {
+		delete(p.sub.inflight, seq)
+		p.sub.wake()
+	}
+	delete(g.pending, seq)
+	ids := g.byID[p.id]
+	for i, s := range ids {
+		if s == seq {
+			ids = append(ids[:i], ids[i+1:]...)
+			break
+		}
+	}
+	if len(ids) == 0 {
+		delete(g.byID, p.id)
+	} else {
+		g.byID[p.id] = ids
+	}
+	if t.log != nil && !t.replaying {
+		t.log.appendAck(g.name, seq)
+	}
+	t.advanceLow(g)
+}
+
+// advanceLow moves g's low water mark past acknowledged sequences and trims
+// the topic head when every group has moved past it.
+func (t *topic) advanceLow(g *group) {
+	old := g.low
+	for g.low < g.cursor {
+		if _, ok := g.pending[g.low]; ok {
+			break
+		}
+		g.low++
+	}
+	if g.low != old {
+		t.trim()
+	}
+}
+
+// trim drops retained messages that every group has acknowledged.
+func (t *topic) trim() {
+	if len(t.groups) == 0 {
+		return
+	}
+	head := t.next
+	for _, g := range t.groups {
+		if g.low < head {
+			head = g.low
+		}
+	}
+	if head <= t.head {
+		return
+	}
+	k := int(head - t.head)
+	for i := 0; i < k; i++ {
+		if e := t.entries[i]; e != nil {
+			t.bytes -= e.size
+		}
+		t.entries[i] = nil
+	}
+	t.entries = t.entries[k:]
+	t.head = head
+	if !t.replaying {
+		t.broadcastSpace()
+		if t.log != nil {
+			t.log.dropSegmentsBefore(head)
+		}
+	}
+}
+
+// release takes p away from its subscriber and either queues it for
+// redelivery or, after MaxDeliveries attempts, dead-letters it.
+func (t *topic) release(g *group, p *pend, reason string) {
+	if p.sub != nil {
+		delete(p.sub.inflight, p.seq)
+		p.sub.wake()
+		p.sub = nil
+	}
+	if reason != "" {
+		p.lastErr = reason
+	}
+	if p.attempts >= t.b.opts.MaxDeliveries {
+		t.deadLetter(g, p)
+		return
+	}
+	if !p.queued {
+		p.queued = true
+		g.redeliver = append(g.redeliver, p.seq)
+	}
+	t.broadcastAvail()
+}
+
+// deadLetter copies the message to "<topic>.dlq" and acknowledges it for g.
+func (t *topic) deadLetter(g *group, p *pend) {
+	e := t.entryAt(p.seq)
+	if e != nil {
+		md := make(map[string]string, len(e.msg.Metadata)+6)
+		for k, v := range e.msg.Metadata {
+			md[k] = v
+		}
+		md["dlq-source-topic"] = t.name
+		md["dlq-consumer-group"] = g.name
+		md["dlq-error"] = p.lastErr
+		md["dlq-delivery-count"] = strconv.Itoa(p.attempts)
+		md["dlq-original-sequence"] = strconv.FormatInt(p.seq, 10)
+		md["dlq-original-id"] = e.msg.Id
+		m := &mqpb.Message{Id: e.msg.Id, Payload: e.msg.Payload, Metadata: md,
+			Timestamp: e.msg.Timestamp, Priority: e.msg.Priority}
+		dlq, err := t.b.topic(t.name + ".dlq")
+		if err == nil {
+			_, _, err = dlq.storeLocked(m)
+		}
+		if err != nil {
+			// Keep the message pending rather than lose it.
+			t.b.log.Error("dead-letter failed; message kept for redelivery", "topic", t.name, "seq", p.seq, "error", err)
+			p.queued = true
+			g.redeliver = append(g.redeliver, p.seq)
+			return
+		}
+		t.b.m.deadLettered.WithLabelValues(t.name).Inc()
+		t.b.log.Warn("message dead-lettered", "topic", t.name, "group", g.name, "seq", p.seq, "id", e.msg.Id, "deliveries", p.attempts, "error", p.lastErr)
+	}
+	t.finish(g, p.seq)
+}
+
+// ack applies one AcknowledgeRequest for g. It reports whether the id was
+// known (pending) in the group. Caller holds t.mu.
+func (t *topic) ack(g *group, id string, success bool, errText string) bool {
+	seqs := g.byID[id]
+	if len(seqs) == 0 {
+		return false
+	}
+	seq := seqs[0]
+	p := g.pending[seq]
+	if success {
+		t.b.m.acked.WithLabelValues(t.name).Inc()
+		t.finish(g, seq)
+		return true
+	}
+	t.b.m.nacked.WithLabelValues(t.name).Inc()
+	if errText == "" {
+		errText = "nack"
+	}
+	t.release(g, p, errText)
+	return true
+}
+
+// renew pushes out the ack deadline of every message in flight at sub.
+func (t *topic) renew(sub *subscriber, now time.Time) {
+	for seq := range sub.inflight {
+		if p := sub.group.pending[seq]; p != nil {
+			p.deadline = now.Add(sub.ackTimeout)
+		}
+	}
+}
+
+// detach releases every message in flight at sub (its stream ended) for
+// immediate redelivery to other members.
+func (t *topic) detach(sub *subscriber) {
+	g := sub.group
+	seqs := make([]int64, 0, len(sub.inflight))
+	for seq := range sub.inflight {
+		seqs = append(seqs, seq)
+	}
+	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+	for _, seq := range seqs {
+		if p := g.pending[seq]; p != nil && p.sub == sub {
+			t.release(g, p, "subscriber disconnected")
+		}
+	}
+	g.members--
+	delete(t.subs, sub.id)
+}
+
+// expire releases messages whose ack deadline has passed.
+func (t *topic) expire(now time.Time) {
+	for _, g := range t.groups {
+		var due []*pend
+		for _, p := range g.pending {
+			if p.sub != nil && now.After(p.deadline) {
+				due = append(due, p)
+			}
+		}
+		sort.Slice(due, func(i, j int) bool { return due[i].seq < due[j].seq })
+		for _, p := range due {
+			t.b.log.Debug("ack timeout, redelivering", "topic", t.name, "group", g.name, "seq", p.seq)
+			t.release(g, p, "ack timeout")
+		}
+	}
+}
+
+// store appends m (which the caller no longer touches) as the next message,
+// without checking the size limits (the caller does). Caller holds t.mu.
+func (t *topic) store(m *mqpb.Message) (*mqpb.Message, int64, error) {
+	if t.logErr != nil {
+		return nil, 0, t.logErr
+	}
+	seq := t.next
+	if m.Id == "" {
+		m.Id = t.b.newID()
+	}
+	if m.Timestamp == nil {
+		m.Timestamp = timestamppb.Now()
+	}
+	m.Topic = t.name
+	m.Sequence = seq
+	var pos int64
+	if t.log != nil {
+		var err error
+		pos, err = t.log.appendPublish(m)
+		if err != nil {
+			t.logErr = err
+			return nil, 0, err
+		}
+	}
+	t.next++
+	t.entries = append(t.entries, &entry{msg: m, size: int64(len(m.Payload)) + 64})
+	t.bytes += int64(len(m.Payload)) + 64
+	t.b.m.published.WithLabelValues(t.name).Inc()
+	if t.log != nil && t.log.needsRoll() {
+		t.roll()
+	}
+	t.broadcastAvail()
+	return m, pos, nil
+}
+
+// roll starts a new log segment, recording every group at its top so the
+// group survives deletion of older segments.
+func (t *topic) roll() {
+	if err := t.log.roll(t.next); err != nil {
+		t.logErr = err
+		t.b.log.Error("log segment roll failed", "topic", t.name, "error", err)
+		return
+	}
+	for _, g := range t.groups {
+		start := g.low
+		t.log.appendGroup(g.name, start)
+	}
+}
