@@ -233,6 +233,10 @@ func (em *telEmitter) record(raw []byte, line int) {
 	}
 	ls := st.labels[:0]
 	if len(gpu) > 0 && string(gpu) != "null" {
+		if c := gpu[0]; c != '"' && c != '-' && (c < '0' || c > '9') {
+			reject("gpu_id is not a number or a string")
+			return
+		}
 		g := bytes.Trim(gpu, `"`)
 		if len(g) > 0 {
 			ls = append(ls, sdk.Label{Key: "gpu", Value: st.in.get(g)})
