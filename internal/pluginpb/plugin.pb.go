@@ -192,6 +192,7 @@ type ConfigureRequest struct {
 	Alias         string                 `protobuf:"bytes,4,opt,name=alias,proto3" json:"alias,omitempty"`
 	Workers       int32                  `protobuf:"varint,5,opt,name=workers,proto3" json:"workers,omitempty"`
 	BatchSize     int32                  `protobuf:"varint,6,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
+	CheckOnly     bool                   `protobuf:"varint,7,opt,name=check_only,json=checkOnly,proto3" json:"check_only,omitempty"` // validate only: decode and Validate, skip Init
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -266,6 +267,13 @@ func (x *ConfigureRequest) GetBatchSize() int32 {
 		return x.BatchSize
 	}
 	return 0
+}
+
+func (x *ConfigureRequest) GetCheckOnly() bool {
+	if x != nil {
+		return x.CheckOnly
+	}
+	return false
 }
 
 type ConfigIssue struct {
@@ -825,7 +833,7 @@ const file_plugin_proto_rawDesc = "" +
 	"\rsample_config\x18\x04 \x01(\tR\fsampleConfig\"x\n" +
 	"\x10DescribeResponse\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x129\n" +
-	"\aplugins\x18\x02 \x03(\v2\x1f.telemetry.plugin.v1.PluginInfoR\aplugins\"\xaa\x01\n" +
+	"\aplugins\x18\x02 \x03(\v2\x1f.telemetry.plugin.v1.PluginInfoR\aplugins\"\xc9\x01\n" +
 	"\x10ConfigureRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1f\n" +
@@ -834,7 +842,9 @@ const file_plugin_proto_rawDesc = "" +
 	"\x05alias\x18\x04 \x01(\tR\x05alias\x12\x18\n" +
 	"\aworkers\x18\x05 \x01(\x05R\aworkers\x12\x1d\n" +
 	"\n" +
-	"batch_size\x18\x06 \x01(\x05R\tbatchSize\"9\n" +
+	"batch_size\x18\x06 \x01(\x05R\tbatchSize\x12\x1d\n" +
+	"\n" +
+	"check_only\x18\a \x01(\bR\tcheckOnly\"9\n" +
 	"\vConfigIssue\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\xaa\x01\n" +

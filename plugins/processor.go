@@ -1,0 +1,94 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/telemetry-collector/telemetry-collector/internal/pluginpb"
+	"github.com/telemetry-collector/telemetry-collector/internal/wire"
+	"github.com/telemetry-collector/telemetry-collector/sdk"
+)
+
+// ProcessorClient is a processor plugin process seen as an sdk.Processor.
+// Process is safe for concurrent use (calls are multiplexed over one
+// stream; the plugin runs up to MaxConcurrency of them at once). A call in
+// flight when the process dies is re-sent to its replacement.
+type ProcessorClient struct {
+	m    *mux[*pluginpb.ProcessResult]
+	encs sync.Pool
+}
+
+var _ sdk.Processor = (*ProcessorClient)(nil)
+var _ sdk.Closer = (*ProcessorClient)(nil)
+var _ sdk.Concurrent = (*ProcessorClient)(nil)
+
+// Processor launches and configures a processor plugin. A configuration
+// the plugin rejects is a permanent *sdk.ConfigError (wrapped).
+func (l *Launcher) Processor(ctx context.Context, spec Spec) (*ProcessorClient, error) {
+	spec.Kind = KindProcessor
+	c := &ProcessorClient{m: newMux(l, spec, func(ctx context.Context, pc pluginpb.PluginClient) (bidi[*pluginpb.ProcessResult], error) {
+		return pc.Process(ctx)
+	})}
+	c.encs.New = func() any { return wire.NewEncoder() }
+	if err := c.m.start(ctx); err != nil {
+		return nil, wrapErr(spec, err)
+	}
+	return c, nil
+}
+
+// Process implements sdk.Processor. b is encoded before the call goes out
+// and not used afterwards; the returned batches are new.
+func (c *ProcessorClient) Process(ctx context.Context, b *sdk.Batch) ([]*sdk.Batch, error) {
+	enc := c.encs.Get().(*wire.Encoder)
+	msg := enc.Encode(nil, 0, b)
+	c.encs.Put(enc)
+	r, err := c.m.do(ctx, msg)
+	if err != nil {
+		return nil, err
+	}
+	if r.GetError() != "" {
+		err := fmt.Errorf("processors.%s (%s): %w", c.m.sup.spec.Name, c.m.sup.spec.alias(), errors.New(r.GetError()))
+		if r.GetPermanent() {
+			err = sdk.Permanent(err)
+		}
+		return nil, err
+	}
+	out := make([]*sdk.Batch, 0, len(r.GetBatches()))
+	var dec wire.Decoder
+	for _, pb := range r.GetBatches() {
+		ob := &sdk.Batch{}
+		if err := dec.Decode(pb, ob); err != nil {
+			return nil, sdk.Permanent(fmt.Errorf("processors.%s: malformed result: %w", c.m.sup.spec.Name, err))
+		}
+		out = append(out, ob)
+	}
+	return out, nil
+}
+
+// MaxConcurrency implements sdk.Concurrent: the plugin's own limit, as it
+// reported at Configure.
+func (c *ProcessorClient) MaxConcurrency() int {
+	c.m.sup.mu.Lock()
+	defer c.m.sup.mu.Unlock()
+	return max(1, c.m.sup.maxConc)
+}
+
+// Drain waits for the calls in flight, then asks the plugin to drain.
+func (c *ProcessorClient) Drain(ctx context.Context) error { return c.m.drain(ctx) }
+
+// Close drains, closes the plugin and ends its process. Safe to call twice
+// and on a nil client.
+func (c *ProcessorClient) Close(ctx context.Context) error {
+	if c == nil || c.m == nil {
+		return nil
+	}
+	return c.m.close(ctx)
+}
+
+// PID is the current plugin process id (0 while restarting).
+func (c *ProcessorClient) PID() int { return c.m.pid() }
+
+// Restarts counts restarts after the plugin died.
+func (c *ProcessorClient) Restarts() int { return int(c.m.sup.restarts.Load()) }

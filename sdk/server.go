@@ -1,0 +1,431 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/telemetry-collector/telemetry-collector/internal/pluginpb"
+	"github.com/telemetry-collector/telemetry-collector/internal/wire"
+)
+
+// server implements the plugin gRPC service for one plugin process. It
+// hosts exactly one configured plugin value (Configure succeeds once).
+// Every method is safe for concurrent use.
+type server struct {
+	pluginpb.UnimplementedPluginServer
+	log  hclog.Logger
+	regs []Registration
+	encs sync.Pool // *wire.Encoder
+
+	mu         sync.Mutex
+	configured bool
+	reg        Registration
+	value      any
+	maxConc    int
+	workers    int
+	draining   bool
+	runStarted bool
+	runCancel  context.CancelFunc
+	runDone    chan struct{}
+	inflight   tracker
+	closeOnce  sync.Once
+	closeErr   error
+}
+
+func newServer(logger hclog.Logger, regs []Registration) *server {
+	s := &server{log: logger, regs: regs}
+	s.encs.New = func() any { return wire.NewEncoder() }
+	return s
+}
+
+func (s *server) Describe(context.Context, *pluginpb.Empty) (*pluginpb.DescribeResponse, error) {
+	resp := &pluginpb.DescribeResponse{ProtocolVersion: wire.ProtocolVersion}
+	for _, r := range s.regs {
+		resp.Plugins = append(resp.Plugins, &pluginpb.PluginInfo{
+			Name: r.Name, Kind: string(r.Kind), Description: r.Description, SampleConfig: r.SampleConfig,
+		})
+	}
+	return resp, nil
+}
+
+func (s *server) Configure(ctx context.Context, req *pluginpb.ConfigureRequest) (*pluginpb.ConfigureResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.configured {
+		return &pluginpb.ConfigureResponse{Error: "plugin process is already configured", Permanent: true}, nil
+	}
+	var reg *Registration
+	var names []string
+	for i := range s.regs {
+		if s.regs[i].Name == req.GetName() && string(s.regs[i].Kind) == req.GetKind() {
+			reg = &s.regs[i]
+		}
+		names = append(names, string(s.regs[i].Kind)+" "+s.regs[i].Name)
+	}
+	if reg == nil {
+		return &pluginpb.ConfigureResponse{Permanent: true,
+			Error: fmt.Sprintf("this binary has no %s plugin %q (it serves: %v)", req.GetKind(), req.GetName(), names)}, nil
+	}
+	v := reg.New()
+	var ok bool
+	switch reg.Kind {
+	case KindInput:
+		_, ok = v.(Input)
+	case KindProcessor:
+		_, ok = v.(Processor)
+	case KindOutput:
+		_, ok = v.(Output)
+	}
+	if !ok {
+		return &pluginpb.ConfigureResponse{Permanent: true,
+			Error: fmt.Sprintf("plugin %q: New returned %T, which is not an %s", reg.Name, v, reg.Kind)}, nil
+	}
+	alias := req.GetAlias()
+	if alias == "" {
+		alias = reg.Name
+	}
+	workers := max(1, int(req.GetWorkers()))
+	if er, ok := v.(EnvironmentReceiver); ok {
+		er.SetEnvironment(Environment{Name: reg.Name, Alias: alias, Workers: workers, BatchSize: int(req.GetBatchSize())})
+	}
+	resp := &pluginpb.ConfigureResponse{}
+	if err := DecodeConfig(req.GetConfigJson(), v); err != nil {
+		resp.Issues = toPBIssues(IssuesOf(err))
+		resp.Permanent = true
+		return resp, nil
+	}
+	if val, ok := v.(Validator); ok {
+		if err := val.Validate(); err != nil {
+			resp.Issues = toPBIssues(IssuesOf(err))
+			resp.Permanent = true
+			return resp, nil
+		}
+	}
+	if req.GetCheckOnly() {
+		return resp, nil
+	}
+	if in, ok := v.(Initializer); ok {
+		if err := in.Init(ctx); err != nil {
+			resp.Error = err.Error()
+			resp.Permanent = IsPermanent(err)
+			return resp, nil
+		}
+	}
+	s.maxConc = 1
+	if c, ok := v.(Concurrent); ok {
+		s.maxConc = max(1, c.MaxConcurrency())
+	}
+	resp.MaxConcurrency = uint32(s.maxConc)
+	s.workers = workers
+	s.reg, s.value, s.configured = *reg, v, true
+	s.log = s.log.Named(alias)
+	return resp, nil
+}
+
+func toPBIssues(is []ConfigIssue) []*pluginpb.ConfigIssue {
+	out := make([]*pluginpb.ConfigIssue, len(is))
+	for i, x := range is {
+		out[i] = &pluginpb.ConfigIssue{Key: x.Key, Message: x.Message}
+	}
+	return out
+}
+
+// plugin returns the configured value if it is of kind k.
+func (s *server) plugin(k Kind) (any, hclog.Logger, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.configured {
+		return nil, nil, status.Error(codes.FailedPrecondition, "plugin is not configured")
+	}
+	if s.reg.Kind != k {
+		return nil, nil, status.Errorf(codes.FailedPrecondition, "plugin %q is an %s, not an %s", s.reg.Name, s.reg.Kind, k)
+	}
+	return s.value, s.log, nil
+}
+
+func (s *server) Run(stream pluginpb.Plugin_RunServer) error {
+	v, log, err := s.plugin(KindInput)
+	if err != nil {
+		return err
+	}
+	in := v.(Input)
+	s.mu.Lock()
+	if s.runStarted {
+		s.mu.Unlock()
+		return status.Error(codes.FailedPrecondition, "Run was already called")
+	}
+	s.runStarted = true
+	runCtx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	s.runCancel, s.runDone = cancel, make(chan struct{})
+	if s.draining {
+		cancel()
+	}
+	runDone := s.runDone
+	s.mu.Unlock()
+
+	acc := newAccumulator(stream)
+	recvDone := make(chan struct{})
+	go func() {
+		defer close(recvDone)
+		for {
+			msg, err := stream.Recv()
+			if err != nil {
+				if err == io.EOF {
+					err = errors.New("agent closed the input stream")
+				}
+				acc.fail(err)
+				cancel() // without the agent there is nobody to emit to
+				return
+			}
+			acc.grant(int(msg.GetCredits()))
+			for _, a := range msg.GetAcks() {
+				acc.ack(a)
+			}
+		}
+	}()
+
+	runErr := func() (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("input panicked", "panic", r, "stack", string(debug.Stack()))
+				err = fmt.Errorf("input panicked: %v", r)
+			}
+		}()
+		return in.Run(runCtx, acc)
+	}()
+	close(runDone)
+	if runErr != nil && runCtx.Err() == nil {
+		log.Error("input stopped with an error", "error", runErr)
+	}
+	end := &pluginpb.Batch{End: true}
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		end.RunError = runErr.Error()
+	}
+	if err := acc.send(end); err != nil {
+		log.Debug("cannot send end of run", "error", err)
+	}
+	// Keep taking acknowledgements until the agent closes its side.
+	<-recvDone
+	acc.nackAll(errors.New("the agent stopped before the batch was delivered"))
+	return nil
+}
+
+func (s *server) Process(stream pluginpb.Plugin_ProcessServer) error {
+	v, log, err := s.plugin(KindProcessor)
+	if err != nil {
+		return err
+	}
+	p := v.(Processor)
+	s.mu.Lock()
+	conc := s.maxConc
+	s.mu.Unlock()
+	return serveStream(s, stream.Context(), conc, stream.Recv, func(ctx context.Context, msg *pluginpb.Batch) *pluginpb.ProcessResult {
+		return s.processOne(ctx, log, p, msg)
+	}, stream.Send)
+}
+
+func (s *server) processOne(ctx context.Context, log hclog.Logger, p Processor, msg *pluginpb.Batch) *pluginpb.ProcessResult {
+	res := &pluginpb.ProcessResult{Id: msg.GetId()}
+	b := &Batch{}
+	var dec wire.Decoder
+	if err := dec.Decode(msg, b); err != nil {
+		res.Error, res.Permanent = "malformed batch from the agent: "+err.Error(), true
+		return res
+	}
+	out, err := func() (out []*Batch, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("processor panicked", "panic", r, "stack", string(debug.Stack()))
+				out, err = nil, Permanent(fmt.Errorf("processor panicked: %v", r))
+			}
+		}()
+		return p.Process(ctx, b)
+	}()
+	if err != nil {
+		res.Error, res.Permanent = err.Error(), IsPermanent(err)
+		return res
+	}
+	enc := s.encs.Get().(*wire.Encoder)
+	defer s.encs.Put(enc)
+	for _, ob := range out {
+		if ob != nil {
+			res.Batches = append(res.Batches, enc.Encode(nil, 0, ob))
+		}
+	}
+	return res
+}
+
+func (s *server) Write(stream pluginpb.Plugin_WriteServer) error {
+	v, log, err := s.plugin(KindOutput)
+	if err != nil {
+		return err
+	}
+	o := v.(Output)
+	s.mu.Lock()
+	workers := s.workers
+	s.mu.Unlock()
+	return serveStream(s, stream.Context(), workers, stream.Recv, func(ctx context.Context, msg *pluginpb.Batch) *pluginpb.WriteResult {
+		return s.writeOne(ctx, log, o, msg)
+	}, stream.Send)
+}
+
+func (s *server) writeOne(ctx context.Context, log hclog.Logger, o Output, msg *pluginpb.Batch) *pluginpb.WriteResult {
+	res := &pluginpb.WriteResult{Id: msg.GetId()}
+	b := &Batch{}
+	var dec wire.Decoder
+	if err := dec.Decode(msg, b); err != nil {
+		res.Error, res.Permanent = "malformed batch from the agent: "+err.Error(), true
+		return res
+	}
+	n := len(b.Rejects)
+	err := func() (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("output panicked", "panic", r, "stack", string(debug.Stack()))
+				err = Permanent(fmt.Errorf("output panicked: %v", r))
+			}
+		}()
+		return o.Write(ctx, b)
+	}()
+	if err != nil {
+		res.Error, res.Permanent = err.Error(), IsPermanent(err)
+	}
+	if len(b.Rejects) > n {
+		res.Rejects = wire.EncodeRejects(nil, b.Rejects[n:])
+	}
+	return res
+}
+
+// serveStream receives batches and handles up to conc of them at once,
+// sending each result as soon as it is ready (sends are serialised: a grpc
+// stream allows one sender at a time). A failed send ends the stream.
+func serveStream[R any](s *server, ctx context.Context, conc int, recv func() (*pluginpb.Batch, error),
+	handle func(context.Context, *pluginpb.Batch) R, send func(R) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sem := make(chan struct{}, max(1, conc))
+	var sendMu sync.Mutex
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		msg, err := recv()
+		if err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		s.inflight.add()
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; s.inflight.done(); wg.Done() }()
+			res := handle(ctx, msg)
+			sendMu.Lock()
+			err := send(res)
+			sendMu.Unlock()
+			if err != nil {
+				cancel(err)
+			}
+		}()
+	}
+}
+
+func (s *server) Drain(ctx context.Context, _ *pluginpb.Empty) (*pluginpb.Empty, error) {
+	s.mu.Lock()
+	s.draining = true
+	cancel, done := s.runCancel, s.runDone
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+	}
+	if err := s.inflight.wait(ctx); err != nil {
+		return nil, status.FromContextError(err).Err()
+	}
+	return &pluginpb.Empty{}, nil
+}
+
+func (s *server) Close(ctx context.Context, _ *pluginpb.Empty) (*pluginpb.Empty, error) {
+	if err := s.closeAll(ctx); err != nil {
+		return nil, status.Error(codes.Unknown, err.Error())
+	}
+	return &pluginpb.Empty{}, nil
+}
+
+// closeAll stops a running input and calls the plugin's Close once.
+func (s *server) closeAll(ctx context.Context) error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		cancel, v, log := s.runCancel, s.value, s.log
+		s.mu.Unlock()
+		if cancel != nil {
+			cancel()
+		}
+		if c, ok := v.(Closer); ok {
+			s.closeErr = c.Close(ctx)
+			if s.closeErr != nil {
+				log.Error("close failed", "error", s.closeErr)
+			}
+		}
+	})
+	return s.closeErr
+}
+
+// tracker counts in-flight calls and lets Drain wait for none.
+type tracker struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed while n == 0; nil means "closed"
+}
+
+func (t *tracker) add() {
+	t.mu.Lock()
+	if t.n == 0 {
+		t.idle = make(chan struct{})
+	}
+	t.n++
+	t.mu.Unlock()
+}
+
+func (t *tracker) done() {
+	t.mu.Lock()
+	t.n--
+	if t.n == 0 {
+		close(t.idle)
+	}
+	t.mu.Unlock()
+}
+
+func (t *tracker) wait(ctx context.Context) error {
+	t.mu.Lock()
+	ch := t.idle
+	n := t.n
+	t.mu.Unlock()
+	if n == 0 || ch == nil {
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
