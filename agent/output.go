@@ -1,0 +1,296 @@
+package agent
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/telemetry-collector/telemetry-collector/conf"
+	"github.com/telemetry-collector/telemetry-collector/sdk"
+)
+
+// outputStage feeds one Output: a bounded queue, a batcher goroutine that
+// merges queued batches into writes of up to batchSize points (or whatever
+// is pending after flushInterval), and workers goroutines calling Write.
+type outputStage struct {
+	a          *Agent
+	p          *conf.Plugin
+	id         string
+	out        sdk.Output
+	log        hclog.Logger
+	required   bool
+	batchSize  int
+	workers    int
+	flush      time.Duration
+	maxRetries int
+
+	queue chan item
+	jobs  chan writeJob
+}
+
+// writeJob is one Write: b, and one tracker reference per entry of trs
+// (nil trackers never appear; best-effort data carries none).
+type writeJob struct {
+	b   *sdk.Batch
+	trs []*tracker
+}
+
+func (a *Agent) newOutputStage(p *conf.Plugin, o sdk.Output) *outputStage {
+	s := &outputStage{
+		a: a, p: p, id: p.ID(), out: o, log: a.log.Named(p.ID()),
+		required:   p.Required,
+		batchSize:  p.BatchSize,
+		workers:    p.Workers,
+		flush:      p.FlushInterval,
+		maxRetries: p.MaxRetries,
+	}
+	if s.batchSize <= 0 {
+		s.batchSize = DefaultBatchSize
+	}
+	if s.workers <= 0 {
+		s.workers = 1
+	}
+	if s.flush <= 0 {
+		s.flush = a.cfg.Agent.FlushInterval
+	}
+	if s.flush <= 0 {
+		s.flush = DefaultFlushInterval
+	}
+	qs := p.QueueSize
+	if qs <= 0 {
+		qs = a.queueSize
+	}
+	s.queue = make(chan item, qs)
+	s.jobs = make(chan writeJob)
+	return s
+}
+
+func (s *outputStage) drop() {
+	s.a.m.dropped.WithLabelValues(s.id).Inc()
+	s.log.Debug("best-effort output queue full: batch dropped for this output")
+}
+
+func (s *outputStage) start(pipe *sync.WaitGroup) {
+	pipe.Add(1 + s.workers)
+	go func() {
+		defer pipe.Done()
+		s.batcher()
+	}()
+	for range s.workers {
+		go func() {
+			defer pipe.Done()
+			for job := range s.jobs {
+				s.write(job)
+			}
+		}()
+	}
+}
+
+// batcher merges queued batches into jobs. It flushes when a job reaches
+// batchSize points, when flush passed since the first batch of the pending
+// job arrived, and when the queue is closed (shutdown: partial batches are
+// written).
+func (s *outputStage) batcher() {
+	a := s.a
+	defer close(s.jobs)
+	var pend *sdk.Batch
+	var trs []*tracker
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	timerOn := false
+	emit := func(job writeJob) {
+		select {
+		case s.jobs <- job:
+		case <-a.hardCtx.Done():
+			for _, t := range job.trs {
+				t.fail(errShutdownTimeout)
+			}
+		}
+	}
+	flush := func() {
+		if timerOn {
+			timer.Stop()
+			timerOn = false
+		}
+		if pend == nil {
+			return
+		}
+		job := writeJob{b: pend, trs: trs}
+		pend, trs = nil, nil
+		emit(job)
+	}
+	withTr := func(t *tracker) []*tracker {
+		if t == nil {
+			return nil
+		}
+		return []*tracker{t}
+	}
+	add := func(it item) {
+		b, n := it.b, len(it.b.Points)
+		if n == 0 {
+			if it.tr != nil {
+				it.tr.release(1)
+			}
+			return
+		}
+		if pend != nil && len(pend.Points)+n > s.batchSize {
+			flush()
+		}
+		switch {
+		case n > s.batchSize:
+			// Split: full pieces are written at once, the rest waits.
+			pieces := (n + s.batchSize - 1) / s.batchSize
+			if it.tr != nil {
+				it.tr.add(pieces - 1)
+			}
+			i := 0
+			for ; i+s.batchSize <= n; i += s.batchSize {
+				emit(writeJob{b: slicePoints(b, i, i+s.batchSize), trs: withTr(it.tr)})
+			}
+			if i < n {
+				pend, trs = slicePoints(b, i, n), withTr(it.tr)
+			}
+		case pend == nil:
+			pend, trs = b, withTr(it.tr)
+		default:
+			mergeInto(pend, b)
+			if it.tr != nil {
+				trs = append(trs, it.tr)
+			}
+		}
+		if pend != nil && len(pend.Points) >= s.batchSize {
+			flush()
+		} else if pend != nil && !timerOn {
+			timer.Reset(s.flush)
+			timerOn = true
+		}
+	}
+	for {
+		select {
+		case it, ok := <-s.queue:
+			if !ok {
+				flush()
+				return
+			}
+			add(it)
+		case <-timer.C:
+			timerOn = false
+			flush()
+		}
+	}
+}
+
+// write calls Write for one job, retrying retryable errors with backoff,
+// then records the rejects the output appended, then settles the job's
+// tracker references. A permanent error or exhausted retries dead-letter the
+// batch (which settles it too).
+func (s *outputStage) write(job writeJob) {
+	a := s.a
+	b := job.b
+	n := len(b.Points)
+	base := len(b.Rejects)
+	for attempt := 0; ; attempt++ {
+		b.Rejects = b.Rejects[:base]
+		start := time.Now()
+		err := s.out.Write(a.hardCtx, b)
+		a.m.procTime.WithLabelValues(s.id).Observe(time.Since(start).Seconds())
+		if err == nil {
+			a.m.stage(s.id, n)
+			break
+		}
+		if sdk.IsPermanent(err) {
+			a.m.errors.WithLabelValues(s.id, errTypePermanent).Inc()
+			b.Rejects = b.Rejects[:base]
+			a.deadLetterBatch(s.id, err, b, job.trs)
+			return
+		}
+		if a.hardCtx.Err() != nil {
+			for _, t := range job.trs {
+				t.fail(fmt.Errorf("%s: %w", s.id, err))
+			}
+			return
+		}
+		a.m.errors.WithLabelValues(s.id, errTypeRetryable).Inc()
+		if s.maxRetries > 0 && attempt+1 >= s.maxRetries {
+			a.m.errors.WithLabelValues(s.id, errTypeExhausted).Inc()
+			b.Rejects = b.Rejects[:base]
+			a.deadLetterBatch(s.id, fmt.Errorf("giving up after %d retryable failures: %w", attempt+1, err), b, job.trs)
+			return
+		}
+		s.log.Warn("write failed, retrying", "attempt", attempt+1, "points", n, "error", err)
+		if !a.backoff(attempt) {
+			for _, t := range job.trs {
+				t.fail(fmt.Errorf("%s: %w", s.id, err))
+			}
+			return
+		}
+	}
+	if len(b.Rejects) > base {
+		// One tracker stands for the job here: a failure gives up them all.
+		rej := item{b: &sdk.Batch{Rejects: b.Rejects[base:]}, from: s.id}
+		if !s.takeRejects(rej, job.trs) {
+			return
+		}
+	}
+	for _, t := range job.trs {
+		t.release(1)
+	}
+}
+
+// takeRejects dead-letters the rejects an output appended during Write; on
+// failure every tracker of the job is given up.
+func (s *outputStage) takeRejects(it item, trs []*tracker) bool {
+	a := s.a
+	n := len(it.b.Rejects)
+	a.m.errors.WithLabelValues(s.id, errTypeReject).Add(float64(n))
+	if err := a.dl.WriteRejects(a.hardCtx, s.id, it.b.Rejects); err != nil {
+		a.m.errors.WithLabelValues(s.id, errTypeDeadLetter).Inc()
+		s.log.Error("cannot store rejects in the dead-letter store", "rejects", n, "error", err)
+		for _, t := range trs {
+			t.fail(fmt.Errorf("agent: %d rejects of %s could not be dead-lettered: %w", n, s.id, err))
+		}
+		return false
+	}
+	a.m.deadLetter.WithLabelValues(s.id).Add(float64(n))
+	s.log.Warn("rows refused by the output dead-lettered", "rejects", n,
+		"first_reason", it.b.Rejects[0].Reason, "first_position", it.b.Rejects[0].Position)
+	return true
+}
+
+// mergeInto appends src's series and points to dst, renumbering src's
+// points. src must not be used afterwards.
+func mergeInto(dst, src *sdk.Batch) {
+	off := uint32(len(dst.Series))
+	dst.Series = append(dst.Series, src.Series...)
+	start := len(dst.Points)
+	dst.Points = append(dst.Points, src.Points...)
+	if off != 0 {
+		pts := dst.Points[start:]
+		for i := range pts {
+			pts[i].Series += off
+		}
+	}
+	dst.Rejects = append(dst.Rejects, src.Rejects...)
+}
+
+// slicePoints returns a new batch with points [i, j) of b and only the
+// series they use (shared label slices are copied by reference: b is not
+// used again except through its other pieces, which get their own Series
+// slices).
+func slicePoints(b *sdk.Batch, i, j int) *sdk.Batch {
+	remap := make(map[uint32]uint32)
+	out := &sdk.Batch{Points: make([]sdk.Point, j-i)}
+	for k, p := range b.Points[i:j] {
+		id, ok := remap[p.Series]
+		if !ok {
+			id = uint32(len(out.Series))
+			remap[p.Series] = id
+			s := b.Series[p.Series]
+			out.Series = append(out.Series, sdk.Series{Name: s.Name, Labels: append(sdk.Labels(nil), s.Labels...)})
+		}
+		out.Points[k] = sdk.Point{Series: id, Time: p.Time, Value: p.Value}
+	}
+	return out
+}

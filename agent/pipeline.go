@@ -1,0 +1,281 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/telemetry-collector/telemetry-collector/conf"
+	"github.com/telemetry-collector/telemetry-collector/sdk"
+)
+
+// inputRunner runs one Input and is its Accumulator.
+type inputRunner struct {
+	a        *Agent
+	p        *conf.Plugin
+	id       string
+	in       sdk.Input
+	log      hclog.Logger
+	credits  chan struct{} // one token per emitted, unsettled batch
+	inflight prometheus.Gauge
+	cancel   context.CancelFunc
+}
+
+func (r *inputRunner) start() {
+	ctx, cancel := context.WithCancel(r.a.hardCtx)
+	r.cancel = cancel
+	r.a.inputWG.Add(1)
+	go func() {
+		defer r.a.inputWG.Done()
+		err := r.in.Run(ctx, r)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			r.a.m.errors.WithLabelValues(r.id, errTypeInput).Inc()
+			r.log.Error("input stopped with an error; the other plugins keep running", "error", err)
+		case err != nil && !errors.Is(err, context.Canceled):
+			r.log.Warn("input stopped with an error while shutting down", "error", err)
+		case ctx.Err() == nil:
+			r.log.Info("input finished")
+		}
+	}()
+}
+
+// Emit implements sdk.Accumulator. It blocks until the input has a credit
+// (fewer than input_credits of its batches are unsettled) and the first
+// queue has room. When it returns nil, b belongs to the agent and done will
+// be called exactly once; when it returns an error (ctx done, ErrStopped),
+// the batch was not taken and done is never called. Safe for concurrent use.
+func (r *inputRunner) Emit(ctx context.Context, b *sdk.Batch, done func(sdk.Delivery)) error {
+	if b == nil {
+		return errors.New("agent: Emit of a nil batch")
+	}
+	a := r.a
+	a.intakeMu.RLock()
+	if a.intakeClosed {
+		a.intakeMu.RUnlock()
+		return ErrStopped
+	}
+	a.emitWG.Add(1)
+	a.intakeMu.RUnlock()
+	defer a.emitWG.Done()
+
+	select {
+	case r.credits <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-a.intakeStop:
+		return ErrStopped
+	}
+	t := &tracker{in: r, done: done}
+	t.refs.Store(1)
+	a.trackers.register(t)
+	r.inflight.Inc()
+	n := len(b.Points)
+	var err error
+	select {
+	case a.first <- item{b: b, tr: t, from: r.id}:
+		a.m.stage(r.id, n)
+		return nil
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-a.intakeStop:
+		err = ErrStopped
+	}
+	// Not taken: forget the tracker without calling done.
+	t.settled.Store(true)
+	r.inflight.Dec()
+	<-r.credits
+	a.trackers.unregister(t)
+	return err
+}
+
+// procStage runs one Processor over its input queue with workers goroutines.
+type procStage struct {
+	a       *Agent
+	p       *conf.Plugin
+	id      string
+	proc    sdk.Processor
+	log     hclog.Logger
+	workers int
+	in, out chan item
+}
+
+func (s *procStage) start(pipe *sync.WaitGroup) {
+	var wg sync.WaitGroup
+	for range s.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range s.in {
+				s.handle(it)
+			}
+		}()
+	}
+	pipe.Add(1)
+	go func() {
+		defer pipe.Done()
+		wg.Wait()
+		close(s.out)
+	}()
+}
+
+func (s *procStage) handle(it item) {
+	a := s.a
+	if !a.takeRejects(it) {
+		return
+	}
+	if len(it.b.Points) == 0 {
+		it.tr.release(1)
+		return
+	}
+	if it.tr.settled.Load() {
+		return // given up already (shutdown deadline): skip the work
+	}
+	results, err := s.process(it.b)
+	if err != nil {
+		if a.hardCtx.Err() != nil && !sdk.IsPermanent(err) {
+			it.tr.fail(fmt.Errorf("%s: %w", s.id, err))
+			return
+		}
+		a.deadLetterBatch(s.id, err, it.b, []*tracker{it.tr})
+		return
+	}
+	n := 0
+	for _, r := range results {
+		if r != nil {
+			n++
+		}
+	}
+	if n == 0 {
+		it.tr.release(1) // a drop counts as delivered
+		return
+	}
+	it.tr.add(n - 1)
+	for _, r := range results {
+		if r == nil {
+			continue
+		}
+		if !a.send(s.out, item{b: r, tr: it.tr, from: s.id}) {
+			it.tr.fail(errShutdownTimeout)
+			return
+		}
+	}
+}
+
+// process calls Process, retrying retryable errors with backoff (up to
+// max_retries when set). A non-nil error is permanent, exhausted retries, or
+// the shutdown deadline.
+func (s *procStage) process(b *sdk.Batch) ([]*sdk.Batch, error) {
+	a := s.a
+	n := len(b.Points)
+	for attempt := 0; ; attempt++ {
+		start := time.Now()
+		res, err := s.proc.Process(a.hardCtx, b)
+		a.m.procTime.WithLabelValues(s.id).Observe(time.Since(start).Seconds())
+		if err == nil {
+			a.m.stage(s.id, n)
+			return res, nil
+		}
+		if sdk.IsPermanent(err) {
+			a.m.errors.WithLabelValues(s.id, errTypePermanent).Inc()
+			return nil, err
+		}
+		if a.hardCtx.Err() != nil {
+			return nil, err
+		}
+		a.m.errors.WithLabelValues(s.id, errTypeRetryable).Inc()
+		if s.p.MaxRetries > 0 && attempt+1 >= s.p.MaxRetries {
+			a.m.errors.WithLabelValues(s.id, errTypeExhausted).Inc()
+			return nil, fmt.Errorf("giving up after %d retryable failures: %w", attempt+1, err)
+		}
+		s.log.Warn("process failed, retrying", "attempt", attempt+1, "error", err)
+		if !a.backoff(attempt) {
+			return nil, err
+		}
+	}
+}
+
+// fanout hands every batch leaving the last processor to every output:
+// required outputs get a blocking send (backpressure) and hold a tracker
+// reference each; best-effort outputs get a copy if their queue has room,
+// else the batch is dropped for them and counted.
+func (a *Agent) fanout() {
+	defer a.pipeWG.Done()
+	var required, best []*outputStage
+	for _, o := range a.outputs {
+		if o.required {
+			required = append(required, o)
+		} else {
+			best = append(best, o)
+		}
+	}
+	defer func() {
+		for _, o := range a.outputs {
+			close(o.queue)
+		}
+	}()
+	for it := range a.fanoutIn {
+		if !a.takeRejects(it) {
+			continue
+		}
+		if len(it.b.Points) == 0 {
+			it.tr.release(1)
+			continue
+		}
+		if it.tr.settled.Load() {
+			continue
+		}
+		for _, o := range best {
+			if len(o.queue) == cap(o.queue) {
+				o.drop()
+				continue
+			}
+			select {
+			case o.queue <- item{b: cloneBatch(it.b), from: it.from}:
+			default:
+				o.drop()
+			}
+		}
+		if len(required) == 0 {
+			it.tr.release(1)
+			continue
+		}
+		it.tr.add(len(required) - 1)
+		for i, o := range required {
+			b := it.b
+			if i < len(required)-1 {
+				b = cloneBatch(it.b) // the original goes last, to the last output
+			}
+			if !a.send(o.queue, item{b: b, tr: it.tr, from: it.from}) {
+				it.tr.fail(errShutdownTimeout)
+				break
+			}
+		}
+	}
+}
+
+// cloneBatch deep-copies series (labels included) and points; rejects are
+// not copied (they were dead-lettered before fan-out).
+func cloneBatch(b *sdk.Batch) *sdk.Batch {
+	c := &sdk.Batch{
+		Series: make([]sdk.Series, len(b.Series)),
+		Points: make([]sdk.Point, len(b.Points)),
+	}
+	copy(c.Points, b.Points)
+	nl := 0
+	for _, s := range b.Series {
+		nl += len(s.Labels)
+	}
+	labels := make(sdk.Labels, 0, nl)
+	for i, s := range b.Series {
+		start := len(labels)
+		labels = append(labels, s.Labels...)
+		c.Series[i] = sdk.Series{Name: s.Name, Labels: labels[start:len(labels):len(labels)]}
+	}
+	return c
+}
