@@ -1,0 +1,280 @@
+package mq_service
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/telemetry-collector/telemetry-collector/inputs/parsers"
+	"github.com/telemetry-collector/telemetry-collector/mq/mqpb"
+	"github.com/telemetry-collector/telemetry-collector/sdk"
+)
+
+// msgTrack follows one received message through the batches that hold its
+// data. pending is set while the batches are built (by the receive loop,
+// before any of them is emitted) and then only changed under
+// Input.trackMu by done callbacks; the message is acknowledged when it
+// reaches zero, negatively if any of its batches failed.
+type msgTrack struct {
+	id      string
+	pending int
+	err     error
+}
+
+// pendingBatch is a batch being built or in the pipeline, with the messages
+// whose data it holds.
+type pendingBatch struct {
+	b           *sdk.Batch
+	idx         *sdk.SeriesIndex
+	msgs        []*msgTrack
+	rejectBytes int
+	fired       atomic.Bool // done already handled
+}
+
+func newPendingBatch() *pendingBatch {
+	b := &sdk.Batch{}
+	return &pendingBatch{b: b, idx: sdk.NewSeriesIndex(b)}
+}
+
+func (p *pendingBatch) empty() bool { return len(p.msgs) == 0 }
+
+// attach records that m has data in p.
+func (p *pendingBatch) attach(m *msgTrack) {
+	if n := len(p.msgs); n > 0 && p.msgs[n-1] == m {
+		return
+	}
+	p.msgs = append(p.msgs, m)
+	m.pending++
+}
+
+// builder merges parsed messages into batches of at most maxPoints points
+// (and bounded reject bytes), splitting a large message over several
+// batches. It is owned by the receive loop.
+type builder struct {
+	maxPoints int
+	full      []*pendingBatch // complete, waiting to be emitted
+	cur       *pendingBatch
+	remap     []int32 // message series -> cur series, -1 unknown
+}
+
+func (bl *builder) rotate() {
+	if bl.cur != nil && !bl.cur.empty() {
+		bl.full = append(bl.full, bl.cur)
+	}
+	bl.cur = newPendingBatch()
+	for k := range bl.remap {
+		bl.remap[k] = -1
+	}
+}
+
+// add merges the points and rejects of one parsed message (src) into the
+// batches. It copies what it keeps; src may be reused afterwards.
+func (bl *builder) add(m *msgTrack, src *sdk.Batch) {
+	if bl.cur == nil {
+		bl.cur = newPendingBatch()
+	}
+	bl.remap = bl.remap[:0]
+	for range src.Series {
+		bl.remap = append(bl.remap, -1)
+	}
+	for _, p := range src.Points {
+		if bl.cur.b.Len() >= bl.maxPoints {
+			bl.rotate()
+		}
+		bl.cur.attach(m)
+		if int(p.Series) >= len(src.Series) {
+			// A parser bug; keep the data visible instead of panicking.
+			bl.cur.b.Reject(fmt.Sprintf("parser produced point with series %d of %d", p.Series, len(src.Series)),
+				"", nil)
+			continue
+		}
+		s := bl.remap[p.Series]
+		if s < 0 {
+			ser := src.Series[p.Series]
+			s = int32(bl.cur.idx.ID(ser.Name, ser.Labels))
+			bl.remap[p.Series] = s
+		}
+		bl.cur.b.Add(uint32(s), p.Time, p.Value)
+	}
+	for _, r := range src.Rejects {
+		if n := len(bl.cur.b.Rejects); n > 0 &&
+			(n >= bl.maxPoints || bl.cur.rejectBytes+len(r.Raw) > maxBatchRejectBytes) {
+			bl.rotate()
+		}
+		bl.cur.attach(m)
+		bl.cur.b.Rejects = append(bl.cur.b.Rejects, r)
+		bl.cur.rejectBytes += len(r.Raw)
+	}
+}
+
+// take returns the batches ready to emit: the full ones, and the current
+// one too when all is set or it reached the point cap.
+func (bl *builder) take(all bool) []*pendingBatch {
+	out := bl.full
+	bl.full = nil
+	if bl.cur != nil && !bl.cur.empty() && (all || bl.cur.b.Len() >= bl.maxPoints) {
+		out = append(out, bl.cur)
+		bl.cur = nil
+	}
+	return out
+}
+
+// points is the number of points waiting in the builder.
+func (bl *builder) pending() bool {
+	return len(bl.full) > 0 || (bl.cur != nil && !bl.cur.empty())
+}
+
+// batchDone handles the fate of an emitted (or failed) batch: messages all
+// of whose batches are done get acknowledged. It never blocks.
+func (i *Input) batchDone(p *pendingBatch, d sdk.Delivery) {
+	if !p.fired.CompareAndSwap(false, true) {
+		return
+	}
+	var ready []*msgTrack
+	i.trackMu.Lock()
+	for _, m := range p.msgs {
+		if !d.OK && m.err == nil {
+			m.err = d.Err
+			if m.err == nil {
+				m.err = errors.New("not delivered")
+			}
+		}
+		m.pending--
+		if m.pending == 0 {
+			ready = append(ready, m)
+		}
+	}
+	i.trackMu.Unlock()
+	for _, m := range ready {
+		i.finish(m)
+	}
+}
+
+// finish acknowledges a message whose fate is known.
+func (i *Input) finish(m *msgTrack) {
+	i.inflightDone(m.id)
+	acks := i.ackerOrNil()
+	if acks == nil {
+		i.stats.ackDropped.Add(1)
+		return
+	}
+	if m.err != nil {
+		acks.enqueue(m.id, false, truncate("delivery failed: "+m.err.Error(), 1024))
+		return
+	}
+	acks.enqueue(m.id, true, "")
+}
+
+func (i *Input) ackerOrNil() *acker {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.acks
+}
+
+// parserCache holds the parsers by format; owned by the receive loop.
+type parserCache struct {
+	newParser func(string, parsers.Options) (parsers.Parser, error)
+	opts      parsers.Options
+	ok        map[string]parsers.Parser
+	bad       map[string]error
+}
+
+func (c *parserCache) get(format string) (parsers.Parser, error) {
+	if p, ok := c.ok[format]; ok {
+		return p, nil
+	}
+	if err, ok := c.bad[format]; ok {
+		return nil, err
+	}
+	p, err := c.newParser(format, c.opts)
+	if err == nil && p == nil {
+		err = fmt.Errorf("no parser for %q", format)
+	}
+	if err != nil {
+		if len(c.bad) < maxCachedParserErrors {
+			c.bad[format] = err
+		}
+		return nil, err
+	}
+	c.ok[format] = p
+	return p, nil
+}
+
+// contentType returns the normalised format named by a message's metadata,
+// or "" when it names none.
+func contentType(md map[string]string) string {
+	ct, ok := md["content-type"]
+	if !ok {
+		for k, v := range md {
+			if strings.EqualFold(k, "content-type") {
+				ct, ok = v, true
+				break
+			}
+		}
+	}
+	if !ok {
+		return ""
+	}
+	if k := strings.IndexByte(ct, ';'); k >= 0 {
+		ct = ct[:k]
+	}
+	return strings.ToLower(strings.TrimSpace(ct))
+}
+
+// parseMessage parses m into dst (empty on entry). On error dst holds
+// nothing but one reject carrying the (truncated) payload; the returned
+// error says why, for counting.
+func (i *Input) parseMessage(pc *parserCache, m *mqpb.Message, dst *sdk.Batch, now time.Time) error {
+	pos := "message " + m.GetId()
+	format := contentType(m.GetMetadata())
+	if format == "" {
+		format = i.DataFormat
+	}
+	msgTime := now
+	if ts := m.GetTimestamp(); ts != nil && ts.IsValid() && (ts.Seconds != 0 || ts.Nanos != 0) {
+		msgTime = ts.AsTime()
+	}
+	p, err := pc.get(format)
+	if err != nil {
+		err = fmt.Errorf("unknown content-type %q: %w", format, err)
+	} else {
+		err = safeParse(p, m.GetPayload(), msgTime, pos, dst)
+		if err != nil {
+			err = fmt.Errorf("%s payload does not parse: %w", format, err)
+		}
+	}
+	if err != nil {
+		dst.Reset()
+		payload := m.GetPayload()
+		raw := payload
+		if len(raw) > maxRejectRaw {
+			raw = raw[:maxRejectRaw]
+		}
+		reason := fmt.Sprintf("%v (payload %d bytes", err, len(payload))
+		if len(raw) < len(payload) {
+			reason += fmt.Sprintf(", first %d kept", len(raw))
+		}
+		dst.Reject(reason+")", pos, append([]byte(nil), raw...))
+		return err
+	}
+	return nil
+}
+
+// safeParse runs a parser, turning a panic on bad input into an error.
+func safeParse(p parsers.Parser, payload []byte, t time.Time, pos string, dst *sdk.Batch) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("parser panicked: %v", r)
+		}
+	}()
+	return p.Parse(payload, t, pos, dst)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

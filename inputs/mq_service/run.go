@@ -1,0 +1,409 @@
+package mq_service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/telemetry-collector/telemetry-collector/inputs/parsers"
+	"github.com/telemetry-collector/telemetry-collector/mq/mqpb"
+	"github.com/telemetry-collector/telemetry-collector/sdk"
+)
+
+// errNoHeartbeat ends a subscription that went silent.
+var errNoHeartbeat = errors.New("no message or heartbeat within heartbeat_timeout")
+
+// Run subscribes and feeds the pipeline until ctx is cancelled (it then
+// returns nil) or a fatal error. Broken streams are reopened with backoff.
+func (i *Input) Run(ctx context.Context, acc sdk.Accumulator) error {
+	i.mu.Lock()
+	if i.closed {
+		i.mu.Unlock()
+		return nil
+	}
+	if i.runDone != nil {
+		i.mu.Unlock()
+		return errors.New("mq_service: Run called twice")
+	}
+	if err := i.setupLocked(); err != nil {
+		i.mu.Unlock()
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	i.runCancel = cancel
+	i.runDone = make(chan struct{})
+	defer close(i.runDone)
+	loc := i.location
+	i.mu.Unlock()
+
+	pc := &parserCache{
+		newParser: i.parserFactory(),
+		opts:      parsers.Options{Location: loc},
+		ok:        make(map[string]parsers.Parser),
+		bad:       make(map[string]error),
+	}
+	maxPoints := i.EmitMaxPoints
+	if maxPoints < 1 {
+		maxPoints = DefaultEmitMaxPoints
+	}
+	r := &runner{in: i, acc: acc, pc: pc, bl: &builder{maxPoints: maxPoints}, scratch: &sdk.Batch{}}
+
+	bo := newBackoff(i.ReconnectBackoffMax.D())
+	outage := false
+	for attempt := 0; ; attempt++ {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if attempt > 0 {
+			i.stats.reconnects.Add(1)
+		}
+		got, err := r.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var fatal *fatalError
+		if errors.As(err, &fatal) {
+			return fatal.err
+		}
+		if got {
+			bo.reset()
+			outage = false
+		}
+		if !outage {
+			outage = true
+			i.log.Warn("subscription lost; reconnecting with backoff", "address", i.Address, "topic", i.Topic, "error", err)
+		} else {
+			i.log.Debug("subscription still down", "address", i.Address, "topic", i.Topic, "error", err)
+		}
+		if !sleepCtx(ctx, bo.next()) {
+			return nil
+		}
+		r.recovered = &outage
+	}
+}
+
+// fatalError ends Run instead of reconnecting.
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+
+// runner holds the receive loop's state across sessions; owned by Run's
+// goroutine.
+type runner struct {
+	in      *Input
+	acc     sdk.Accumulator
+	pc      *parserCache
+	bl      *builder
+	scratch *sdk.Batch
+	// recovered, when not nil, is cleared (and the recovery logged) on the
+	// first response of a session.
+	recovered *bool
+}
+
+func (i *Input) subscribeRequest() *mqpb.SubscribeRequest {
+	return &mqpb.SubscribeRequest{
+		Topic:             i.Topic,
+		ConsumerId:        i.ConsumerID,
+		BatchSize:         int32(i.BatchSize),
+		MaxInFlight:       int32(i.MaxInFlight),
+		AckTimeoutSeconds: int32(i.ackTimeoutSeconds()),
+		Filter:            i.Filter,
+	}
+}
+
+// subStream is one Subscribe stream. The send side is shared by the
+// renewer and the drain (CloseSend), serialised by sem so a Send blocked by
+// a broker that does not read cannot hang shutdown.
+type subStream struct {
+	s      grpc.BidiStreamingClient[mqpb.SubscribeRequest, mqpb.SubscribeResponse]
+	sem    chan struct{}
+	cancel context.CancelFunc
+	// lastRenewal is the unix-nano time of the last renewal sent (0: none);
+	// written by the renewer, read after it stopped.
+	lastRenewal time.Time
+}
+
+// session runs one Subscribe stream until it breaks or ctx is cancelled. got
+// reports whether the broker answered at least once.
+func (r *runner) session(ctx context.Context) (got bool, err error) {
+	i := r.in
+	sctx, scancel := context.WithCancel(context.WithoutCancel(ctx))
+	client := mqpb.NewSubscriberServiceClient(i.conn)
+	s, err := client.Subscribe(sctx)
+	if err != nil {
+		scancel()
+		return false, fmt.Errorf("open subscribe stream to %s: %w", i.Address, err)
+	}
+	ss := &subStream{s: s, sem: make(chan struct{}, 1), cancel: scancel}
+	if err := s.Send(i.subscribeRequest()); err != nil {
+		_, rerr := s.Recv()
+		scancel()
+		if rerr != nil && !errors.Is(rerr, io.EOF) {
+			err = rerr
+		}
+		return false, fmt.Errorf("send subscribe request: %w", err)
+	}
+
+	respCh := make(chan *mqpb.SubscribeResponse)
+	errCh := make(chan error, 1)
+	stop := make(chan struct{})
+	renewDone := make(chan struct{})
+	go r.receive(sctx, ss, respCh, errCh, stop)
+	go r.renew(sctx, ss, stop, renewDone)
+
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	lingerOn := false
+	idle := time.NewTimer(time.Hour)
+	idle.Stop()
+	heartbeats := false
+	hbTimeout := i.HeartbeatTimeout.D()
+	maxWait := i.EmitMaxWait.D()
+
+	// end stops the stream's helpers after a failure and returns err.
+	end := func(err error) (bool, error) {
+		close(stop)
+		<-renewDone
+		scancel()
+		linger.Stop()
+		idle.Stop()
+		return got, r.classify(ss, err)
+	}
+
+	for {
+		var idleC <-chan time.Time
+		if heartbeats && hbTimeout > 0 {
+			idle.Reset(hbTimeout)
+			idleC = idle.C
+		}
+		select {
+		case <-ctx.Done():
+			r.drain(ss, stop, renewDone)
+			return got, nil
+		case err := <-errCh:
+			// Data already taken still goes to the pipeline.
+			if ferr := r.flush(ctx, true); ferr != nil {
+				r.drain(ss, stop, renewDone)
+				return got, ferr
+			}
+			return end(err)
+		case <-idleC:
+			if ferr := r.flush(ctx, true); ferr != nil {
+				r.drain(ss, stop, renewDone)
+				return got, ferr
+			}
+			return end(errNoHeartbeat)
+		case <-linger.C:
+			lingerOn = false
+			if err := r.flush(ctx, true); err != nil {
+				r.drain(ss, stop, renewDone)
+				return got, err
+			}
+		case resp := <-respCh:
+			idle.Stop()
+			if !got {
+				got = true
+				if r.recovered != nil && *r.recovered {
+					*r.recovered = false
+					i.log.Info("subscription restored", "address", i.Address, "topic", i.Topic)
+				}
+			}
+			if resp.GetHeartbeat() {
+				heartbeats = true
+				i.stats.heartbeats.Add(1)
+			}
+			r.process(resp)
+			all := maxWait == 0
+			if err := r.flush(ctx, all); err != nil {
+				r.drain(ss, stop, renewDone)
+				return got, err
+			}
+			if r.bl.pending() && !lingerOn {
+				linger.Reset(maxWait)
+				lingerOn = true
+			}
+		}
+	}
+}
+
+// classify turns a stream's end into the error Run logs, and disables lease
+// renewal when the broker apparently refused one.
+func (r *runner) classify(ss *subStream, err error) error {
+	if err == nil || errors.Is(err, io.EOF) {
+		err = errors.New("broker ended the subscription")
+	}
+	if !ss.lastRenewal.IsZero() && time.Since(ss.lastRenewal) < 2*time.Second && !errors.Is(err, errNoHeartbeat) {
+		switch status.Code(err) {
+		case codes.Unavailable, codes.Canceled, codes.DeadlineExceeded, codes.Unknown:
+			// the broker or the network went away
+		default:
+			if r.in.renewOff.CompareAndSwap(false, true) {
+				r.in.log.Warn("broker ended the subscription right after a lease renewal; lease renewal disabled (messages may be redelivered after ack_timeout)",
+					"error", err)
+			}
+		}
+	}
+	return err
+}
+
+// receive reads the stream and hands responses over one at a time (so at
+// most one response waits here while the pipeline is full). After stop it
+// negatively acknowledges whatever still arrives, so the broker can hand it
+// to another consumer.
+func (r *runner) receive(sctx context.Context, ss *subStream, respCh chan<- *mqpb.SubscribeResponse, errCh chan<- error, stop <-chan struct{}) {
+	for {
+		resp, err := ss.s.Recv()
+		if err != nil {
+			errCh <- err
+			return
+		}
+		select {
+		case respCh <- resp:
+		case <-stop:
+			r.nackAll(resp.GetMessages(), "not processed: consumer shutting down")
+		case <-sctx.Done():
+			r.nackAll(resp.GetMessages(), "not processed: subscription closed")
+		}
+	}
+}
+
+func (r *runner) nackAll(msgs []*mqpb.Message, reason string) {
+	if len(msgs) == 0 {
+		return
+	}
+	acks := r.in.ackerOrNil()
+	for _, m := range msgs {
+		r.in.stats.received.Add(1)
+		if acks != nil {
+			acks.enqueue(m.GetId(), false, reason)
+		}
+	}
+}
+
+// renew re-sends the subscription while messages are in flight: our broker
+// takes it as a lease renewal. A failure only stops renewing on this stream.
+func (r *runner) renew(sctx context.Context, ss *subStream, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(r.in.renewInterval())
+	defer t.Stop()
+	req := r.in.subscribeRequest()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-sctx.Done():
+			return
+		case <-t.C:
+		}
+		if r.in.renewOff.Load() || r.in.inflightCount() == 0 {
+			continue
+		}
+		select {
+		case ss.sem <- struct{}{}:
+		case <-stop:
+			return
+		case <-sctx.Done():
+			return
+		}
+		err := ss.s.Send(req)
+		<-ss.sem
+		if err != nil {
+			r.in.log.Debug("lease renewal not sent", "error", err)
+			return
+		}
+		ss.lastRenewal = time.Now()
+		r.in.stats.renewals.Add(1)
+	}
+}
+
+// drain implements the drain contract for the live stream: stop reading
+// (what is already taken and not emitted is nacked), close the send side
+// and give the broker a moment to end the stream before it is cancelled.
+func (r *runner) drain(ss *subStream, stop chan struct{}, renewDone <-chan struct{}) {
+	i := r.in
+	close(stop)
+	for _, p := range r.bl.take(true) {
+		i.batchDone(p, sdk.Delivery{OK: false, Err: errors.New("not emitted: consumer shutting down")})
+	}
+	closed := false
+	select {
+	case <-renewDone:
+		select {
+		case ss.sem <- struct{}{}:
+			_ = ss.s.CloseSend()
+			<-ss.sem
+			closed = true
+		default:
+		}
+	case <-time.After(time.Second):
+	}
+	if !closed {
+		ss.cancel()
+		return
+	}
+	grace := i.drainGrace
+	go func() {
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-i.closing:
+		case <-ss.s.Context().Done():
+		}
+		ss.cancel()
+	}()
+}
+
+// process parses the messages of one response into the builder.
+func (r *runner) process(resp *mqpb.SubscribeResponse) {
+	i := r.in
+	now := time.Now()
+	for _, m := range resp.GetMessages() {
+		i.stats.received.Add(1)
+		i.inflightAdd(m.GetId())
+		tr := &msgTrack{id: m.GetId()}
+		r.scratch.Reset()
+		if err := i.parseMessage(r.pc, m, r.scratch, now); err != nil {
+			i.stats.rejected.Add(1)
+			i.log.Debug("message rejected", "message_id", m.GetId(), "error", err)
+		} else {
+			i.stats.parsed.Add(1)
+			i.stats.rowRejects.Add(uint64(len(r.scratch.Rejects)))
+		}
+		if r.scratch.Len() == 0 && len(r.scratch.Rejects) == 0 {
+			// Nothing to deliver (e.g. only "[N/A]" values): done already.
+			i.finish(tr)
+			continue
+		}
+		r.bl.add(tr, r.scratch)
+	}
+}
+
+// flush emits the batches that are ready (all of them when all is set).
+// Emit blocks while the pipeline is full; nothing is read meanwhile. A
+// cancelled ctx nacks what was not taken and returns nil to the caller's
+// select (which sees ctx.Done next); any other Emit error is fatal.
+func (r *runner) flush(ctx context.Context, all bool) error {
+	ready := r.bl.take(all)
+	for k, p := range ready {
+		done := func(d sdk.Delivery) { r.in.batchDone(p, d) }
+		if err := r.acc.Emit(ctx, p.b, done); err != nil {
+			for _, q := range ready[k:] {
+				r.in.batchDone(q, sdk.Delivery{OK: false, Err: fmt.Errorf("not emitted: %w", err)})
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			return &fatalError{err: fmt.Errorf("mq_service: emit: %w", err)}
+		}
+		r.in.stats.emitted.Add(1)
+	}
+	return nil
+}
