@@ -1,0 +1,69 @@
+package parsers
+
+import (
+	"testing"
+	"time"
+
+	"github.com/telemetry-collector/telemetry-collector/sdk"
+)
+
+// fuzzParse runs one payload through a parser and checks that it neither
+// panics nor breaks the batch invariants, and that an error leaves no
+// points.
+func fuzzParse(t *testing.T, format string, payload []byte) {
+	p, err := New(format, Options{Location: time.UTC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b sdk.Batch
+	if err := p.Parse(payload, testMsgTime, "f", &b); err != nil {
+		if b.Len() != 0 {
+			t.Fatalf("error %v with %d points", err, b.Len())
+		}
+		return
+	}
+	checkBatch(t, &b)
+}
+
+func seedFromFile(f *testing.F, name string, maxLines int) {
+	data := readTestdata(f, name)
+	n := 0
+	for i, c := range data {
+		if c == '\n' {
+			n++
+			if n == maxLines {
+				data = data[:i+1]
+				break
+			}
+		}
+	}
+	f.Add(data)
+}
+
+func FuzzDCGMCSV(f *testing.F) {
+	seedFromFile(f, "dcgm_metrics.csv", 4)
+	f.Add([]byte(dcgmHeader + "\n\"x\",\"A\",\"0\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"abc\",\"a=\"\"1\"\"\"\n"))
+	f.Add([]byte("metric_name,value\nA,1\nB,N/A\n"))
+	f.Fuzz(func(t *testing.T, payload []byte) { fuzzParse(t, FormatDCGMCSV, payload) })
+}
+
+func FuzzNvidiaSMICSV(f *testing.F) {
+	seedFromFile(f, "nvidia-smi-query-gpu.csv", 3)
+	f.Add([]byte("timestamp, index, power.draw [W], pstate\n2026/11/26 20:58:55.944, 0, 1 W, P0\n"))
+	f.Add([]byte("index, x, x\n0, Active, 0x1\n"))
+	f.Fuzz(func(t *testing.T, payload []byte) { fuzzParse(t, FormatNvidiaSMICSV, payload) })
+}
+
+func FuzzPrometheus(f *testing.F) {
+	seedFromFile(f, "dcgm-exporter-metrics.txt", 9)
+	f.Add([]byte("# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\nh_count 2\n"))
+	f.Add([]byte("# TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 3\ns_count 2\nbad line\nx 1 123\n"))
+	f.Fuzz(func(t *testing.T, payload []byte) { fuzzParse(t, FormatPrometheus, payload) })
+}
+
+func FuzzGPUTelJSON(f *testing.F) {
+	f.Add([]byte(telObj))
+	f.Add([]byte("[" + telWith("A", "1", "0") + "," + telWith("B", `"2"`, `"1"`) + "]"))
+	f.Add([]byte(telWith("A", "1", "0") + "\n{\"metric_name\":\n" + telWith("C", "3", "0") + "\n"))
+	f.Fuzz(func(t *testing.T, payload []byte) { fuzzParse(t, FormatGPUTelJSON, payload) })
+}
