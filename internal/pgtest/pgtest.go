@@ -10,9 +10,9 @@
 // (PostgreSQL refuses to run as root) and the cluster directory is chowned to
 // it.
 //
-// A Server is safe for concurrent use; its methods serialise on a mutex. The
-// postmaster runs in its own process group, so Kill takes every backend down
-// at once, like a crash.
+// A Server is safe for concurrent use; its methods serialise on a mutex. Kill
+// takes the postmaster and every backend down at once with SIGKILL, like a
+// crash.
 package pgtest
 
 import (
@@ -227,12 +227,73 @@ func (s *Server) Kill() error {
 		return nil
 	}
 	pid := s.cmd.Process.Pid
-	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+	// Backends call setsid(), so they are not in the postmaster's process
+	// group: find them by parent pid and kill them together with it.
+	children := childPIDs(pid)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("pgtest: kill: %w", err)
 	}
+	for _, c := range children {
+		_ = syscall.Kill(c, syscall.SIGKILL)
+	}
 	<-s.exited
+	// Wait until they are gone, so their shared memory is released.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		alive := false
+		for _, c := range children {
+			if syscall.Kill(c, 0) == nil && !isZombie(c) {
+				alive = true
+			}
+		}
+		if !alive {
+			break
+		}
+	}
 	s.cmd = nil
 	return nil
+}
+
+// childPIDs lists the processes whose parent is pid (from /proc).
+func childPIDs(pid int) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if ppid, _ := procStat(p); ppid == pid {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// procStat returns a process's parent pid and state letter.
+func procStat(pid int) (int, byte) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0
+	}
+	// pid (comm) state ppid ...; comm may contain spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0, 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid, f[0][0]
+}
+
+func isZombie(pid int) bool {
+	_, st := procStat(pid)
+	return st == 'Z' || st == 0
 }
 
 // StartAgain starts the server after Shutdown, Restart's stop or Kill, on the
@@ -247,8 +308,10 @@ func (s *Server) StartAgain(ctx context.Context) error {
 		return nil
 	}
 	var lastErr error
-	for attempt := 0; attempt < 5; attempt++ {
-		pickPort := s.opts.Port == 0 && (s.port == 0 || attempt > 0)
+	for attempt := 0; attempt < 25; attempt++ {
+		// Keep the port across restarts (clients hold URLs); pick another
+		// only when a free port found earlier was taken meanwhile.
+		pickPort := s.opts.Port == 0 && (s.port == 0 || lastErr != nil && strings.Contains(lastErr.Error(), "could not bind"))
 		if pickPort {
 			p, err := freePort()
 			if err != nil {
@@ -263,7 +326,7 @@ func (s *Server) StartAgain(ctx context.Context) error {
 		// A lost race for the port, or shared memory still held by a killed
 		// cluster's dying backends: try again shortly.
 		if !strings.Contains(lastErr.Error(), "could not bind") &&
-			!strings.Contains(lastErr.Error(), "shared memory block is still in use") &&
+			!strings.Contains(lastErr.Error(), "is still in use") &&
 			!strings.Contains(lastErr.Error(), "already running") {
 			return lastErr
 		}
@@ -322,7 +385,13 @@ func (s *Server) initdb(ctx context.Context) error {
 	if s.opts.FsyncOff {
 		args = append(args, "--no-sync")
 	}
-	cmd := s.command(ctx, "initdb", args...)
+	// A hung initdb must not hang the caller: bound it, and kill its whole
+	// process group (it runs postgres in bootstrap mode) when it overruns.
+	ictx, cancel := context.WithTimeout(ctx, s.opts.StartTimeout)
+	defer cancel()
+	cmd := s.command(ictx, "initdb", args...)
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("pgtest: initdb: %w\n%s", err, tail(out, 2000))

@@ -91,3 +91,24 @@ func TestReuseDir(t *testing.T) {
 		t.Error("database from the first run is gone: directory was not reused")
 	}
 }
+
+// After Kill, connections opened before it must be dead too (a crash, not a
+// postmaster-only death that leaves backends serving).
+func TestKillTakesBackends(t *testing.T) {
+	ctx := context.Background()
+	s := New(t)
+	c, err := pgx.Connect(ctx, s.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	if err := s.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "SELECT 1"); err == nil {
+		t.Fatal("an old connection still works after Kill")
+	}
+	if err := s.StartAgain(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
