@@ -106,8 +106,8 @@ type Input struct {
 	newParser func(format string, opts parsers.Options) (parsers.Parser, error)
 	// renewEvery overrides ack_timeout/3 (tests).
 	renewEvery time.Duration
-	// drainGrace bounds how long a closed subscription is kept to let the
-	// broker end it cleanly after Run returned.
+	// drainGrace, when set, bounds how long a drained subscription is kept
+	// open after Run returned (default: ack_timeout).
 	drainGrace time.Duration
 
 	stats counters
@@ -148,7 +148,6 @@ func New() *Input {
 		HeartbeatTimeout:    sdk.Duration(DefaultHeartbeatTimeout),
 		log:                 hclog.NewNullLogger(),
 		newParser:           parsers.New,
-		drainGrace:          2 * time.Second,
 		inflight:            make(map[string]int),
 		closing:             make(chan struct{}),
 	}
@@ -163,11 +162,12 @@ func (i *Input) SetLogger(l hclog.Logger) {
 	i.log = l
 }
 
-// Validate checks the configuration and returns every problem found.
+// Validate checks the configuration and returns every problem found, each
+// an *sdk.ConfigIssue naming its key.
 func (i *Input) Validate() error {
 	var errs []error
 	bad := func(key, format string, a ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, a...)))
+		errs = append(errs, &sdk.ConfigIssue{Key: key, Message: fmt.Sprintf(format, a...)})
 	}
 	if err := validateAddress(i.Address); err != nil {
 		bad("address", "%v", err)
@@ -212,11 +212,11 @@ func (i *Input) Validate() error {
 		bad("data_format", "%v", err)
 	}
 	if (i.TLSCert == "") != (i.TLSKey == "") {
-		bad("tls_cert", "tls_cert and tls_key must be set together")
+		bad("tls_key", "tls_cert and tls_key must be set together")
 	}
 	if i.usesTLS() {
 		if _, err := i.tlsConfig(); err != nil {
-			bad("tls", "%v", err)
+			bad("tls_ca", "%v", err)
 		}
 	}
 	return errors.Join(errs...)
@@ -263,6 +263,14 @@ func (i *Input) parserFactory() func(string, parsers.Options) (parsers.Parser, e
 func (i *Input) ackTimeoutSeconds() int64 {
 	d := i.AckTimeout.D()
 	return int64((d + time.Second - 1) / time.Second)
+}
+
+// drainMax bounds how long a drained subscription stays open.
+func (i *Input) drainMax() time.Duration {
+	if i.drainGrace > 0 {
+		return i.drainGrace
+	}
+	return i.AckTimeout.D()
 }
 
 // renewInterval is how often in-flight leases are renewed.

@@ -1,8 +1,8 @@
 package mq_service
 
 import (
-	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
@@ -549,32 +549,41 @@ func TestValidate(t *testing.T) {
 func TestSampleConfigDecodesStrictly(t *testing.T) {
 	var conf struct {
 		Inputs struct {
-			MQ []*Input `toml:"mq_service"`
+			MQ []map[string]any `toml:"mq_service"`
 		} `toml:"inputs"`
 	}
-	// Decode into defaults, as the agent does.
-	conf.Inputs.MQ = nil
-	md, err := toml.NewDecoder(bytes.NewReader([]byte(SampleConfig))).Decode(&conf)
+	if _, err := toml.Decode(SampleConfig, &conf); err != nil {
+		t.Fatal(err)
+	}
+	if len(conf.Inputs.MQ) != 1 {
+		t.Fatalf("%d instances in the sample", len(conf.Inputs.MQ))
+	}
+	// As the agent does: the table's JSON, decoded strictly over the
+	// defaults, then validated (with the real parsers).
+	js, err := json.Marshal(conf.Inputs.MQ[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u := md.Undecoded(); len(u) != 0 {
-		t.Errorf("undecoded keys %v", u)
-	}
-	if len(conf.Inputs.MQ) != 1 {
-		t.Fatalf("%d instances", len(conf.Inputs.MQ))
-	}
-	got := conf.Inputs.MQ[0]
 	in := New()
-	in.newParser = fakeParsers
-	if _, err := toml.Decode(strings.SplitN(SampleConfig, "[[inputs.mq_service]]", 2)[1], in); err != nil {
-		t.Fatal(err)
+	if err := sdk.DecodeConfig(js, in); err != nil {
+		t.Fatalf("DecodeConfig: %v", err)
 	}
 	if err := in.Validate(); err != nil {
 		t.Errorf("sample config does not validate: %v", err)
 	}
-	if got.Topic != "gpu-telemetry" || got.AckTimeout.D() != 30*time.Second || in.EmitMaxPoints != DefaultEmitMaxPoints {
-		t.Errorf("decoded %+v", got)
+	if in.Topic != "gpu-telemetry" || in.AckTimeout.D() != 30*time.Second || in.EmitMaxPoints != DefaultEmitMaxPoints ||
+		in.BatchSize != 100 || in.MaxInFlight != 1000 || in.DataFormat != "gpu-tel-json" {
+		t.Errorf("decoded %+v", in)
+	}
+	// Unknown keys are errors.
+	if err := sdk.DecodeConfig([]byte(`{"topic":"t","ack_timout":"1s"}`), New()); err == nil {
+		t.Error("unknown key accepted")
+	}
+	// Validation issues name their keys.
+	bad := New()
+	issues := sdk.IssuesOf(bad.Validate())
+	if len(issues) != 1 || issues[0].Key != "topic" {
+		t.Errorf("issues = %+v, want one about topic", issues)
 	}
 }
 

@@ -255,8 +255,10 @@ func (r *runner) classify(ss *subStream, err error) error {
 
 // receive reads the stream and hands responses over one at a time (so at
 // most one response waits here while the pipeline is full). After stop it
-// negatively acknowledges whatever still arrives, so the broker can hand it
-// to another consumer.
+// stops reading: what it holds is neither processed nor acknowledged (the
+// broker redelivers it once the stream ends). It must not nack: our broker
+// keeps sending after CloseSend, and nacked messages would come straight
+// back, burning their delivery count.
 func (r *runner) receive(sctx context.Context, ss *subStream, respCh chan<- *mqpb.SubscribeResponse, errCh chan<- error, stop <-chan struct{}) {
 	for {
 		resp, err := ss.s.Recv()
@@ -267,22 +269,9 @@ func (r *runner) receive(sctx context.Context, ss *subStream, respCh chan<- *mqp
 		select {
 		case respCh <- resp:
 		case <-stop:
-			r.nackAll(resp.GetMessages(), "not processed: consumer shutting down")
+			return
 		case <-sctx.Done():
-			r.nackAll(resp.GetMessages(), "not processed: subscription closed")
-		}
-	}
-}
-
-func (r *runner) nackAll(msgs []*mqpb.Message, reason string) {
-	if len(msgs) == 0 {
-		return
-	}
-	acks := r.in.ackerOrNil()
-	for _, m := range msgs {
-		r.in.stats.received.Add(1)
-		if acks != nil {
-			acks.enqueue(m.GetId(), false, reason)
+			return
 		}
 	}
 }
@@ -323,9 +312,12 @@ func (r *runner) renew(sctx context.Context, ss *subStream, stop <-chan struct{}
 	}
 }
 
-// drain implements the drain contract for the live stream: stop reading
-// (what is already taken and not emitted is nacked), close the send side
-// and give the broker a moment to end the stream before it is cancelled.
+// drain implements the drain contract for the live stream: stop reading,
+// nack what was taken but not emitted, and close the send side. The stream
+// itself stays open (unread) until the broker ends it, every message in
+// flight was acknowledged, drainMax passed or Close: our broker releases a
+// subscriber's unacknowledged messages to other members when its stream
+// ends, so ending it early would only cause duplicates.
 func (r *runner) drain(ss *subStream, stop chan struct{}, renewDone <-chan struct{}) {
 	i := r.in
 	close(stop)
@@ -348,16 +340,26 @@ func (r *runner) drain(ss *subStream, stop chan struct{}, renewDone <-chan struc
 		ss.cancel()
 		return
 	}
-	grace := i.drainGrace
 	go func() {
-		t := time.NewTimer(grace)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-i.closing:
-		case <-ss.s.Context().Done():
+		defer ss.cancel()
+		limit := time.NewTimer(i.drainMax())
+		defer limit.Stop()
+		poll := time.NewTicker(50 * time.Millisecond)
+		defer poll.Stop()
+		for {
+			select {
+			case <-limit.C:
+				return
+			case <-i.closing:
+				return
+			case <-ss.s.Context().Done():
+				return
+			case <-poll.C:
+				if i.inflightCount() == 0 {
+					return
+				}
+			}
 		}
-		ss.cancel()
 	}()
 }
 
