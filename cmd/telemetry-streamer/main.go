@@ -109,7 +109,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	log := hclog.New(&hclog.LoggerOptions{Name: "telemetry-streamer", Level: hclog.LevelFromString(c.logLevel), Output: stderr})
+	started := time.Now()
 	st, err := stream(ctx, c, log, stderr)
+	st.elapsed = time.Since(started)
 	fmt.Fprintln(stderr, st.summary())
 	if err != nil {
 		log.Error("streaming failed", "error", err)
@@ -170,8 +172,6 @@ func isTerminal(w io.Writer) bool {
 // waiting for every response.
 func stream(ctx context.Context, c config, log hclog.Logger, stderr io.Writer) (stats, error) {
 	var st stats
-	startTime := time.Now()
-	defer func() { st.elapsed = time.Since(startTime) }()
 	var total int64
 	for _, f := range c.files {
 		fi, err := os.Stat(f)
@@ -199,14 +199,18 @@ func stream(ctx context.Context, c config, log hclog.Logger, stderr io.Writer) (
 			progressbar.OptionClearOnFinish())
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// A signal (ctx) stops reading; what was read is still published and
+	// answered. pubCtx ends only when publishing itself fails.
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	pubCtx, cancelPub := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelPub()
 	msgs := make(chan outMsg, c.window)
 	var badRows atomic.Int64
 	prodErr := make(chan error, 1)
 	go func() {
 		defer close(msgs)
-		prodErr <- produce(ctx, c, log, msgs, &readBytes, &badRows)
+		prodErr <- produce(readCtx, c, log, msgs, &readBytes, &badRows)
 	}()
 
 	var pubErrs []error
@@ -232,7 +236,7 @@ func stream(ctx context.Context, c config, log hclog.Logger, stderr io.Writer) (
 				break drain
 			}
 		}
-		resps, err := pub.Publish(ctx, chunk)
+		resps, err := pub.Publish(pubCtx, chunk)
 		for i, r := range resps {
 			if r.GetSuccess() {
 				st.messages++
@@ -243,8 +247,8 @@ func stream(ctx context.Context, c config, log hclog.Logger, stderr io.Writer) (
 		if err != nil {
 			st.failed += int64(len(chunk) - countOK(resps))
 			pubErrs = append(pubErrs, err)
-			if ctx.Err() != nil || len(resps) < len(chunk) {
-				cancel() // the stream broke: stop reading
+			if len(resps) < len(chunk) {
+				stopReading() // the stream broke: stop reading
 			}
 		}
 		if bar != nil {
@@ -260,16 +264,19 @@ func stream(ctx context.Context, c config, log hclog.Logger, stderr io.Writer) (
 	}
 	st.badRows = badRows.Load()
 	perr := <-prodErr
-	if errors.Is(perr, context.Canceled) && c.loop && len(pubErrs) == 0 {
-		perr = nil // --loop ends with SIGINT
-	}
-	if perr != nil && !errors.Is(perr, context.Canceled) || len(pubErrs) > 0 {
+	if len(pubErrs) > 0 {
+		if errors.Is(perr, context.Canceled) {
+			perr = nil // we stopped reading because publishing failed
+		}
 		return st, errors.Join(append(pubErrs, perr)...)
 	}
-	if perr != nil {
-		return st, perr
+	if errors.Is(perr, context.Canceled) && ctx.Err() != nil {
+		if c.loop {
+			return st, nil // --loop ends with SIGINT/SIGTERM
+		}
+		return st, errors.New("interrupted before every file was published")
 	}
-	return st, nil
+	return st, perr
 }
 
 func countOK(rs []*mqpb.PublishResponse) int {
