@@ -153,7 +153,14 @@ type instance struct {
 	stop func() // ends it: go-plugin Kill (graceful close, then SIGKILL after 2s)
 }
 
-var callOpts = grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(wire.MaxMessageSize), grpc.MaxCallSendMsgSize(wire.MaxMessageSize))
+// dialOptions raise the message limits and flow-control windows to match
+// the plugin side (sdk).
+func dialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(wire.MaxMessageSize), grpc.MaxCallSendMsgSize(wire.MaxMessageSize)),
+		grpc.WithInitialWindowSize(wire.WindowSize), grpc.WithInitialConnWindowSize(wire.WindowSize),
+	}
+}
 
 // start launches a plugin instance and checks its protocol version.
 func (l *Launcher) start(ctx context.Context, spec Spec) (*instance, error) {
@@ -210,7 +217,7 @@ func (l *Launcher) startProcess(ctx context.Context, spec Spec) (*instance, erro
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		Logger:           l.logger().Named(spec.alias()),
-		GRPCDialOptions:  []grpc.DialOption{callOpts},
+		GRPCDialOptions:  dialOptions(),
 		StartTimeout:     timeout,
 	})
 	type result struct {
@@ -268,7 +275,7 @@ func (l *Launcher) startInProcess(spec Spec) (*instance, error) {
 			l.logger().Error("in-process plugin server failed", "alias", spec.alias(), "error", err)
 		}
 	}()
-	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()), callOpts)
+	conn, err := grpc.NewClient("unix://"+sock, append(dialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		cancel()
 		<-done

@@ -74,8 +74,7 @@ func Serve(regs ...Registration) {
 		HandshakeConfig: wire.Handshake(),
 		Plugins:         plugin.PluginSet{wire.PluginSetName: &grpcPlugin{srv: srv}},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			opts = append(opts, grpc.MaxRecvMsgSize(wire.MaxMessageSize), grpc.MaxSendMsgSize(wire.MaxMessageSize))
-			return grpc.NewServer(opts...)
+			return grpc.NewServer(append(opts, serverOptions()...)...)
 		},
 		Logger: logger,
 	})
@@ -96,7 +95,7 @@ func ServeListener(ctx context.Context, lis net.Listener, logger hclog.Logger, r
 		return err
 	}
 	srv := newServer(logger, regs)
-	gs := grpc.NewServer(grpc.MaxRecvMsgSize(wire.MaxMessageSize), grpc.MaxSendMsgSize(wire.MaxMessageSize))
+	gs := grpc.NewServer(serverOptions()...)
 	pluginpb.RegisterPluginServer(gs, srv)
 	stop := context.AfterFunc(ctx, gs.Stop)
 	defer stop()
@@ -106,6 +105,13 @@ func ServeListener(ctx context.Context, lis net.Listener, logger hclog.Logger, r
 		return nil
 	}
 	return err
+}
+
+func serverOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(wire.MaxMessageSize), grpc.MaxSendMsgSize(wire.MaxMessageSize),
+		grpc.InitialWindowSize(wire.WindowSize), grpc.InitialConnWindowSize(wire.WindowSize),
+	}
 }
 
 func checkRegistrations(regs []Registration) error {

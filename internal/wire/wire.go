@@ -26,6 +26,11 @@ const PluginSetName = "telemetry"
 // server default is 4 MiB). Batches should stay well below it.
 const MaxMessageSize = 64 << 20
 
+// WindowSize is the HTTP/2 stream and connection flow-control window both
+// sides configure: large enough that a whole batch is in flight without
+// waiting for window updates (gRPC's default starts at 64 KiB).
+const WindowSize = 16 << 20
+
 // Magic cookie: a plugin binary started by hand (without it) says it is a
 // plugin and exits instead of serving.
 const (
