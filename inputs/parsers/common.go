@@ -224,6 +224,35 @@ func sortLabels(ls []sdk.Label) []sdk.Label {
 	return out
 }
 
+// mergeLabels appends to dst the union of a (sorted, unique keys) and b
+// (any order), sorted, without duplicate keys or empty values; a's value
+// wins on equal keys. b is sorted in place when it is not sorted already.
+func mergeLabels(dst, a, b []sdk.Label) []sdk.Label {
+	if !slices.IsSortedFunc(b, func(x, y sdk.Label) int { return strings.Compare(x.Key, y.Key) }) {
+		slices.SortStableFunc(b, func(x, y sdk.Label) int { return strings.Compare(x.Key, y.Key) })
+	}
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		var l sdk.Label
+		switch {
+		case j == len(b) || (i < len(a) && a[i].Key <= b[j].Key):
+			l = a[i]
+			if j < len(b) && b[j].Key == a[i].Key {
+				j++
+			}
+			i++
+		default:
+			l = b[j]
+			j++
+		}
+		if l.Key == "" || l.Value == "" || (len(dst) > 0 && dst[len(dst)-1].Key == l.Key) {
+			continue
+		}
+		dst = append(dst, l)
+	}
+	return dst
+}
+
 // parsePromLabels parses a Prometheus label set without braces, as found in
 // the labels_raw column: key="value",key2="value2". Values may hold the
 // escapes \\, \" and \n. It appends one label per pair (skipping __name__)

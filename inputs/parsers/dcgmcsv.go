@@ -2,7 +2,6 @@ package parsers
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -71,20 +70,23 @@ var dcgmLabelKeys = [dcNumCols]string{
 	dcNamespace: "namespace",
 }
 
+// dcgmLabelOrder lists the identity columns in the byte order of their
+// label keys, so that they come out sorted.
+var dcgmLabelOrder = [...]int{dcHost, dcUUID, dcContainer, dcDevice, dcGPU, dcModel, dcNamespace, dcPod}
+
 // dcgmState is the scratch state of one Parse call.
 type dcgmState struct {
 	fields  [][]byte
 	scratch []byte
 	labels  []sdk.Label
-	key     []byte
+	merged  []sdk.Label
 	in      interner
-	ids     map[string]uint32
 	slab    labelSlab
 }
 
 func newDCGMCSV() *dcgmCSV {
 	return &dcgmCSV{pool: sync.Pool{New: func() any {
-		return &dcgmState{in: make(interner), ids: make(map[string]uint32)}
+		return &dcgmState{in: make(interner)}
 	}}}
 }
 
@@ -93,7 +95,6 @@ func (p *dcgmCSV) Parse(payload []byte, msgTime time.Time, pos string, b *sdk.Ba
 	st := p.pool.Get().(*dcgmState)
 	defer func() {
 		clear(st.in)
-		clear(st.ids)
 		st.slab = labelSlab{}
 		p.pool.Put(st)
 	}()
@@ -192,37 +193,30 @@ func (st *dcgmState) parse(payload []byte, msgTime time.Time, pos string, b *sdk
 		if kind == valueMissing || isDCGMBlank(v) {
 			continue
 		}
-		// Series: look the raw identity up first; build labels only for a
-		// series not seen in this payload.
-		k := binary.AppendUvarint(st.key[:0], uint64(len(name)))
-		k = append(k, name...)
-		for c := dcGPU; c < dcNumCols; c++ {
-			if c == dcValue || cols[c] < 0 {
+		// Labels: the identity columns in key order, then labels_raw
+		// (dcgm-exporter prints it sorted), merged.
+		cl := st.labels[:0]
+		for _, c := range dcgmLabelOrder {
+			if cols[c] >= 0 && len(f[cols[c]]) > 0 {
+				cl = append(cl, sdk.Label{Key: dcgmLabelKeys[c], Value: st.in.get(f[cols[c]])})
+			}
+		}
+		nc := len(cl)
+		if c := cols[dcLabelsRaw]; c >= 0 {
+			cl, err = parsePromLabels(f[c], cl, st.in)
+			st.labels = cl
+			if err != nil {
+				b.Reject("dcgm-csv: labels_raw: "+err.Error(), position(pos, n), rawCopy(line))
 				continue
 			}
-			k = binary.AppendUvarint(k, uint64(len(f[cols[c]])))
-			k = append(k, f[cols[c]]...)
 		}
-		st.key = k
-		id, seen := st.ids[string(k)]
-		if !seen {
-			ls := st.labels[:0]
-			for c := dcGPU; c <= dcNamespace; c++ {
-				if cols[c] >= 0 && len(f[cols[c]]) > 0 {
-					ls = append(ls, sdk.Label{Key: dcgmLabelKeys[c], Value: st.in.get(f[cols[c]])})
-				}
-			}
-			if c := cols[dcLabelsRaw]; c >= 0 {
-				ls, err = parsePromLabels(f[c], ls, st.in)
-				if err != nil {
-					st.labels = ls
-					b.Reject("dcgm-csv: labels_raw: "+err.Error(), position(pos, n), rawCopy(line))
-					continue
-				}
-			}
-			st.labels = ls
-			id = idx.ID(st.in.get(name), st.slab.take(sortLabels(ls)))
-			st.ids[string(k)] = id
+		st.labels = cl
+		st.merged = mergeLabels(st.merged[:0], cl[:nc], cl[nc:])
+		ls := st.merged
+		ns := len(b.Series)
+		id := idx.ID(st.in.get(name), ls)
+		if len(b.Series) > ns {
+			b.Series[id].Labels = st.slab.take(ls) // the index kept the scratch slice
 		}
 		b.Add(id, ts, v)
 	}

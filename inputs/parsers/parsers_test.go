@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -288,3 +289,40 @@ func labelString(s sdk.Sample) string {
 }
 
 type sdkBatch = sdk.Batch
+
+// TestConcurrentUse runs one parser of each format from several goroutines
+// (run with -race): results must match a sequential parse.
+func TestConcurrentUse(t *testing.T) {
+	inputs := map[string][]byte{
+		FormatDCGMCSV:      readTestdata(t, "dcgm_metrics.csv"),
+		FormatNvidiaSMICSV: readTestdata(t, "nvidia-smi-query-gpu.csv"),
+		FormatPrometheus:   readTestdata(t, "dcgm-exporter-metrics.txt"),
+		FormatGPUTelJSON:   []byte(strings.Repeat(telObj+"\n", 50)),
+	}
+	for format, payload := range inputs {
+		p := mustParser(t, format, Options{Location: time.UTC})
+		var want sdk.Batch
+		if err := p.Parse(payload, testMsgTime, "m", &want); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for g := 0; g < 4; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 3; i++ {
+					var b sdk.Batch
+					if err := p.Parse(payload, testMsgTime, "m", &b); err != nil {
+						t.Error(err)
+						return
+					}
+					if b.Len() != want.Len() || len(b.Series) != len(want.Series) || !slices.Equal(b.Points, want.Points) {
+						t.Errorf("%s: concurrent parse differs", format)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+}
