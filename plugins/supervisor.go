@@ -12,7 +12,7 @@ import (
 	"github.com/telemetry-collector/telemetry-collector/sdk"
 )
 
-// ErrClosed is returned by calls made after Close.
+// errClosed is returned by calls made after Close (test with ErrClosed).
 var errClosed = errors.New("plugin client is closed")
 
 // ErrClosed reports whether err says the client was closed.
