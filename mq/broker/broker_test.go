@@ -267,6 +267,7 @@ func TestDefaultBatchSizeIsOne(t *testing.T) {
 }
 
 func TestRedeliveryAfterAckTimeout(t *testing.T) {
+	t.Parallel()
 	h := start(t, Options{})
 	h.publish("t", 1, false)
 	s := h.subscribe(&mqpb.SubscribeRequest{Topic: "t", ConsumerId: "g", AckTimeoutSeconds: 1})
@@ -284,6 +285,7 @@ func TestRedeliveryAfterAckTimeout(t *testing.T) {
 }
 
 func TestLeaseRenewalPreventsRedelivery(t *testing.T) {
+	t.Parallel()
 	h := start(t, Options{})
 	h.publish("t", 1, false)
 	s := h.subscribe(&mqpb.SubscribeRequest{Topic: "t", ConsumerId: "g", AckTimeoutSeconds: 1})
@@ -381,6 +383,7 @@ loop:
 }
 
 func TestRestartWithDataDir(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name     string
 		segBytes int64
@@ -514,4 +517,48 @@ func TestPublishRejectsMissingTopic(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "topic is required") {
 		t.Fatalf("publish without topic: err = %v", err)
 	}
+}
+
+func TestTornLogTailIsTruncated(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	h := start(t, Options{DataDir: dir})
+	h.publish("t", 3, true)
+	h.stop()
+	segs, _ := filepath.Glob(filepath.Join(dir, "t-t", "*.log"))
+	if len(segs) != 1 {
+		t.Fatalf("segments = %v", segs)
+	}
+	f, err := os.OpenFile(segs[0], os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte{40, 0, 0, 0, 1, 2, 3, 4, 1, 9}); err != nil { // a torn record
+		t.Fatal(err)
+	}
+	f.Close()
+	for round, want := range []int{4, 4} {
+		h := start(t, Options{DataDir: dir})
+		if round == 0 {
+			h.publish("t", 1, true)
+		}
+		s := h.subscribe(&mqpb.SubscribeRequest{Topic: "t", ConsumerId: "g", BatchSize: 10})
+		if got := s.collect(t, -1, 300*time.Millisecond); len(got) != want {
+			t.Fatalf("round %d: %d messages, want %d", round, len(got), want)
+		}
+		h.stop()
+	}
+}
+
+func TestAckTimeoutsDeadLetter(t *testing.T) {
+	t.Parallel()
+	h := start(t, Options{MaxDeliveries: 1})
+	h.publish("t", 1, false)
+	s := h.subscribe(&mqpb.SubscribeRequest{Topic: "t", ConsumerId: "g", AckTimeoutSeconds: 1})
+	s.collect(t, 1, time.Second)
+	d := h.subscribe(&mqpb.SubscribeRequest{Topic: "t.dlq", ConsumerId: "ops"})
+	if m := d.collect(t, 1, 3*time.Second)[0]; m.GetMetadata()["dlq-error"] != "ack timeout" {
+		t.Fatalf("dead letter metadata = %v", m.GetMetadata())
+	}
+	s.expectNone(t, 300*time.Millisecond)
 }
