@@ -498,6 +498,7 @@ func (a *Agent) settle(t *tracker, d sdk.Delivery) {
 		a.m.errors.WithLabelValues(t.in.id, errTypeGaveUp).Inc()
 		t.in.log.Warn("batch not delivered; the input will not acknowledge it", "error", d.Err)
 	}
+	t.in.inflight.Dec()
 	if t.done != nil {
 		func() {
 			defer func() {
@@ -508,8 +509,7 @@ func (a *Agent) settle(t *tracker, d sdk.Delivery) {
 			t.done(d)
 		}()
 	}
-	t.in.inflight.Dec()
-	<-t.in.credits
+	<-t.in.credits // after done: emitted-but-not-done never exceeds the credits
 	a.trackers.unregister(t)
 }
 

@@ -295,15 +295,23 @@ func TestFailedBatchesAreDeadLettered(t *testing.T) {
 		name       string
 		err        error
 		maxRetries int
+		panicMsg   string
 		wantType   string
 	}{
 		{name: "permanent", err: sdk.Permanent(errors.New("column type mismatch")), wantType: errTypePermanent},
 		{name: "retries exhausted", err: errors.New("timeout"), maxRetries: 3, wantType: errTypeExhausted},
+		{name: "panic", panicMsg: "index out of range", err: errors.New("output panicked: index out of range"), wantType: errTypePermanent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var calls atomic.Int32
-			out := &testOutput{hook: func(context.Context, *sdk.Batch) error { calls.Add(1); return tc.err }}
+			out := &testOutput{hook: func(context.Context, *sdk.Batch) error {
+				calls.Add(1)
+				if tc.panicMsg != "" {
+					panic(tc.panicMsg)
+				}
+				return tc.err
+			}}
 			h := start(t, setup{
 				outputs: []conf.Plugin{outputPlugin("pg", func(p *conf.Plugin) { p.MaxRetries = tc.maxRetries })},
 				outImpl: map[string]sdk.Output{"pg": out},

@@ -194,7 +194,7 @@ func (s *outputStage) write(job writeJob) {
 	for attempt := 0; ; attempt++ {
 		b.Rejects = b.Rejects[:base]
 		start := time.Now()
-		err := s.out.Write(a.hardCtx, b)
+		err := safeWrite(a.hardCtx, s.out, b)
 		a.m.procTime.WithLabelValues(s.id).Observe(time.Since(start).Seconds())
 		if err == nil {
 			a.m.stage(s.id, n)

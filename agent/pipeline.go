@@ -175,7 +175,7 @@ func (s *procStage) process(b *sdk.Batch) ([]*sdk.Batch, error) {
 	n := len(b.Points)
 	for attempt := 0; ; attempt++ {
 		start := time.Now()
-		res, err := s.proc.Process(a.hardCtx, b)
+		res, err := safeProcess(a.hardCtx, s.proc, b)
 		a.m.procTime.WithLabelValues(s.id).Observe(time.Since(start).Seconds())
 		if err == nil {
 			a.m.stage(s.id, n)
@@ -278,4 +278,26 @@ func cloneBatch(b *sdk.Batch) *sdk.Batch {
 		c.Series[i] = sdk.Series{Name: s.Name, Labels: labels[start:len(labels):len(labels)]}
 	}
 	return c
+}
+
+// safeProcess calls Process, turning a panic into a permanent error (the
+// same batch would panic again), so one bad batch is dead-lettered instead of
+// crashing the agent.
+func safeProcess(ctx context.Context, p sdk.Processor, b *sdk.Batch) (res []*sdk.Batch, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			res, err = nil, sdk.Permanent(fmt.Errorf("processor panicked: %v", r))
+		}
+	}()
+	return p.Process(ctx, b)
+}
+
+// safeWrite calls Write, turning a panic into a permanent error.
+func safeWrite(ctx context.Context, o sdk.Output, b *sdk.Batch) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = sdk.Permanent(fmt.Errorf("output panicked: %v", r))
+		}
+	}()
+	return o.Write(ctx, b)
 }
