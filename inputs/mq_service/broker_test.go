@@ -99,6 +99,7 @@ func numbered(n, from int) []*mqpb.Message {
 }
 
 func TestOurBrokerConsumerGroup(t *testing.T) {
+	t.Parallel()
 	addr, publish := startBroker(t)
 	const n = 200
 	accA, accB := &countingAcc{hold: time.Millisecond}, &countingAcc{hold: time.Millisecond}
@@ -132,6 +133,7 @@ func TestOurBrokerConsumerGroup(t *testing.T) {
 // A pipeline slower than ack_timeout: lease renewal keeps the broker from
 // redelivering; without it (control) the broker redelivers.
 func TestOurBrokerSlowPipelineRenewals(t *testing.T) {
+	t.Parallel()
 	addr, publish := startBroker(t)
 	run := func(topic string, renew bool) (*Input, *countingAcc) {
 		acc := &countingAcc{hold: 2200 * time.Millisecond}

@@ -390,7 +390,7 @@ func TestHeartbeatSilenceReconnects(t *testing.T) {
 	srv.heartbeatEvery.Store(int64(20 * time.Millisecond))
 	acc := &fakeAcc{}
 	in := testInput(t, srv.addr)
-	in.HeartbeatTimeout = sdk.Duration(250 * time.Millisecond)
+	in.HeartbeatTimeout = sdk.Duration(500 * time.Millisecond)
 	start(t, in, acc)
 	waitFor(t, "heartbeats", 2*time.Second, func() bool { return in.Stats().Heartbeats >= 3 })
 	if st := in.Stats(); st.Reconnects != 0 {

@@ -57,6 +57,7 @@ func (i *Input) Run(ctx context.Context, acc sdk.Accumulator) error {
 
 	bo := newBackoff(i.ReconnectBackoffMax.D())
 	outage := false
+	r.outage = &outage
 	for attempt := 0; ; attempt++ {
 		if ctx.Err() != nil {
 			return nil
@@ -85,7 +86,6 @@ func (i *Input) Run(ctx context.Context, acc sdk.Accumulator) error {
 		if !sleepCtx(ctx, bo.next()) {
 			return nil
 		}
-		r.recovered = &outage
 	}
 }
 
@@ -102,9 +102,9 @@ type runner struct {
 	pc      *parserCache
 	bl      *builder
 	scratch *sdk.Batch
-	// recovered, when not nil, is cleared (and the recovery logged) on the
-	// first response of a session.
-	recovered *bool
+	// outage is Run's "an outage was logged" flag: the first response of a
+	// session clears it and logs the recovery.
+	outage *bool
 }
 
 func (i *Input) subscribeRequest() *mqpb.SubscribeRequest {
@@ -210,8 +210,8 @@ func (r *runner) session(ctx context.Context) (got bool, err error) {
 			idle.Stop()
 			if !got {
 				got = true
-				if r.recovered != nil && *r.recovered {
-					*r.recovered = false
+				if *r.outage {
+					*r.outage = false
 					i.log.Info("subscription restored", "address", i.Address, "topic", i.Topic)
 				}
 			}
