@@ -1,6 +1,8 @@
 package conf
 
 import (
+	"bytes"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -51,7 +53,7 @@ func (s *indexScanner) peek(off int) byte {
 }
 
 func (s *indexScanner) hasPrefix(p string) bool {
-	return strings.HasPrefix(string(s.src[min(s.i, len(s.src)):]), p)
+	return bytes.HasPrefix(s.src[min(s.i, len(s.src)):], []byte(p))
 }
 
 // adv consumes one byte, counting lines.
@@ -416,4 +418,66 @@ func (s *indexScanner) multiLine(delim string, escapes bool) {
 		}
 		s.adv()
 	}
+}
+
+// under returns the entries of idx below prefix (which ends in "."), with
+// prefix removed. keys is idx's keys, sorted.
+func (idx keyIndex) under(keys []string, prefix string) map[string]int {
+	out := map[string]int{}
+	for i := sort.SearchStrings(keys, prefix); i < len(keys) && strings.HasPrefix(keys[i], prefix); i++ {
+		out[keys[i][len(prefix):]] = idx[keys[i]]
+	}
+	return out
+}
+
+// sortedKeys returns idx's keys in order.
+func (idx keyIndex) sortedKeys() []string {
+	keys := make([]string, 0, len(idx))
+	for k := range idx {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// maxNesting bounds how deeply arrays and inline tables may nest. The TOML
+// decoder slows down sharply on deep nesting (seconds for a few thousand
+// levels); no configuration needs more than a few.
+const maxNesting = 32
+
+// checkNesting returns the line where brackets outside strings and comments
+// nest deeper than maxNesting, or 0. It is a cheap pre-check, run before
+// decoding, that also works on invalid TOML. Header brackets ("[[a]]") count
+// too but never reach the limit.
+func checkNesting(src []byte) int {
+	s := &indexScanner{src: src, line: 1}
+	depth := 0
+	for s.i < len(s.src) {
+		switch c := s.peek(0); {
+		case s.hasPrefix(`"""`):
+			s.multiLine(`"""`, true)
+		case s.hasPrefix(`'''`):
+			s.multiLine(`'''`, false)
+		case c == '"':
+			s.basicString()
+		case c == '\'':
+			s.literalString()
+		case c == '#':
+			for s.i < len(s.src) && s.src[s.i] != '\n' {
+				s.i++
+			}
+		case c == '[' || c == '{':
+			depth++
+			if depth > maxNesting {
+				return s.line
+			}
+			s.i++
+		case c == ']' || c == '}':
+			depth = max(depth-1, 0)
+			s.i++
+		default:
+			s.adv()
+		}
+	}
+	return 0
 }

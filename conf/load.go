@@ -40,6 +40,7 @@ const (
 
 // Limits enforced on numeric keys.
 const (
+	maxFileSize     = 8 << 20
 	MaxBatchSize    = 1_000_000
 	MaxWorkers      = 64
 	MaxQueueSize    = 65536
@@ -121,6 +122,7 @@ type loader struct {
 type fileCtx struct {
 	file string
 	idx  keyIndex
+	keys []string // idx's keys, sorted
 }
 
 // pos returns where path was written, falling back to its closest recorded
@@ -145,6 +147,14 @@ func (l *loader) loadFile(file string) {
 		l.errs.addErr(&Error{Pos: Position{File: file}, Msg: fmt.Sprintf("cannot read the configuration file: %v", err), Err: err})
 		return
 	}
+	if len(data) > maxFileSize {
+		l.errs.add(Position{File: file}, "", "file is larger than %d MiB: is this the configuration file?", maxFileSize>>20)
+		return
+	}
+	if line := checkNesting(data); line > 0 {
+		l.errs.add(Position{File: file, Line: line}, "", "arrays and inline tables nest deeper than %d levels: flatten the value", maxNesting)
+		return
+	}
 	raw := map[string]any{}
 	if _, err := toml.Decode(string(data), &raw); err != nil {
 		var pe toml.ParseError
@@ -163,6 +173,7 @@ func (l *loader) loadFile(file string) {
 		return
 	}
 	f := &fileCtx{file: file, idx: buildIndex(data)}
+	f.keys = f.idx.sortedKeys()
 
 	keys := sortedByLine(f, "", raw)
 	for _, k := range keys {
@@ -348,11 +359,8 @@ func (l *loader) plugin(f *fileCtx, kind Kind, name, path string, t map[string]a
 		Settings:  map[string]any{},
 		Positions: map[string]Position{},
 	}
-	prefix := path + "."
-	for k, line := range f.idx {
-		if strings.HasPrefix(k, prefix) {
-			p.Positions[k[len(prefix):]] = Position{File: f.file, Line: line}
-		}
+	for k, line := range f.idx.under(f.keys, path+".") {
+		p.Positions[k] = Position{File: f.file, Line: line}
 	}
 	table := p.tableName()
 	explicitAlias := false

@@ -531,6 +531,11 @@ func TestLoadErrors(t *testing.T) {
 			want:  []wantErr{{"main.toml", 6, "outputs.bad name", "invalid plugin name"}},
 		},
 		{
+			name:  "deep nesting is refused before decoding",
+			files: map[string]string{"main.toml": minimal + "  v = " + strings.Repeat("[", 40) + strings.Repeat("]", 40) + "\n"},
+			want:  []wantErr{{"main.toml", 6, "", "nest deeper than 32 levels"}},
+		},
+		{
 			name:  "nan cannot reach a plugin",
 			files: map[string]string{"main.toml": minimal + "  ratio = nan\n"},
 			want:  []wantErr{{"main.toml", 6, "outputs.file.ratio", "finite number"}},
