@@ -48,13 +48,13 @@ const (
 	MaxMaxRetries   = 1_000_000
 )
 
-// AgentKeys lists the keys of the [agent] table.
+// agentKeys lists the keys of the [agent] table (read-only).
 var agentKeys = []string{
 	"metrics_address", "log_level", "log_format", "flush_interval", "shutdown_timeout",
 	"dead_letter_dir", "plugin_dir", "queue_size", "input_credits",
 }
 
-// sections are the plugin sections; the values are their kinds.
+// sections are the plugin sections; the values are their kinds (read-only).
 var sections = map[string]Kind{"inputs": KindInput, "processors": KindProcessor, "outputs": KindOutput}
 
 var topLevel = []string{"agent", "inputs", "processors", "outputs"}
@@ -68,6 +68,10 @@ var topLevel = []string{"agent", "inputs", "processors", "outputs"}
 // joined with errors.Join; the returned Config is nil then.
 //
 // A configuration must define at least one input and one output.
+//
+// Load is safe for concurrent use; the returned Config belongs to the caller
+// and shares nothing with other calls. Its Settings hold resolved secrets:
+// log Describe or RedactSettings, never the raw values.
 func Load(mainFile, dropInDir string, opts LoadOptions) (*Config, error) {
 	l := &loader{lookup: opts.LookupEnv}
 	if l.lookup == nil {
