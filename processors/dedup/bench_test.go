@@ -1,0 +1,78 @@
+package dedup
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/telemetry-collector/telemetry-collector/sdk"
+)
+
+// syntheticBatch is one scrape of gpus GPUs with metrics canonical fields
+// each, one point per series, canonical labels.
+func syntheticBatch(gpus, metrics int) *sdk.Batch {
+	b := &sdk.Batch{}
+	for g := range gpus {
+		labels := sdk.Labels{
+			{Key: "device", Value: fmt.Sprintf("nvidia%d", g%8)},
+			{Key: "driver_version", Value: "535.129.03"},
+			{Key: "gpu_index", Value: fmt.Sprint(g % 8)},
+			{Key: "gpu_model", Value: "NVIDIA H100 80GB HBM3"},
+			{Key: "gpu_uuid", Value: fmt.Sprintf("GPU-5fd4f087-86f3-7a43-b711-%012d", g)},
+			{Key: "host", Value: fmt.Sprintf("dgx-node-%03d", g/8)},
+		}
+		for m := range metrics {
+			b.Add(b.AddSeries(fmt.Sprintf("gpu_metric_%02d", m), labels), t0, float64(g*m%100))
+		}
+	}
+	return b
+}
+
+// BenchmarkProcess: "new" feeds scrapes one second apart (every point is
+// new; with max_entries at its default the cap is reached and buckets are
+// evicted, the steady state of a busy agent); "redelivered" feeds the same
+// scrape again and again (every point a duplicate).
+func BenchmarkProcess(b *testing.B) {
+	for _, mode := range []string{"new", "redelivered", "new+suppress"} {
+		b.Run(fmt.Sprintf("%s/gpus=1024/metrics=30", mode), func(b *testing.B) {
+			tmpl := syntheticBatch(1024, 30)
+			d := New()
+			d.now = func() time.Time { return time.Unix(0, t0).Add(time.Hour) }
+			d.SuppressUnchanged = mode == "new+suppress"
+			batch := &sdk.Batch{Series: make([]sdk.Series, len(tmpl.Series)), Points: make([]sdk.Point, len(tmpl.Points))}
+			step := int64(0)
+			ctx := context.Background()
+			feed := func() {
+				batch.Series = append(batch.Series[:0], tmpl.Series...)
+				batch.Points = append(batch.Points[:0], tmpl.Points...)
+				for i := range batch.Points {
+					batch.Points[i].Time += step
+				}
+				if mode != "redelivered" {
+					step += int64(time.Second)
+				}
+				if _, err := d.Process(ctx, batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for range 80 { // warm up: reach the cap
+				feed()
+			}
+			var m0, m1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				feed()
+			}
+			b.StopTimer()
+			runtime.ReadMemStats(&m1)
+			samples := float64(b.N) * float64(len(tmpl.Points))
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/samples, "ns/sample")
+			b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/samples, "allocs/sample")
+			b.ReportMetric(float64(d.Stats().Entries), "entries")
+		})
+	}
+}
