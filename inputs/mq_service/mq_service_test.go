@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,8 +12,11 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/hashicorp/go-hclog"
-	"github.com/telemetry-collector/telemetry-collector/sdk"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/status"
+
+	"github.com/telemetry-collector/telemetry-collector/sdk"
 )
 
 // testInput returns an input for addr with fast timings and the fake parsers.
@@ -317,24 +321,36 @@ func TestLeaseRenewalWhileInFlight(t *testing.T) {
 }
 
 func TestRenewalRefusedIsHarmless(t *testing.T) {
-	srv := startOrig(t, "127.0.0.1:0", func(s *origServer) { s.errorOnExtra = true })
-	acc := &fakeAcc{}
-	in := testInput(t, srv.addr)
-	in.renewEvery = 40 * time.Millisecond
-	start(t, in, acc)
-	waitFor(t, "subscriber", 2*time.Second, func() bool { return srv.numSubs() == 1 })
-	srv.publish(msg("m1", "x 1", nil))
-	waitFor(t, "renewals disabled", 3*time.Second, func() bool { return in.Stats().RenewalsDisabled })
-	waitFor(t, "resubscribed", 3*time.Second, func() bool { return srv.numSubs() == 1 })
-	n := len(srv.requests())
-	time.Sleep(200 * time.Millisecond)
-	if n2 := len(srv.requests()); n2 != n {
-		t.Errorf("still renewing after the broker refused: %d -> %d requests", n, n2)
+	refusals := map[string]error{
+		"status error": status.Error(codes.InvalidArgument, "already subscribed"),
+		"plain error":  errors.New("unexpected request"),
+		"stream ended": io.EOF, // the test server returns nil on it
 	}
-	srv.publish(msg("m2", "y 2", nil))
-	waitFor(t, "m2", 2*time.Second, func() bool { return acc.points() == 2 })
-	acc.doneAll(sdk.Delivery{OK: true}, 0)
-	waitFor(t, "acks for both", 2*time.Second, func() bool { return len(srv.ackList()) == 2 })
+	for name, refusal := range refusals {
+		t.Run(name, func(t *testing.T) {
+			if refusal == io.EOF {
+				refusal = errEndStream
+			}
+			srv := startOrig(t, "127.0.0.1:0", func(s *origServer) { s.errorOnExtra = refusal })
+			acc := &fakeAcc{}
+			in := testInput(t, srv.addr)
+			in.renewEvery = 40 * time.Millisecond
+			start(t, in, acc)
+			waitFor(t, "subscriber", 2*time.Second, func() bool { return srv.numSubs() == 1 })
+			srv.publish(msg("m1", "x 1", nil))
+			waitFor(t, "renewals disabled", 3*time.Second, func() bool { return in.Stats().RenewalsDisabled })
+			waitFor(t, "resubscribed", 3*time.Second, func() bool { return srv.numSubs() == 1 })
+			n := len(srv.requests())
+			time.Sleep(200 * time.Millisecond)
+			if n2 := len(srv.requests()); n2 != n {
+				t.Errorf("still renewing after the broker refused: %d -> %d requests", n, n2)
+			}
+			srv.publish(msg("m2", "y 2", nil))
+			waitFor(t, "m2", 2*time.Second, func() bool { return acc.points() == 2 })
+			acc.doneAll(sdk.Delivery{OK: true}, 0)
+			waitFor(t, "acks for both", 2*time.Second, func() bool { return len(srv.ackList()) == 2 })
+		})
+	}
 }
 
 func TestReconnectAfterServerRestart(t *testing.T) {

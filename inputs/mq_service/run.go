@@ -241,7 +241,7 @@ func (r *runner) classify(ss *subStream, err error) error {
 	}
 	if !ss.lastRenewal.IsZero() && time.Since(ss.lastRenewal) < 2*time.Second && !errors.Is(err, errNoHeartbeat) {
 		switch status.Code(err) {
-		case codes.Unavailable, codes.Canceled, codes.DeadlineExceeded, codes.Unknown:
+		case codes.Unavailable, codes.Canceled, codes.DeadlineExceeded:
 			// the broker or the network went away
 		default:
 			if r.in.renewOff.CompareAndSwap(false, true) {

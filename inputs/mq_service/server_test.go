@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -34,9 +32,9 @@ type origServer struct {
 	addr string
 	srv  *grpc.Server
 
-	// errorOnExtra makes the server fail a stream on a second
-	// SubscribeRequest (a strict original).
-	errorOnExtra bool
+	// errorOnExtra, when set, is what the server fails a stream with on a
+	// second SubscribeRequest (a strict original).
+	errorOnExtra error
 	// heartbeatEvery sends heartbeats while set (0: none).
 	heartbeatEvery atomic.Int64
 	queueSize      int
@@ -52,6 +50,9 @@ type origServer struct {
 	ackStreams  int
 	ackFinished int
 }
+
+// errEndStream as errorOnExtra makes the server end the stream cleanly.
+var errEndStream = errors.New("end the stream without an error")
 
 type origSub struct {
 	topic string
@@ -121,8 +122,8 @@ func (s *origServer) Subscribe(stream grpc.BidiStreamingServer[mqpb.SubscribeReq
 			s.mu.Lock()
 			s.subReqs = append(s.subReqs, req)
 			s.mu.Unlock()
-			if s.errorOnExtra {
-				readErr <- status.Error(codes.InvalidArgument, "already subscribed")
+			if s.errorOnExtra != nil {
+				readErr <- s.errorOnExtra
 				return
 			}
 		}
@@ -141,6 +142,9 @@ func (s *origServer) Subscribe(stream grpc.BidiStreamingServer[mqpb.SubscribeReq
 		}
 		select {
 		case err := <-readErr:
+			if errors.Is(err, errEndStream) {
+				return nil
+			}
 			return err
 		case <-stream.Context().Done():
 			return stream.Context().Err()
