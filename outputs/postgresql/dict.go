@@ -103,7 +103,8 @@ func badText(s string) string {
 }
 
 // parseSeries fills si from s's name and labels, or returns why the series
-// cannot be stored.
+// cannot be stored. It does not check the text: values equal to cached ones
+// are known good, and checkText checks the rest on a cache miss.
 func (d *dictCache) parseSeries(s *sdk.Series, si *seriesInfo) string {
 	a := &si.attrs
 	*a = gpuAttrs{}
@@ -134,9 +135,6 @@ func (d *dictCache) parseSeries(s *sdk.Series, si *seriesInfo) string {
 		default:
 			continue
 		}
-		if why := badText(l.Value); why != "" {
-			return fmt.Sprintf("label %s %s", l.Key, why)
-		}
 		*dst = l.Value
 	}
 	switch {
@@ -154,13 +152,28 @@ func (d *dictCache) parseSeries(s *sdk.Series, si *seriesInfo) string {
 		if s.Name == "" {
 			return "series has no metric name"
 		}
-		if why := badText(s.Name); why != "" {
-			return "metric name " + why
-		}
 	}
 	si.wlKey = ""
 	if si.wla != [3]string{} {
 		si.wlKey = si.wla[0] + "\x1f" + si.wla[1] + "\x1f" + si.wla[2]
+	}
+	return ""
+}
+
+// checkText returns why a label value or the metric name of s cannot be
+// stored as PostgreSQL text, or "".
+func checkText(s *sdk.Series) string {
+	for _, l := range s.Labels {
+		switch l.Key {
+		case sdk.LabelGPUUUID, sdk.LabelHost, sdk.LabelGPUIndex, sdk.LabelGPUModel, sdk.LabelDevice,
+			sdk.LabelPCIBusID, sdk.LabelDriverVersion, sdk.LabelContainer, sdk.LabelPod, sdk.LabelNamespace:
+			if why := badText(l.Value); why != "" {
+				return fmt.Sprintf("label %s %s", l.Key, why)
+			}
+		}
+	}
+	if why := badText(s.Name); why != "" {
+		return "metric name " + why
 	}
 	return ""
 }
@@ -318,7 +331,15 @@ func (o *Output) resolve(ctx context.Context, b *sdk.Batch, sc *scratch) error {
 			si.gpu = -2 // reject after unlocking
 			continue
 		}
-		if e := d.gpus[si.attrs.key]; e != nil && e.attrs.covers(&si.attrs) {
+		e := d.gpus[si.attrs.key]
+		hit := e != nil && e.attrs.covers(&si.attrs)
+		if !hit || (si.wlKey != "" && d.workloads[si.wlKey] == 0) || (si.col < 0 && d.names[b.Series[i].Name] == 0) {
+			if why := checkText(&b.Series[i]); why != "" {
+				si.gpu = -2
+				continue
+			}
+		}
+		if hit {
 			si.gpu = e.id
 		} else {
 			if pendGPU == nil {
@@ -358,7 +379,11 @@ func (o *Output) resolve(ctx context.Context, b *sdk.Batch, sc *scratch) error {
 		if info[i].gpu == -2 {
 			s := &b.Series[i]
 			var tmp seriesInfo
-			reject(i, d.parseSeries(s, &tmp))
+			why := d.parseSeries(s, &tmp)
+			if why == "" {
+				why = checkText(s)
+			}
+			reject(i, why)
 		}
 	}
 
