@@ -43,24 +43,24 @@ var SampleConfig string
 type Output struct {
 	// Connection is a URL or libpq key=value string. Empty: the discrete
 	// keys below; none of those either: $DATABASE_URL, then PG* variables.
-	Connection string `toml:"connection"`
-	Host       string `toml:"host"`
-	Port       int    `toml:"port"`
-	User       string `toml:"user"`
-	Password   string `toml:"password"`
-	DBName     string `toml:"dbname"`
-	SSLMode    string `toml:"sslmode"`
+	Connection string `toml:"connection" json:"connection"`
+	Host       string `toml:"host" json:"host"`
+	Port       int    `toml:"port" json:"port"`
+	User       string `toml:"user" json:"user"`
+	Password   string `toml:"password" json:"password"`
+	DBName     string `toml:"dbname" json:"dbname"`
+	SSLMode    string `toml:"sslmode" json:"sslmode"`
 
 	// Schema holds every table and the view (created if missing).
-	Schema string `toml:"schema"`
+	Schema string `toml:"schema" json:"schema"`
 	// PartitionInterval is the width of the time partitions ("1d", "6h", "7d").
-	PartitionInterval Interval `toml:"partition_interval"`
+	PartitionInterval Interval `toml:"partition_interval" json:"partition_interval"`
 	// Retention drops partitions wholly older than this; 0 keeps everything.
-	Retention Interval `toml:"retention"`
+	Retention Interval `toml:"retention" json:"retention"`
 	// ConnectTimeout bounds one connection attempt.
-	ConnectTimeout sdk.Duration `toml:"connect_timeout"`
+	ConnectTimeout sdk.Duration `toml:"connect_timeout" json:"connect_timeout"`
 	// MaxConnections is the pool size; default workers+1.
-	MaxConnections int `toml:"max_connections"`
+	MaxConnections int `toml:"max_connections" json:"max_connections"`
 
 	env     sdk.Environment
 	log     hclog.Logger

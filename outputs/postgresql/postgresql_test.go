@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/BurntSushi/toml"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -667,4 +670,39 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Every key of sample.conf (commented ones uncommented) is a config key of
+// Output, or one of the agent's keys.
+func TestSampleConfigKeys(t *testing.T) {
+	var conf struct {
+		Outputs struct {
+			PostgreSQL []map[string]any `toml:"postgresql"`
+		} `toml:"outputs"`
+	}
+	uncommented := regexp.MustCompile(`(?m)^\s*# ([a-z_]+ = .*)$`).ReplaceAllString(SampleConfig, "$1")
+	if _, err := toml.Decode(uncommented, &conf); err != nil {
+		t.Fatal(err)
+	}
+	if len(conf.Outputs.PostgreSQL) != 1 {
+		t.Fatalf("sample.conf has %d [[outputs.postgresql]] tables", len(conf.Outputs.PostgreSQL))
+	}
+	known := map[string]bool{"batch_size": true, "workers": true}
+	ty := reflect.TypeOf(Output{})
+	for i := 0; i < ty.NumField(); i++ {
+		if tag := ty.Field(i).Tag.Get("toml"); tag != "" {
+			known[tag] = true
+		}
+	}
+	keys := conf.Outputs.PostgreSQL[0]
+	for k := range keys {
+		if !known[k] {
+			t.Errorf("sample.conf key %q is not a config key", k)
+		}
+	}
+	for k := range known {
+		if _, ok := keys[k]; !ok {
+			t.Errorf("config key %q is not documented in sample.conf", k)
+		}
+	}
 }
