@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // Input produces batches.
@@ -112,6 +114,14 @@ type Environment struct {
 // configuration is decoded.
 type EnvironmentReceiver interface {
 	SetEnvironment(env Environment)
+}
+
+// LoggerReceiver is an optional ability: SetLogger is called once, before
+// the configuration is decoded, with a logger named after the plugin
+// instance. Its lines travel as hclog JSON on stderr into the agent's log.
+// Plugins without it get no logger (they must not write to stdout).
+type LoggerReceiver interface {
+	SetLogger(logger hclog.Logger)
 }
 
 // permanentError marks an error that retrying will not fix.

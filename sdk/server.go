@@ -96,6 +96,9 @@ func (s *server) Configure(ctx context.Context, req *pluginpb.ConfigureRequest) 
 	if er, ok := v.(EnvironmentReceiver); ok {
 		er.SetEnvironment(Environment{Name: reg.Name, Alias: alias, Workers: workers, BatchSize: int(req.GetBatchSize())})
 	}
+	if lr, ok := v.(LoggerReceiver); ok {
+		lr.SetLogger(s.log.Named(alias))
+	}
 	resp := &pluginpb.ConfigureResponse{}
 	if err := DecodeConfig(req.GetConfigJson(), v); err != nil {
 		resp.Issues = toPBIssues(IssuesOf(err))
