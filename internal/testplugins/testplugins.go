@@ -46,6 +46,8 @@ type Seq struct {
 	AckFile string `toml:"ack_file"`
 	// Exit makes Run return after the last batch instead of waiting.
 	Exit bool `toml:"exit"`
+	// Interval is a pause between batches, so tests can act mid-stream.
+	Interval sdk.Duration `toml:"interval"`
 
 	mu sync.Mutex
 	f  *os.File
@@ -100,6 +102,13 @@ func (s *Seq) Run(ctx context.Context, acc sdk.Accumulator) error {
 			}
 			return err
 		}
+		if s.Interval > 0 {
+			select {
+			case <-time.After(s.Interval.D()):
+			case <-ctx.Done():
+				return nil
+			}
+		}
 	}
 	if s.Exit {
 		return nil
@@ -131,7 +140,22 @@ type Passthrough struct {
 	Delay         sdk.Duration `toml:"delay"`
 	MaxConcurrent int          `toml:"max_concurrency"`
 	FailPermanent bool         `toml:"fail_permanent"`
-	seen          atomic.Int64
+	// PIDFile, when set, receives the process id at Init (rewritten by
+	// every restarted process), so tests can kill the plugin from outside.
+	PIDFile string `toml:"pid_file"`
+	seen    atomic.Int64
+}
+
+// Init implements sdk.Initializer.
+func (p *Passthrough) Init(context.Context) error {
+	if p.PIDFile == "" {
+		return nil
+	}
+	tmp := p.PIDFile + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return sdk.Permanent(err)
+	}
+	return os.Rename(tmp, p.PIDFile)
 }
 
 // Validate implements sdk.Validator.
