@@ -3,6 +3,7 @@ package conf
 import (
 	"errors"
 	"fmt"
+	suggestpkg "github.com/telemetry-collector/telemetry-collector/internal/suggest"
 	"sort"
 	"strings"
 )
@@ -112,53 +113,8 @@ func (l *errorList) err() error {
 
 // suggest returns ` (did you mean "x"?)` when word is close to a candidate.
 func suggest(word string, candidates []string) string {
-	lw := strings.ToLower(word)
-	if len(lw) >= 4 {
-		for _, c := range candidates {
-			if strings.HasPrefix(c, lw) || strings.HasPrefix(lw, c) {
-				return fmt.Sprintf(" (did you mean %q?)", c)
-			}
-		}
-	}
-	best, bestD := "", 0
-	for _, c := range candidates {
-		d := editDistance(lw, c)
-		if best == "" || d < bestD {
-			best, bestD = c, d
-		}
-	}
-	limit := 2
-	if len(word) > 8 {
-		limit = 3
-	}
-	if best != "" && bestD <= limit && bestD < len(lw) {
-		return fmt.Sprintf(" (did you mean %q?)", best)
+	if c := suggestpkg.Closest(word, candidates); c != "" {
+		return fmt.Sprintf(" (did you mean %q?)", c)
 	}
 	return ""
-}
-
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return max(len(a), len(b))
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				cur[j] = min(cur[j], prev[j-1]) // transposition (approximate)
-			}
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

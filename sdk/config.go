@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	suggestpkg "github.com/telemetry-collector/telemetry-collector/internal/suggest"
 	"math"
 	"reflect"
 	"regexp"
@@ -228,19 +229,7 @@ func suggest(t reflect.Type, k toml.Key) string {
 	if t == nil {
 		return ""
 	}
-	want := k[len(k)-1]
-	best, bestD := "", 1<<30
-	for _, key := range keysOf(t) {
-		d := levenshtein(strings.ToLower(want), strings.ToLower(key))
-		if d < bestD || (d == bestD && key < best) {
-			best, bestD = key, d
-		}
-	}
-	// Only suggest plausible typos.
-	if best == "" || bestD > max(2, len(want)/3) {
-		return ""
-	}
-	return best
+	return suggestpkg.Closest(k[len(k)-1], keysOf(t))
 }
 
 var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
@@ -307,24 +296,4 @@ func fieldByKey(t reflect.Type, key string) (reflect.StructField, bool) {
 		}
 	}
 	return reflect.StructField{}, false
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
