@@ -3,9 +3,10 @@ package conf
 import (
 	"errors"
 	"fmt"
-	suggestpkg "github.com/telemetry-collector/telemetry-collector/internal/suggest"
 	"sort"
 	"strings"
+
+	suggestpkg "github.com/telemetry-collector/telemetry-collector/internal/suggest"
 )
 
 // Error is one configuration problem. Load returns every problem it finds,

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	suggestpkg "github.com/telemetry-collector/telemetry-collector/internal/suggest"
 	"math"
 	"reflect"
 	"regexp"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	suggestpkg "github.com/telemetry-collector/telemetry-collector/internal/suggest"
 )
 
 // ConfigIssue is one problem in a plugin's configuration. Key is the dotted
