@@ -426,8 +426,18 @@ func (a *Agent) shutdown() error {
 		err = fmt.Errorf("agent: shutdown timed out after %s: gave up on %d unacknowledged batches (a stuck output or input?)", a.shutdownTimeout, len(left))
 		a.log.Error("shutdown timeout: giving up", "unsettled_batches", len(left))
 		a.hardCancel()
-		for _, t := range left {
-			t.fail(errShutdownTimeout)
+		// Give up on every unsettled batch. A stage woken by hardCancel may
+		// win the race to settle one and still be running its done
+		// callback (a tracker leaves the registry only after its callback
+		// ran): repeat until the registry is empty, so every callback has
+		// run before the inputs are closed.
+		for len(left) > 0 {
+			for _, t := range left {
+				t.fail(errShutdownTimeout)
+			}
+			if left = a.trackers.snapshot(); len(left) > 0 {
+				time.Sleep(time.Millisecond)
+			}
 		}
 	}
 
