@@ -1,0 +1,88 @@
+package bench
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/telemetry-collector/telemetry-collector/inputs/parsers"
+	gpunormalize "github.com/telemetry-collector/telemetry-collector/processors/gpu_normalize"
+	"github.com/telemetry-collector/telemetry-collector/sdk"
+	"github.com/telemetry-collector/telemetry-collector/sdk/gpumetrics"
+)
+
+// TestWorkloadsParse runs every workload's messages through the real parser
+// and gpu_normalize: no rejects, the promised sample count, every sample a
+// canonical metric of a GPU identified by its UUID, one value per (GPU,
+// metric, time).
+func TestWorkloadsParse(t *testing.T) {
+	c := Cluster{GPUs: 16, Fields: len(Fields), Rounds: 2, Start: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	for _, w := range Workloads {
+		t.Run(w.Name, func(t *testing.T) {
+			msgs := w.Generate(c, "topic")
+			wantMsgs := c.GPUs / GPUsPerHost * c.Rounds
+			if w.Name == "gpu-tel-json" {
+				wantMsgs = c.Samples()
+			}
+			if len(msgs) != wantMsgs {
+				t.Fatalf("%d messages, want %d", len(msgs), wantMsgs)
+			}
+			ct := msgs[0].GetMetadata()["content-type"]
+			p, err := parsers.New(ct, parsers.Options{Location: time.UTC})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := gpunormalize.New()
+			seen := map[[3]string]bool{}
+			total := 0
+			for i, m := range msgs {
+				if m.GetMetadata()["content-type"] != ct || m.GetTopic() != "topic" || m.GetId() == "" {
+					t.Fatalf("message %d: bad envelope %v", i, m)
+				}
+				b := &sdk.Batch{}
+				if err := p.Parse(m.GetPayload(), m.GetTimestamp().AsTime(), "m", b); err != nil {
+					t.Fatalf("message %d: %v", i, err)
+				}
+				out, err := n.Process(context.Background(), b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, ob := range out {
+					if len(ob.Rejects) > 0 {
+						t.Fatalf("message %d: reject %+v", i, ob.Rejects[0])
+					}
+					for _, pt := range ob.Points {
+						s := ob.Series[pt.Series]
+						if gpumetrics.Index(s.Name) < 0 {
+							t.Fatalf("message %d: %s is not canonical", i, s.Name)
+						}
+						u, _ := s.Labels.Get(sdk.LabelGPUUUID)
+						if h, _ := s.Labels.Get(sdk.LabelHost); u == "" || h == "" {
+							t.Fatalf("message %d: %s%s lacks gpu_uuid or host", i, s.Name, s.Labels.String())
+						}
+						k := [3]string{u, s.Name, time.Unix(0, pt.Time).String()}
+						if seen[k] {
+							t.Fatalf("message %d: duplicate sample %v", i, k)
+						}
+						seen[k] = true
+						total++
+					}
+				}
+			}
+			if total != c.Samples() {
+				t.Fatalf("%d samples, want %d", total, c.Samples())
+			}
+		})
+	}
+}
+
+func TestRoundsFor(t *testing.T) {
+	for _, tc := range []struct{ gpus, fields, samples, want int }{
+		{1024, 30, 2_000_000, 66}, {1024, 30, 30720, 1}, {1024, 30, 30721, 2}, {8, 1, 1, 1},
+	} {
+		c := Cluster{GPUs: tc.gpus, Fields: tc.fields}
+		if got := c.RoundsFor(tc.samples); got != tc.want {
+			t.Errorf("RoundsFor(%d) with %d GPUs x %d = %d, want %d", tc.samples, tc.gpus, tc.fields, got, tc.want)
+		}
+	}
+}
