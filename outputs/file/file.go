@@ -119,17 +119,34 @@ func (o *Output) Write(_ context.Context, b *sdk.Batch) error {
 			return err
 		}
 	}
+	before := o.size
 	n, err := o.f.Write(buf)
 	o.size += int64(n)
 	if err != nil {
-		return fmt.Errorf("outputs.file: write %s: %w", o.Path, err)
+		return o.failed(before, fmt.Errorf("outputs.file: write %s: %w", o.Path, err))
 	}
 	if o.own && o.Fsync {
 		if err := o.f.Sync(); err != nil {
-			return fmt.Errorf("outputs.file: fsync %s: %w", o.Path, err)
+			return o.failed(before, fmt.Errorf("outputs.file: fsync %s: %w", o.Path, err))
 		}
 	}
 	return nil
+}
+
+// failed handles a Write that failed after the file was opened (disk full,
+// I/O error, a path replaced under us): it cuts off what this Write may have
+// appended, so a retry does not leave a torn line, and closes the file, so
+// the next Write opens the path again and succeeds once the operator fixed
+// it. The error stays retryable: the agent retries the batch. stdout and
+// stderr are left as they are.
+func (o *Output) failed(before int64, err error) error {
+	if !o.own {
+		return err
+	}
+	_ = o.f.Truncate(before) // best effort: fails on devices and pipes
+	_ = o.f.Close()
+	o.f, o.size = nil, 0
+	return err
 }
 
 // rotate shifts PATH.(n-1) to PATH.n ... PATH to PATH.1 and reopens PATH.

@@ -195,3 +195,54 @@ func BenchmarkWrite(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*10000), "ns/sample")
 }
+
+// TestWriteFailsThenRecovers: a file that fails at Write (here a disk-full
+// device behind the path, opened fine by Init) returns a retryable error
+// each time, and once the path is fixed the next Write opens it again and
+// stores the whole batch, with no torn line from the failed attempts.
+func TestWriteFailsThenRecovers(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Fatalf("this test needs /dev/full (Linux): %v", err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "out.jsonl")
+	if err := os.Symlink("/dev/full", path); err != nil {
+		t.Fatal(err)
+	}
+	o := New()
+	o.Path = path
+	ctx := context.Background()
+	if err := o.Init(ctx); err != nil {
+		t.Fatalf("Init must succeed (the device opens fine): %v", err)
+	}
+	b := batch(3, time.Unix(1700000000, 0))
+	for i := 0; i < 2; i++ {
+		err := o.Write(ctx, b)
+		if err == nil {
+			t.Fatal("Write to a full device succeeded")
+		}
+		if sdk.IsPermanent(err) {
+			t.Fatalf("a full disk must be retryable, got permanent: %v", err)
+		}
+		if !strings.Contains(err.Error(), path) {
+			t.Errorf("error does not name the path: %v", err)
+		}
+	}
+	// The operator frees space / fixes the path.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Write(ctx, b); err != nil {
+		t.Fatalf("Write after the path was fixed: %v", err)
+	}
+	if err := o.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.Mode().IsRegular() {
+		t.Fatalf("%s is not a regular file after recovery: %v %v", path, fi, err)
+	}
+	if got := readLines(t, path); len(got) != 3 {
+		t.Fatalf("%d lines after recovery, want 3", len(got))
+	}
+}
