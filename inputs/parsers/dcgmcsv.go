@@ -2,6 +2,7 @@ package parsers
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -74,37 +75,102 @@ var dcgmLabelKeys = [dcNumCols]string{
 // label keys, so that they come out sorted.
 var dcgmLabelOrder = [...]int{dcHost, dcUUID, dcContainer, dcDevice, dcGPU, dcModel, dcNamespace, dcPod}
 
-// dcgmState is the scratch state of one Parse call.
+// dcgmState is the state of one Parse call. States come from the parser's
+// pool, so one is used by one goroutine at a time; besides scratch buffers
+// it keeps a series cache that outlives the call (see seriesCache).
 type dcgmState struct {
 	fields  [][]byte
 	scratch []byte
 	labels  []sdk.Label
 	merged  []sdk.Label
-	in      interner
-	slab    labelSlab
+	spans   []csvSpan
+	key     []byte
+
+	cache   seriesCache
+	headers map[string]*dcgmLayout // header line -> column layout
+	layouts uint32                 // layouts handed out (ids are never reused)
+	lastTS  []byte                 // last timestamp parsed, and its value
+	lastT   int64
 }
+
+// dcgmLayout is what a header line says: where each column is.
+type dcgmLayout struct {
+	id    uint32
+	cols  [dcNumCols]int // field index of each column, -1 if absent
+	nCols int
+	// cut lists the fields (timestamp, value; ascending) left out of a
+	// row's identity key; split is the number of leading fields the fast
+	// path must split to find them.
+	cut   [2]int
+	nCut  int
+	split int
+}
+
+// maxHeaders bounds the header layouts a state remembers.
+const maxHeaders = 64
 
 func newDCGMCSV() *dcgmCSV {
 	return &dcgmCSV{pool: sync.Pool{New: func() any {
-		return &dcgmState{in: make(interner)}
+		return &dcgmState{cache: newSeriesCache(), headers: make(map[string]*dcgmLayout)}
 	}}}
 }
 
 // Parse implements Parser.
 func (p *dcgmCSV) Parse(payload []byte, msgTime time.Time, pos string, b *sdk.Batch) error {
 	st := p.pool.Get().(*dcgmState)
-	defer func() {
-		clear(st.in)
-		st.slab = labelSlab{}
-		p.pool.Put(st)
-	}()
-	return st.parse(payload, msgTime, pos, b)
+	err := st.parse(payload, msgTime, pos, b)
+	// Not deferred: a state left half-way by a panic is dropped, not reused.
+	st.cache.endPayload()
+	p.pool.Put(st)
+	return err
+}
+
+// layout returns the column layout of header line, from the cache or
+// parsed (errors are not cached).
+func (st *dcgmState) layout(line []byte) (*dcgmLayout, error) {
+	if l := st.headers[string(line)]; l != nil {
+		return l, nil
+	}
+	var err error
+	st.fields, st.scratch, err = splitCSV(line, st.fields, st.scratch, true)
+	if err != nil {
+		return nil, sdk.Permanent(fmt.Errorf("parsers: dcgm-csv: header: %w", err))
+	}
+	l := &dcgmLayout{nCols: len(st.fields)}
+	for i := range l.cols {
+		l.cols[i] = -1
+	}
+	for i, f := range st.fields {
+		c, ok := dcgmColumns[string(bytes.ToLower(f))]
+		if ok && l.cols[c] < 0 {
+			l.cols[c] = i
+		}
+	}
+	if l.cols[dcMetric] < 0 || l.cols[dcValue] < 0 {
+		return nil, sdk.Permanent(fmt.Errorf("parsers: dcgm-csv: header %q lacks metric_name or value", truncate(line)))
+	}
+	st.layouts++
+	l.id = st.layouts
+	for _, c := range [...]int{l.cols[dcTimestamp], l.cols[dcValue]} {
+		if c >= 0 {
+			l.cut[l.nCut] = c
+			l.nCut++
+			l.split = max(l.split, c+1)
+		}
+	}
+	if l.nCut == 2 && l.cut[0] > l.cut[1] {
+		l.cut[0], l.cut[1] = l.cut[1], l.cut[0]
+	}
+	if len(st.headers) >= maxHeaders {
+		clear(st.headers)
+	}
+	st.headers[string(line)] = l
+	return l, nil
 }
 
 func (st *dcgmState) parse(payload []byte, msgTime time.Time, pos string, b *sdk.Batch) error {
 	var (
-		cols   [dcNumCols]int // field index of each column, -1 if absent
-		nCols  int
+		lay    *dcgmLayout
 		header []byte
 		lr     = lineReader{data: payload}
 		err    error
@@ -118,33 +184,17 @@ func (st *dcgmState) parse(payload []byte, msgTime time.Time, pos string, b *sdk
 		if isBlank(line) {
 			continue
 		}
-		st.fields, st.scratch, err = splitCSV(line, st.fields, st.scratch, true)
-		if err != nil {
-			return sdk.Permanent(fmt.Errorf("parsers: dcgm-csv: header: %w", err))
+		if lay, err = st.layout(line); err != nil {
+			return err
 		}
-		for i := range cols {
-			cols[i] = -1
-		}
-		for i, f := range st.fields {
-			c, ok := dcgmColumns[string(bytes.ToLower(f))]
-			if ok && cols[c] < 0 {
-				cols[c] = i
-			}
-		}
-		if cols[dcMetric] < 0 || cols[dcValue] < 0 {
-			return sdk.Permanent(fmt.Errorf("parsers: dcgm-csv: header %q lacks metric_name or value", truncate(line)))
-		}
-		nCols = len(st.fields)
 		header = line
 		break
 	}
 
-	idx := sdk.NewSeriesIndex(b)
-	var (
-		lastTS   []byte
-		lastTime = msgTime.UnixNano()
-		msgNanos = lastTime
-	)
+	st.cache.beginPayload()
+	cols := &lay.cols
+	msgNanos := msgTime.UnixNano()
+	grown := false
 	for {
 		line, n, ok := lr.next()
 		if !ok {
@@ -153,13 +203,55 @@ func (st *dcgmState) parse(payload []byte, msgTime time.Time, pos string, b *sdk
 		if isBlank(line) || bytes.Equal(line, header) {
 			continue // the streamer repeats the header in every message
 		}
+		if !grown {
+			// Size the batch for the rows left, judging by this one.
+			grown = true
+			growBatch(b, (len(payload)-lr.off)/(len(line)+1)+1)
+		}
+		// Fast path: a row whose identity (every field but timestamp and
+		// value, byte for byte) was seen before.
+		var (
+			key    []byte
+			tsF    []byte
+			valF   []byte
+			simple bool
+		)
+		st.spans, simple = splitPrefix(line, lay.split, st.spans)
+		if simple {
+			key = st.rowKey(lay, line)
+			valF = st.spans[cols[dcValue]].content(line)
+			if c := cols[dcTimestamp]; c >= 0 {
+				tsF = st.spans[c].content(line)
+			}
+			if e := st.cache.row(key); e != nil {
+				ts := msgNanos
+				if len(tsF) > 0 {
+					if ts, err = st.timestamp(tsF); err != nil {
+						b.Reject("dcgm-csv: "+err.Error(), position(pos, n), rawCopy(line))
+						continue
+					}
+				}
+				v, kind := parseValue(valF)
+				if kind == valueBad {
+					b.Reject(fmt.Sprintf("dcgm-csv: value %q is not a number", truncate(valF)), position(pos, n), rawCopy(line))
+					continue
+				}
+				if kind == valueMissing || isDCGMBlank(v) {
+					continue
+				}
+				st.cache.add(b, e, ts, v, len(payload)-lr.off, len(line))
+				continue
+			}
+		}
+
+		// Slow path: split and check the whole row.
 		st.fields, st.scratch, err = splitCSV(line, st.fields, st.scratch, true)
 		if err != nil {
 			b.Reject("dcgm-csv: "+err.Error(), position(pos, n), rawCopy(line))
 			continue
 		}
-		if len(st.fields) != nCols {
-			b.Reject(fmt.Sprintf("dcgm-csv: %d fields, header has %d", len(st.fields), nCols), position(pos, n), rawCopy(line))
+		if len(st.fields) != lay.nCols {
+			b.Reject(fmt.Sprintf("dcgm-csv: %d fields, header has %d", len(st.fields), lay.nCols), position(pos, n), rawCopy(line))
 			continue
 		}
 		f := st.fields
@@ -171,17 +263,9 @@ func (st *dcgmState) parse(payload []byte, msgTime time.Time, pos string, b *sdk
 		// Time.
 		ts := msgNanos
 		if c := cols[dcTimestamp]; c >= 0 && len(f[c]) > 0 {
-			if lastTS != nil && bytes.Equal(f[c], lastTS) {
-				ts = lastTime
-			} else {
-				t, err := parseTimestamp(f[c])
-				if err != nil {
-					b.Reject("dcgm-csv: "+err.Error(), position(pos, n), rawCopy(line))
-					continue
-				}
-				ts = t
-				lastTS = append(lastTS[:0], f[c]...)
-				lastTime = t
+			if ts, err = st.timestamp(f[c]); err != nil {
+				b.Reject("dcgm-csv: "+err.Error(), position(pos, n), rawCopy(line))
+				continue
 			}
 		}
 		// Value.
@@ -195,15 +279,16 @@ func (st *dcgmState) parse(payload []byte, msgTime time.Time, pos string, b *sdk
 		}
 		// Labels: the identity columns in key order, then labels_raw
 		// (dcgm-exporter prints it sorted), merged.
+		in := st.cache.in
 		cl := st.labels[:0]
 		for _, c := range dcgmLabelOrder {
 			if cols[c] >= 0 && len(f[cols[c]]) > 0 {
-				cl = append(cl, sdk.Label{Key: dcgmLabelKeys[c], Value: st.in.get(f[cols[c]])})
+				cl = append(cl, sdk.Label{Key: dcgmLabelKeys[c], Value: in.get(f[cols[c]])})
 			}
 		}
 		nc := len(cl)
 		if c := cols[dcLabelsRaw]; c >= 0 {
-			cl, err = parsePromLabels(f[c], cl, st.in)
+			cl, err = parsePromLabels(f[c], cl, in)
 			st.labels = cl
 			if err != nil {
 				b.Reject("dcgm-csv: labels_raw: "+err.Error(), position(pos, n), rawCopy(line))
@@ -212,15 +297,113 @@ func (st *dcgmState) parse(payload []byte, msgTime time.Time, pos string, b *sdk
 		}
 		st.labels = cl
 		st.merged = mergeLabels(st.merged[:0], cl[:nc], cl[nc:])
-		ls := st.merged
-		ns := len(b.Series)
-		id := idx.ID(st.in.get(name), ls)
-		if len(b.Series) > ns {
-			b.Series[id].Labels = st.slab.take(ls) // the index kept the scratch slice
+		e := st.cache.series(in.get(name), st.merged)
+		if simple {
+			st.cache.setRow(key, e)
 		}
-		b.Add(id, ts, v)
+		st.cache.add(b, e, ts, v, len(payload)-lr.off, len(line))
 	}
 	return nil
+}
+
+// timestamp parses a timestamp field, reusing the last result when the
+// field repeats (rows of one scrape share it).
+func (st *dcgmState) timestamp(f []byte) (int64, error) {
+	if st.lastTS != nil && bytes.Equal(f, st.lastTS) {
+		return st.lastT, nil
+	}
+	t, err := parseTimestamp(f)
+	if err != nil {
+		return 0, err
+	}
+	st.lastTS = append(st.lastTS[:0], f...)
+	st.lastT = t
+	return t, nil
+}
+
+// rowKey builds the identity key of a row split by splitPrefix: the layout
+// id and the row's bytes less the timestamp and value fields. Rows with
+// equal keys have equal names and labels, and either both parse or neither
+// does, whatever their timestamps and values.
+func (st *dcgmState) rowKey(lay *dcgmLayout, line []byte) []byte {
+	k := binary.AppendUvarint(st.key[:0], uint64(lay.id))
+	prev := 0
+	for _, c := range lay.cut[:lay.nCut] {
+		sp := st.spans[c]
+		k = binary.AppendUvarint(k, uint64(sp.start-prev))
+		k = append(k, line[prev:sp.start]...)
+		prev = sp.end
+	}
+	k = append(k, line[prev:]...)
+	st.key = k
+	return k
+}
+
+// csvSpan locates one field of a CSV line: start and end bound the raw
+// field between its commas; cs and ce its content (inside the quotes, or
+// trimmed).
+type csvSpan struct {
+	start, end, cs, ce int
+}
+
+func (s csvSpan) content(line []byte) []byte { return line[s.cs:s.ce] }
+
+// splitPrefix splits the first n fields of line the way splitCSV (with
+// trim) does. It reports false when that is not possible simply: the line
+// has fewer fields, a field is malformed, or a quoted field holds doubled
+// quotes (the content would need unescaping). Fields after the n-th are
+// not looked at.
+func splitPrefix(line []byte, n int, spans []csvSpan) ([]csvSpan, bool) {
+	spans = spans[:0]
+	i := 0
+	for len(spans) < n {
+		start := i
+		for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
+			i++
+		}
+		if i < len(line) && line[i] == '"' {
+			i++
+			cs := i
+			for i < len(line) && line[i] != '"' {
+				i++
+			}
+			if i == len(line) {
+				return spans, false
+			}
+			ce := i
+			i = ce + 1
+			if i < len(line) && line[i] == '"' {
+				return spans, false // doubled quote
+			}
+			for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
+				i++
+			}
+			if i < len(line) && line[i] != ',' {
+				return spans, false
+			}
+			spans = append(spans, csvSpan{start: start, end: i, cs: cs, ce: ce})
+		} else {
+			cs := i
+			for i < len(line) && line[i] != ',' {
+				if line[i] == '"' {
+					return spans, false
+				}
+				i++
+			}
+			e := i
+			cs, ce := cs, e
+			for ce > cs && (line[ce-1] == ' ' || line[ce-1] == '\t') {
+				ce--
+			}
+			spans = append(spans, csvSpan{start: start, end: e, cs: cs, ce: ce})
+			i = e
+		}
+		if i == len(line) {
+			return spans, len(spans) == n
+		}
+		i++ // the comma
+	}
+	return spans, true
 }
 
 // parseTimestamp parses an RFC 3339 time, or a number of seconds (or

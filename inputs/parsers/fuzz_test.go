@@ -16,13 +16,25 @@ func fuzzParse(t *testing.T, format string, payload []byte) {
 		t.Fatal(err)
 	}
 	var b sdk.Batch
-	if err := p.Parse(payload, testMsgTime, "f", &b); err != nil {
+	err = p.Parse(payload, testMsgTime, "f", &b)
+	if err != nil {
 		if b.Len() != 0 {
 			t.Fatalf("error %v with %d points", err, b.Len())
 		}
-		return
+	} else {
+		checkBatch(t, &b)
 	}
-	checkBatch(t, &b)
+	// Parsers cache what they learn from a payload (series, header
+	// layouts): the same payload again, through the same parser, must give
+	// the same result.
+	var again sdk.Batch
+	err2 := p.Parse(payload, testMsgTime, "f", &again)
+	if (err == nil) != (err2 == nil) {
+		t.Fatalf("second parse: error %v, first %v", err2, err)
+	}
+	if !sameBatch(&b, &again) {
+		t.Fatalf("second parse differs:\n%s\nfirst:\n%s", dumpBatch(&again), dumpBatch(&b))
+	}
 }
 
 func seedFromFile(f *testing.F, name string, maxLines int) {
