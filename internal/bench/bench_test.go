@@ -1,0 +1,532 @@
+//go:build bench
+
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/telemetry-collector/telemetry-collector/internal/e2e"
+	"github.com/telemetry-collector/telemetry-collector/mq/client"
+	"github.com/telemetry-collector/telemetry-collector/outputs/postgresql"
+)
+
+func TestMain(m *testing.M) { os.Exit(e2e.Main(m)) }
+
+// Settings (environment):
+//
+//	BENCH_SAMPLES    samples per workload (default 2,000,000)
+//	BENCH_GPUS       GPUs of the generated cluster (default 1024, 8 per host)
+//	BENCH_WORKLOADS  comma-separated subset of scrape,dcgm-csv,gpu-tel-json
+//	BENCH_TIMEOUT    how long a workload may take (default 10m)
+//	BENCH_LOG_LEVEL  the collector's log level (default info)
+type settings struct {
+	samples, gpus int
+	workloads     []string
+	timeout       time.Duration
+	logLevel      string
+}
+
+func readSettings(t *testing.T) settings {
+	s := settings{samples: 2_000_000, gpus: 1024, timeout: 10 * time.Minute, logLevel: "info"}
+	atoi := func(k string, dst *int) {
+		if v := os.Getenv(k); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				t.Fatalf("%s=%q: want a positive integer", k, v)
+			}
+			*dst = n
+		}
+	}
+	atoi("BENCH_SAMPLES", &s.samples)
+	atoi("BENCH_GPUS", &s.gpus)
+	if s.gpus%GPUsPerHost != 0 {
+		t.Fatalf("BENCH_GPUS=%d: want a multiple of %d", s.gpus, GPUsPerHost)
+	}
+	if v := os.Getenv("BENCH_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("BENCH_TIMEOUT: %v", err)
+		}
+		s.timeout = d
+	}
+	if v := os.Getenv("BENCH_LOG_LEVEL"); v != "" {
+		s.logLevel = v
+	}
+	for _, w := range Workloads {
+		s.workloads = append(s.workloads, w.Name)
+	}
+	if v := os.Getenv("BENCH_WORKLOADS"); v != "" {
+		s.workloads = strings.Split(v, ",")
+	}
+	return s
+}
+
+// TestBench runs every workload end to end and prints one line per workload:
+//
+//	workload=NAME pipeline_samples_per_sec=N ceiling_samples_per_sec=M ratio=R peak_rss_mib=X
+func TestBench(t *testing.T) {
+	s := readSettings(t)
+	fmt.Printf("bench: %s; %d CPUs (%s); %s; load average at start: %s\n",
+		runtime.Version(), runtime.NumCPU(), cpuModel(), memTotal(), loadAvg())
+	var lines []string
+	for _, name := range s.workloads {
+		i := slices.IndexFunc(Workloads, func(w Workload) bool { return w.Name == name })
+		if i < 0 {
+			t.Fatalf("unknown workload %q", name)
+		}
+		w := Workloads[i]
+		t.Run(w.Name, func(t *testing.T) {
+			line := runWorkload(t, s, w)
+			lines = append(lines, line)
+		})
+	}
+	fmt.Printf("\nbench summary (load average at end: %s)\n%s\n", loadAvg(), strings.Join(lines, "\n"))
+}
+
+// collectorConfig is the pipeline under test: inputs.mq_service ->
+// processors.gpu_normalize -> processors.dedup -> outputs.postgresql, every
+// plugin out of process, acknowledgements after commit, dedup on.
+func collectorConfig(s settings, w Workload, mqAddr string) e2e.CollectorConfig {
+	cfg := e2e.CollectorConfig{
+		MQAddress:       mqAddr,
+		LogLevel:        s.logLevel,
+		FlushInterval:   100 * time.Millisecond,
+		InputBatchSize:  100,
+		MaxInFlight:     1000,
+		DedupWindow:     10 * time.Minute,
+		OutputBatchSize: 10000,
+		Workers:         3,
+	}
+	switch w.Name {
+	case "scrape":
+		cfg.DataFormat = ContentPrometheus
+	case "dcgm-csv":
+		cfg.DataFormat = ContentDCGMCSV
+	case "gpu-tel-json":
+		// One sample per message: the consumer needs many messages in
+		// flight to fill its batches.
+		cfg.DataFormat = ContentGPUTelJSON
+		cfg.InputBatchSize = 1000
+		cfg.MaxInFlight = 20000
+	}
+	return cfg
+}
+
+func runWorkload(t *testing.T, s settings, w Workload) string {
+	env := e2e.New(t)
+	mq := env.StartMQ(e2e.MQOptions{Memory: true, LogLevel: "warn"})
+	cfg := collectorConfig(s, w, mq.Addr)
+	col := env.StartCollector(cfg)
+
+	// The payloads are built before the clock starts: the publisher is not
+	// what is measured.
+	c := Cluster{GPUs: s.gpus, Fields: len(Fields)}
+	c.Rounds = c.RoundsFor(s.samples)
+	c.Start = time.Now().UTC().Truncate(time.Second).Add(-time.Duration(c.Rounds) * time.Second)
+	msgs := w.Generate(c, col.Config.Topic)
+	want := int64(c.Samples())
+	var payload int64
+	for _, m := range msgs {
+		payload += int64(len(m.GetPayload()))
+	}
+	runtime.GC()
+
+	conn, err := client.Dial(mq.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	pub := client.NewPublisher(conn, client.PublisherOptions{Window: 256})
+
+	ctx, cancel := context.WithTimeout(env.Ctx, s.timeout)
+	defer cancel()
+
+	// Peak RSS of the collector and its plugin processes, sampled every
+	// 50ms from /proc.
+	var peak rssPeak
+	stopRSS := make(chan struct{})
+	rssDone := make(chan struct{})
+	go func() {
+		defer close(rssDone)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			peak.sample(col.PID())
+			select {
+			case <-stopRSS:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+
+	cpu0 := snapshotCPU(col.PID(), mq.PID(), env.PG.DataDir())
+	t0 := time.Now()
+	var pubEnd atomic.Int64
+	pubErr := make(chan error, 1)
+	go func() {
+		const streams = 4
+		var wg sync.WaitGroup
+		errs := make([]error, streams)
+		per := (len(msgs) + streams - 1) / streams
+		for i := 0; i < streams; i++ {
+			lo, hi := min(i*per, len(msgs)), min((i+1)*per, len(msgs))
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = pub.Publish(ctx, msgs[lo:hi])
+			}()
+		}
+		wg.Wait()
+		pubEnd.Store(int64(time.Since(t0)))
+		for _, err := range errs {
+			if err != nil {
+				pubErr <- err
+				return
+			}
+		}
+		pubErr <- nil
+	}()
+
+	// The last committed row: the output's sample counter (incremented
+	// when a Write returned, i.e. after COMMIT) reaches the total.
+	var stored float64
+	var t1 time.Time
+	for {
+		ms, err := e2e.Scrape(ctx, col.MetricsURL())
+		if err == nil {
+			stored = ms.Sum("collector_samples_processed_total", "plugin", "outputs.postgresql")
+			if stored >= float64(want) {
+				t1 = time.Now()
+				break
+			}
+		}
+		select {
+		case err := <-pubErr:
+			if err != nil {
+				t.Fatalf("publish: %.2000s", err)
+			}
+			pubErr = nil
+		case <-ctx.Done():
+			env.Fatalf("%s: %v after %d of %d samples stored", w.Name, ctx.Err(), int64(stored), want)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if !col.Running() {
+			env.Fatalf("%s: the collector exited", w.Name)
+		}
+	}
+	elapsed := t1.Sub(t0)
+	cpu1 := snapshotCPU(col.PID(), mq.PID(), env.PG.DataDir())
+	close(stopRSS)
+	<-rssDone
+	var perPlugin []string
+	for name, pid := range col.PluginPIDs() { // names need log level debug
+		perPlugin = append(perPlugin, fmt.Sprintf("%s %.0f", name, float64(peak.byPID[pid])/(1<<20)))
+	}
+	slices.Sort(perPlugin)
+	if pubErr != nil {
+		if err := <-pubErr; err != nil {
+			t.Fatalf("publish: %.2000s", err)
+		}
+	}
+	ms := col.Metrics()
+	errorsTotal := ms.Sum("collector_errors_total")
+
+	// Every sample must be in the view, once.
+	if n := env.Count("SELECT count(*) FROM gpu_metrics"); n != want {
+		env.Fatalf("%s: gpu_metrics holds %d samples, want %d", w.Name, n, want)
+	}
+	if errorsTotal != 0 {
+		env.Fatalf("%s: collector_errors_total = %v, want 0", w.Name, errorsTotal)
+	}
+	if code, _, err := col.Terminate(); err != nil || code != 0 {
+		env.Fatalf("%s: collector shutdown: exit %d, %v", w.Name, code, err)
+	}
+	if _, err := mq.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	ceil := measureCeiling(t, env, want)
+	pipeRate := float64(want) / elapsed.Seconds()
+	line := fmt.Sprintf("workload=%s pipeline_samples_per_sec=%.0f ceiling_samples_per_sec=%.0f ratio=%.2f peak_rss_mib=%.0f",
+		w.Name, pipeRate, ceil.best, pipeRate/ceil.best, float64(peak.total)/(1<<20))
+	fmt.Println(line)
+	fmt.Printf("  %s: %d samples in %d messages (%.0f MiB payload), first publish to last commit %.2fs (publishing took %.2fs)\n",
+		w.Name, want, len(msgs), float64(payload)/(1<<20), elapsed.Seconds(), time.Duration(pubEnd.Load()).Seconds())
+	fmt.Printf("  peak RSS MiB: collector+plugins %.0f (collector %.0f, largest plugin %.0f, %d plugin processes) %s\n",
+		float64(peak.total)/(1<<20), float64(peak.collector)/(1<<20), float64(peak.plugin)/(1<<20), peak.plugins, strings.Join(perPlugin, ", "))
+	fmt.Printf("  CPU seconds during the run: collector+plugins %.2f, mq-service %.2f, PostgreSQL %.2f, machine busy %.0f%% of %d CPUs\n",
+		cpu1.collector-cpu0.collector, cpu1.mq-cpu0.mq, cpu1.pg-cpu0.pg,
+		100*(cpu1.busy-cpu0.busy)/max(cpu1.all-cpu0.all, 1e-9), runtime.NumCPU())
+	fmt.Printf("  ceiling (same rows, same tables, pgx CopyFrom): %s; best %s\n", ceil.detail, ceil.bestName)
+	return line
+}
+
+// ceiling is the best rate at which the same final rows go straight into the
+// same table.
+type ceiling struct {
+	best     float64
+	bestName string
+	detail   string
+}
+
+// measureCeiling reads the rows the pipeline stored, and writes them again
+// into the emptied gpu_samples in several ways with pgx CopyFrom; the best
+// rate is the ceiling.
+func measureCeiling(t *testing.T, env *e2e.Env, want int64) ceiling {
+	ctx := env.Ctx
+	if n := env.Count("SELECT count(*) FROM gpu_samples_extra"); n != 0 {
+		t.Fatalf("ceiling: %d samples in gpu_samples_extra; the workload should only produce canonical metrics", n)
+	}
+	cols := postgresql.Columns()
+	quoted := make([]string, len(cols))
+	for i, c := range cols {
+		quoted[i] = pgx.Identifier{c}.Sanitize()
+	}
+	conns := make([]*pgx.Conn, 3)
+	for i := range conns {
+		c, err := pgx.Connect(ctx, env.DatabaseURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(context.Background())
+		conns[i] = c
+	}
+	rs, err := conns[0].Query(ctx, "SELECT "+strings.Join(quoted, ", ")+" FROM gpu_samples ORDER BY time, gpu_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows [][]any
+	var samples int64
+	for rs.Next() {
+		v, err := rs.Values()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range v[3:] {
+			if x != nil {
+				samples++
+			}
+		}
+		rows = append(rows, v)
+	}
+	if err := rs.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if samples != want {
+		t.Fatalf("ceiling: gpu_samples holds %d samples, want %d", samples, want)
+	}
+	perRow := float64(samples) / float64(len(rows))
+	// The output writes 10,000-sample batches: the same batch size here.
+	batchRows := max(1, int(10000/perRow))
+	var batches [][][]any
+	for i := 0; i < len(rows); i += batchRows {
+		batches = append(batches, rows[i:min(i+batchRows, len(rows))])
+	}
+
+	variants := []struct {
+		name string
+		run  func() error
+	}{
+		{"one COPY of all rows, 1 connection", func() error {
+			_, err := postgresql.CeilingCopy(ctx, conns[0], "public", rows)
+			return err
+		}},
+		{"10k-sample COPYs, 1 connection", func() error {
+			_, err := postgresql.CeilingWrite(ctx, conns[0], "public", batches)
+			return err
+		}},
+		{"10k-sample COPYs, 3 connections", func() error {
+			var wg sync.WaitGroup
+			errs := make([]error, len(conns))
+			for i, c := range conns {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for j := i; j < len(batches); j += len(conns) {
+						if _, err := postgresql.CeilingCopy(ctx, c, "public", batches[j]); err != nil {
+							errs[i] = err
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			for _, err := range errs {
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+	}
+	var out ceiling
+	var parts []string
+	for _, v := range variants {
+		if _, err := conns[0].Exec(ctx, "TRUNCATE gpu_samples"); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := v.run(); err != nil {
+			t.Fatalf("ceiling %s: %v", v.name, err)
+		}
+		rate := float64(samples) / time.Since(start).Seconds()
+		parts = append(parts, fmt.Sprintf("%s %.0f/s", v.name, rate))
+		if rate > out.best {
+			out.best, out.bestName = rate, v.name
+		}
+	}
+	if n := env.Count("SELECT count(*) FROM gpu_metrics"); n != want {
+		t.Fatalf("ceiling: gpu_metrics holds %d samples after the ceiling runs, want %d", n, want)
+	}
+	out.detail = strings.Join(parts, ", ")
+	return out
+}
+
+// rssPeak tracks the peak RSS of a collector and its children.
+type rssPeak struct {
+	total, collector, plugin int64
+	plugins                  int
+	byPID                    map[int]int64
+}
+
+func (p *rssPeak) sample(pid int) {
+	if pid == 0 {
+		return
+	}
+	c, err := e2e.RSS(pid)
+	if err != nil {
+		return
+	}
+	total := c
+	kids := e2e.ChildPIDs(pid)
+	for _, k := range kids {
+		r, err := e2e.RSS(k)
+		if err != nil {
+			continue
+		}
+		total += r
+		p.plugin = max(p.plugin, r)
+		if p.byPID == nil {
+			p.byPID = map[int]int64{}
+		}
+		p.byPID[k] = max(p.byPID[k], r)
+	}
+	p.collector = max(p.collector, c)
+	p.total = max(p.total, total)
+	p.plugins = max(p.plugins, len(kids))
+}
+
+// cpuSnap is CPU time in seconds, from /proc.
+type cpuSnap struct {
+	collector, mq, pg float64 // process families (the process, its live children, its reaped children)
+	busy, all         float64 // the machine (/proc/stat), in ticks
+}
+
+func snapshotCPU(collector, mq int, pgData string) cpuSnap {
+	s := cpuSnap{collector: familyCPU(collector), mq: familyCPU(mq)}
+	if b, err := os.ReadFile(filepath.Join(pgData, "postmaster.pid")); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])); err == nil {
+			s.pg = familyCPU(pid)
+		}
+	}
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
+		for i, x := range f[1:] {
+			v, _ := strconv.ParseFloat(x, 64)
+			s.all += v
+			if i != 3 && i != 4 { // idle, iowait
+				s.busy += v
+			}
+		}
+	}
+	return s
+}
+
+const clockTicks = 100 // USER_HZ on Linux
+
+// familyCPU is the CPU seconds of pid, its reaped children and its live
+// children.
+func familyCPU(pid int) float64 {
+	if pid == 0 {
+		return 0
+	}
+	total := procCPU(pid, true)
+	for _, k := range e2e.ChildPIDs(pid) {
+		total += procCPU(k, true)
+	}
+	return total
+}
+
+func procCPU(pid int, withChildren bool) float64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// After the comm: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14).
+	if len(f) < 15 {
+		return 0
+	}
+	n := 12
+	if withChildren {
+		n = 14
+	}
+	var ticks float64
+	for j := 11; j <= n; j++ {
+		v, _ := strconv.ParseFloat(f[j], 64)
+		ticks += v
+	}
+	return ticks / clockTicks
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "?"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
+}
+
+func memTotal() string {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
+	if len(f) >= 2 {
+		kb, _ := strconv.ParseFloat(f[1], 64)
+		return fmt.Sprintf("%.0f GiB RAM", kb/(1<<20))
+	}
+	return "?"
+}
