@@ -12,7 +12,8 @@ GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
 RACE_PKGS := ./agent/... ./plugins/... ./sdk/... ./inputs/mq_service/... ./mq/...
 
 .PHONY: all build telemetry-collector mq-service telemetry-streamer plugins example-plugins \
-	run run-collector test test-unit test-race test-examples lint vet fmt-check proto clean
+	run run-collector test test-unit test-race test-examples lint vet fmt-check proto clean \
+	bench bench-micro
 
 all: build
 
@@ -55,6 +56,20 @@ test-race:
 
 test-examples:
 	cd examples/cluster_label && $(GO) test -count=1 ./...
+
+# End-to-end throughput (internal/bench, build tag bench): its own PostgreSQL,
+# mq-service and collector (every plugin out of process), >= 2M samples per
+# workload, the pgx COPY ceiling of the same rows, peak RSS. Settings:
+# BENCH_SAMPLES, BENCH_GPUS, BENCH_WORKLOADS (scrape,dcgm-csv,gpu-tel-json).
+bench: build
+	E2E_BIN_DIR=$(BIN) $(GO) test -tags bench -run TestBench -v -count=1 -timeout 60m ./internal/bench
+
+# Every microbenchmark (parsers, gpu_normalize, dedup, wire encode/decode,
+# processor hop over real gRPC, output row building, agent), ns/sample and
+# allocs/sample. Never part of `make test`.
+BENCH_MICRO_PKGS ?= ./...
+bench-micro:
+	$(GO) test -run XXX -bench . -benchmem $(BENCH_MICRO_PKGS)
 
 lint: vet fmt-check
 
