@@ -2,10 +2,14 @@ package e2e
 
 import (
 	"math"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/telemetry-collector/telemetry-collector/mq/mqpb"
 	"github.com/telemetry-collector/telemetry-collector/sdk/gpumetrics"
 )
 
@@ -318,5 +322,106 @@ func TestNvidiaSMI(t *testing.T) {
 		t.Errorf("after re-streaming: %d samples, want %d", n, want)
 	}
 	check()
+	checkNoErrors(t, c)
+}
+
+// The dcgm-exporter scrape testdata/dcgm-exporter-metrics.txt (a copy of
+// shared/data/dcgm/lke-ai-conformance_README_dcgm-exporter-metrics.txt): 25
+// families of one sample each, one GPU, no timestamps (the message time is
+// the sample time). 23 map to canonical metrics; DCGM_FI_DEV_ROW_REMAP_FAILURE
+// and DCGM_FI_DEV_VGPU_LICENSE_STATUS are kept under derived names.
+// DCGM_FI_DEV_MEMORY_TEMP is 0 here (not a blank sentinel).
+const (
+	promFile       = "testdata/dcgm-exporter-metrics.txt"
+	promSamples    = 25
+	promCanonical  = 23
+	promGPU        = "GPU-a8394b51-c086-568a-9f1a-c1e1c934c44c"
+	promHost       = "lke529760-766837-0a634ab30000"
+	promModel      = "NVIDIA RTX 4000 Ada Generation"
+	promPod        = "cuda-75454ffb9f-8ljq7"
+	promFixedStamp = "2025-01-02T03:04:05Z"
+)
+
+func TestPrometheusScrape(t *testing.T) {
+	e, mq, c := startPipeline(t, CollectorConfig{})
+	before := time.Now().Add(-time.Second)
+	e.Stream(StreamOptions{Address: mq.Addr, Format: "prometheus", WholeFile: true}, promFile)
+	e.WaitCount(30*time.Second, promSamples, `SELECT count(*) FROM gpu_metrics`)
+	after := time.Now().Add(time.Second)
+	for _, c := range []struct {
+		sql  string
+		want int64
+	}{
+		{`SELECT count(*) FROM gpu_metrics WHERE metric = ANY($1)`, promCanonical},
+		{`SELECT count(*) FROM gpu_metrics WHERE metric IN ('dcgm_fi_dev_row_remap_failure', 'dcgm_fi_dev_vgpu_license_status')`, 2},
+		{`SELECT count(*) FROM gpu_metrics WHERE gpu_uuid = '` + promGPU + `' AND host = '` + promHost + `' AND gpu_index = 0
+			AND gpu_model = '` + promModel + `' AND pod = '` + promPod + `' AND namespace = 'default' AND container = 'cuda'
+			AND pci_bus_id = '00000000:00:02.0' AND driver_version = '580.95.05' AND device = 'nvidia0'`, promSamples},
+		{`SELECT count(DISTINCT time) FROM gpu_metrics`, 1},
+	} {
+		var args []any
+		if strings.Contains(c.sql, "$1") {
+			args = append(args, canonicalNames())
+		}
+		if n := e.Count(c.sql, args...); n != c.want {
+			t.Errorf("%s = %d, want %d", c.sql, n, c.want)
+		}
+	}
+	if ts := time.Unix(0, int64(e.Float(`SELECT extract(epoch FROM min(time))::float8 * 1e9 FROM gpu_metrics`))); ts.Before(before) || ts.After(after) {
+		t.Errorf("sample time %v, want the publish time (between %v and %v)", ts, before, after)
+	}
+	for _, c := range []struct {
+		metric string
+		want   float64
+	}{
+		{"gpu_sm_clock_hertz", 2310e6},
+		{"gpu_memory_clock_hertz", 9001e6},
+		{"gpu_memory_temperature_celsius", 0},
+		{"gpu_temperature_celsius", 48},
+		{"gpu_power_watts", 40.979},
+		{"gpu_energy_joules_total", 455497.156}, // 455497156 mJ
+		{"gpu_memory_free_bytes", 20015 * mib},
+		{"gpu_memory_used_bytes", 1 * mib},
+		{"gpu_memory_reserved_bytes", 457 * mib},
+		{"gpu_graphics_engine_active_ratio", 0.004656},
+		{"gpu_dram_active_ratio", 0.003074},
+		{"gpu_pcie_tx_bytes_per_second", 78398480},
+		{"gpu_pcie_rx_bytes_per_second", 45987793},
+		{"gpu_xid_last_error", 0},
+	} {
+		if got := e.Float(`SELECT value FROM gpu_metrics WHERE metric = $1`, c.metric); !approx(got, c.want) {
+			t.Errorf("%s = %v, want %v", c.metric, got, c.want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("samples:\n%s", e.Table(`SELECT metric, value, time FROM gpu_metrics ORDER BY 1`))
+	}
+
+	// A scrape without timestamps is stamped with its message's time, so
+	// re-streaming the file is a new scrape (25 more samples at a new
+	// instant). The same message delivered twice (a publisher's retry: same
+	// payload and message timestamp) must not add anything.
+	payload, err := os.ReadFile(promFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stamp, _ := time.Parse(time.RFC3339, promFixedStamp)
+	msg := func(id string) *mqpb.Message {
+		return &mqpb.Message{Id: id, Topic: "gpu-telemetry", Payload: payload, Timestamp: timestamppb.New(stamp),
+			Metadata: map[string]string{"content-type": "prometheus"}}
+	}
+	e.Publish(mq.Addr, msg("scrape-1"))
+	e.Publish(mq.Addr, msg("scrape-1-retry"))
+	st := mq.WaitDrained(20*time.Second, "gpu-telemetry")
+	if st.Published != 3 || st.Acked != 3 {
+		t.Errorf("broker: %+v; want 3 published and acked", st)
+	}
+	e.WaitCount(20*time.Second, 2*promSamples, `SELECT count(*) FROM gpu_metrics`)
+	if n := e.Count(`SELECT count(*) FROM gpu_metrics WHERE time = $1`, stamp); n != promSamples {
+		t.Errorf("%d samples at the fixed message time, want %d", n, promSamples)
+	}
+	if n := e.Count(`SELECT count(*) - count(DISTINCT (metric, time)) FROM gpu_metrics`); n != 0 {
+		t.Errorf("%d duplicate samples", n)
+	}
 	checkNoErrors(t, c)
 }
