@@ -62,7 +62,7 @@ test-examples:
 # workload, the pgx COPY ceiling of the same rows, peak RSS. Settings:
 # BENCH_SAMPLES, BENCH_GPUS, BENCH_WORKLOADS (scrape,dcgm-csv,gpu-tel-json).
 bench: build
-	E2E_BIN_DIR=$(BIN) $(GO) test -tags bench -run TestBench -v -count=1 -timeout 60m ./internal/bench
+	E2E_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -tags bench -run TestBench -v -count=1 -timeout 60m ./internal/bench
 
 # Every microbenchmark (parsers, gpu_normalize, dedup, wire encode/decode,
 # processor hop over real gRPC, output row building, agent), ns/sample and
