@@ -181,12 +181,24 @@ type Collector struct {
 // StartCollector writes the configuration to <Env.Dir>/<name>.toml, starts
 // the collector and waits until /readyz answers 200 (every plugin started).
 // It is stopped at the test's end (SIGTERM, then SIGKILL; plugin processes
-// left behind are killed).
+// left behind are killed). A metrics port picked by the harness is picked
+// again if another process took it first.
 func (e *Env) StartCollector(cfg CollectorConfig) *Collector {
 	e.T.Helper()
+	auto := cfg.MetricsAddress == ""
 	c := e.NewCollector(cfg)
-	c.Start()
-	return c
+	for attempt := 1; ; attempt++ {
+		err := c.StartErr(60 * time.Second)
+		if err == nil {
+			return c
+		}
+		if attempt < 3 && auto && lostPortRace(c.Proc) {
+			c.Config.MetricsAddress = e.freeAddr()
+			c.writeConfig()
+			continue
+		}
+		e.Fatalf("%v", err)
+	}
 }
 
 // NewCollector prepares a collector without starting it (Start does).
@@ -197,15 +209,20 @@ func (e *Env) NewCollector(cfg CollectorConfig) *Collector {
 		e.T.Fatal("e2e: CollectorConfig.MQAddress is required")
 	}
 	cfg.applyDefaults(e, name)
-	path := e.Path(name + ".toml")
-	if err := os.WriteFile(path, []byte(cfg.TOML(e.Bins.PluginDir)), 0o644); err != nil {
-		e.T.Fatal(err)
-	}
-	c := &Collector{Config: cfg, ConfigPath: path, env: e}
-	c.Proc = e.NewProc(name, e.Bins.Collector, "--config", path)
+	c := &Collector{Config: cfg, ConfigPath: e.Path(name + ".toml"), env: e}
+	c.writeConfig()
+	c.Proc = e.NewProc(name, e.Bins.Collector, "--config", c.ConfigPath)
 	c.Proc.Env = cfg.Env
 	e.cleanupProc(c.Proc, cfg.ShutdownTimeout+5*time.Second)
 	return c
+}
+
+// writeConfig (re)writes ConfigPath from Config.
+func (c *Collector) writeConfig() {
+	c.env.T.Helper()
+	if err := os.WriteFile(c.ConfigPath, []byte(c.Config.TOML(c.env.Bins.PluginDir)), 0o644); err != nil {
+		c.env.T.Fatal(err)
+	}
 }
 
 // MetricsURL is the collector's /metrics URL.
@@ -283,19 +300,31 @@ var (
 	pluginRestartedRE = regexp.MustCompile(`plugin restarted: .*\balias=([^\s]+) .*\bpid=(\d+)`)
 )
 
+// PluginAliasEnv is the environment variable that would name a plugin
+// process's alias if the launcher set it (it does not yet: see the package
+// README). PluginPIDs reads it from /proc/PID/environ when present.
+const PluginAliasEnv = "TELEMETRY_PLUGIN_ALIAS"
+
 // PluginPIDs maps each plugin alias (the plugin name unless an alias was
 // configured: "mq_service", "gpu_normalize", "dedup", "postgresql", "file")
-// to the pid of its live plugin process. Plugins are launched as the same
-// binary with the same arguments, so the alias is taken from the
-// collector's log (LogLevel "debug" is needed for the first start; restarts
-// are logged at warn) and checked against /proc: the pid must be a live
-// child of the collector's current run. It does not fail the test.
+// to the pid of its live plugin process. Every built-in plugin runs as the
+// same binary with the same arguments and environment, so the alias is
+// taken from the collector's log (LogLevel "debug" is needed for the first
+// start; restarts are logged at warn) and checked against /proc: the pid
+// must be a live child of the collector's current run. A child whose
+// environment holds PluginAliasEnv is named by it. It does not fail the
+// test.
 func (c *Collector) PluginPIDs() map[string]int {
 	out := map[string]int{}
 	if !c.Running() {
 		return out
 	}
 	ppid := c.PID()
+	for _, pid := range ChildPIDs(ppid) {
+		if alias := environValue(pid, PluginAliasEnv); alias != "" {
+			out[alias] = pid
+		}
+	}
 	text := c.Log()
 	// Only the current run's lines.
 	if i := strings.LastIndex(text, "=== e2e: start #"); i >= 0 {
@@ -313,7 +342,7 @@ func (c *Collector) PluginPIDs() map[string]int {
 			continue
 		}
 		pid, _ := strconv.Atoi(m[2])
-		if p, _ := ProcStat(pid); p == ppid && Alive(pid) {
+		if p, _ := ProcStat(pid); p == ppid && Alive(pid) && environValue(pid, PluginAliasEnv) == "" {
 			out[m[1]] = pid
 		}
 	}
@@ -412,4 +441,19 @@ func (c *Collector) DeadLetters() ([]DeadLetter, error) {
 		}
 	}
 	return out, nil
+}
+
+// environValue returns KEY's value in /proc/PID/environ ("" when absent or
+// unreadable).
+func environValue(pid int, key string) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err != nil {
+		return ""
+	}
+	for _, kv := range bytes.Split(b, []byte{0}) {
+		if v, ok := bytes.CutPrefix(kv, []byte(key+"=")); ok {
+			return string(v)
+		}
+	}
+	return ""
 }

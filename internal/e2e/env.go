@@ -291,8 +291,9 @@ func (e *Env) nextName(base string) string {
 }
 
 // NewProc creates (does not start) a process whose output goes to
-// <Dir>/<name>.log and that is killed at cleanup (after stop, which gets
-// stopTimeout to exit on SIGTERM first; 0 = SIGKILL at once).
+// <Dir>/<name>.log. Its log tail is printed when the test fails. The
+// caller arranges its cleanup (StartMQ, StartCollector and StartStreamer
+// do); see also CleanupProc.
 func (e *Env) NewProc(name, path string, args ...string) *Proc {
 	p := &Proc{Name: name, Path: path, Args: args, Dir: e.Dir, LogPath: e.Path(name + ".log")}
 	e.mu.Lock()
@@ -451,8 +452,10 @@ func (e *Env) freeAddr() string {
 	return a
 }
 
-// cleanupProc stops p at the test's end: SIGTERM with grace, then SIGKILL;
-// then SIGKILL for any child it left behind.
+// CleanupProc stops p at the test's end: SIGTERM with grace (0: SIGKILL at
+// once), then SIGKILL; then SIGKILL for every child it had.
+func (e *Env) CleanupProc(p *Proc, grace time.Duration) { e.cleanupProc(p, grace) }
+
 func (e *Env) cleanupProc(p *Proc, grace time.Duration) {
 	e.T.Cleanup(func() {
 		var kids []int

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -138,5 +139,37 @@ func TestPluginsAndCleanup(t *testing.T) {
 		if Alive(pid) {
 			t.Errorf("pid %d (%v) outlived its test", pid, Cmdline(pid))
 		}
+	}
+}
+
+// TestLostPortRace: a process whose port was taken is recognised, so the
+// harness can pick another port.
+func TestLostPortRace(t *testing.T) {
+	e := New(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	p := e.NewProc("mq-taken", e.Bins.MQService, "--listen", l.Addr().String())
+	e.CleanupProc(p, 0)
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := p.Wait(20 * time.Second); err != nil || code == 0 {
+		t.Fatalf("mq-service on a taken port: exit %d, %v", code, err)
+	}
+	if !lostPortRace(p) {
+		t.Errorf("not recognised as a lost port race:\n%s", p.LogTail(5))
+	}
+	// A Proc starts again, appending to its log.
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Wait(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(p.Log(), "=== e2e: start #2") {
+		t.Errorf("restart marker missing:\n%s", p.Log())
 	}
 }

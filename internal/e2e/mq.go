@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/telemetry-collector/telemetry-collector/mq/client"
@@ -43,23 +44,53 @@ type MQ struct {
 }
 
 // StartMQ starts an mq-service and waits until it is healthy. It is stopped
-// at the test's end.
+// at the test's end. Ports picked by the harness are picked again if
+// another process took them first.
 func (e *Env) StartMQ(o MQOptions) *MQ {
 	e.T.Helper()
 	name := e.nextName("mq-service")
-	m := &MQ{Addr: o.Addr, MetricsAddr: o.MetricsAddr, env: e}
-	if m.Addr == "" {
-		m.Addr = e.freeAddr()
-	}
-	if m.MetricsAddr == "" {
-		m.MetricsAddr = e.freeAddr()
-	}
-	args := []string{"--listen", m.Addr, "--metrics-address", m.MetricsAddr}
+	m := &MQ{env: e}
 	if !o.Memory {
 		m.DataDir = o.DataDir
 		if m.DataDir == "" {
 			m.DataDir = e.Path(name + "-data")
 		}
+	}
+	m.Proc = e.NewProc(name, e.Bins.MQService)
+	e.cleanupProc(m.Proc, 10*time.Second)
+	for attempt := 1; ; attempt++ {
+		m.Addr, m.MetricsAddr = o.Addr, o.MetricsAddr
+		if m.Addr == "" {
+			m.Addr = e.freeAddr()
+		}
+		if m.MetricsAddr == "" {
+			m.MetricsAddr = e.freeAddr()
+		}
+		m.Proc.Args = o.args(m)
+		err := m.StartErr(20 * time.Second)
+		if err == nil {
+			return m
+		}
+		if attempt < 3 && (o.Addr == "" || o.MetricsAddr == "") && lostPortRace(m.Proc) {
+			continue
+		}
+		e.Fatalf("%v\n---- %s last lines ----\n%s", err, m.Name, m.LogTail(20))
+	}
+}
+
+// lostPortRace reports whether p's last run failed because its address was
+// taken between the harness picking the port and the process binding it.
+func lostPortRace(p *Proc) bool {
+	log := p.Log()
+	if i := strings.LastIndex(log, "=== e2e: start #"); i >= 0 {
+		log = log[i:]
+	}
+	return !p.Running() && strings.Contains(log, "address already in use")
+}
+
+func (o MQOptions) args(m *MQ) []string {
+	args := []string{"--listen", m.Addr, "--metrics-address", m.MetricsAddr}
+	if m.DataDir != "" {
 		args = append(args, "--data-dir", m.DataDir)
 	}
 	if o.MaxDeliveries > 0 {
@@ -82,11 +113,7 @@ func (e *Env) StartMQ(o MQOptions) *MQ {
 		level = "info"
 	}
 	args = append(args, "--log-level", level)
-	args = append(args, o.Args...)
-	m.Proc = e.NewProc(name, e.Bins.MQService, args...)
-	e.cleanupProc(m.Proc, 10*time.Second)
-	m.Start()
-	return m
+	return append(args, o.Args...)
 }
 
 // Start starts the broker again (after Stop or Kill) on the same addresses
