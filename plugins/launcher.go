@@ -206,6 +206,13 @@ func (l *Launcher) startProcess(ctx context.Context, spec Spec) (*instance, erro
 	// plugin before the agent drained it. Pdeathsig: the plugin dies with
 	// the agent (sdk.Serve also watches its parent pid).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// go-plugin appends the agent's environment to these: the plugin logs
+	// at the agent's level (no debug lines built only to be dropped), and
+	// its alias is visible to operators in /proc/<pid>/environ.
+	cmd.Env = []string{
+		sdk.PluginAliasEnv + "=" + spec.alias(),
+		sdk.LogLevelEnv + "=" + l.logger().GetLevel().String(),
+	}
 	timeout := l.StartTimeout
 	if timeout <= 0 {
 		timeout = time.Minute

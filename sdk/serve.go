@@ -43,9 +43,14 @@ type Registration struct {
 }
 
 // LogLevelEnv names the environment variable that sets a plugin process's
-// log level (trace, debug, info, warn, error; default debug). The agent
-// filters forwarded lines by its own level anyway.
+// log level (trace, debug, info, warn, error; default debug). The launcher
+// sets it to the agent's level.
 const LogLevelEnv = "TELEMETRY_PLUGIN_LOG_LEVEL"
+
+// PluginAliasEnv names the environment variable in which the agent tells a
+// plugin process the alias of the instance it serves, so operators (and
+// tests) can tell plugin processes of one binary apart in /proc/<pid>/environ.
+const PluginAliasEnv = "TELEMETRY_PLUGIN_ALIAS"
 
 // Serve runs the plugin process: it serves regs to the agent that started
 // it and returns never (the process exits when the agent stops it or dies).
