@@ -1,0 +1,90 @@
+package wire
+
+import (
+	"fmt"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/telemetry-collector/telemetry-collector/internal/pluginpb"
+	"github.com/telemetry-collector/telemetry-collector/sdk/metric"
+)
+
+// scrapeBatch is the shape the pipeline carries under scrape load: every
+// series has one point (one scrape of gpus GPUs x metrics metrics, 6 GPU
+// labels as gpu_normalize writes them).
+func scrapeBatch(gpus, metrics int) *metric.Batch {
+	b := &metric.Batch{}
+	for g := 0; g < gpus; g++ {
+		for m := 0; m < metrics; m++ {
+			s := b.AddSeries(fmt.Sprintf("gpu_metric_%d", m), metric.Labels{
+				{Key: metric.LabelDevice, Value: fmt.Sprintf("nvidia%d", g%8)},
+				{Key: metric.LabelDriverVersion, Value: "535.129.03"},
+				{Key: metric.LabelGPUIndex, Value: fmt.Sprint(g % 8)},
+				{Key: metric.LabelGPUModel, Value: "NVIDIA H100 80GB HBM3"},
+				{Key: metric.LabelGPUUUID, Value: fmt.Sprintf("GPU-%08d-aaaa-bbbb-cccc-0000%08d", g, g)},
+				{Key: metric.LabelHost, Value: fmt.Sprintf("dgx-node-%04d", g/8)},
+			})
+			b.Add(s, 1_700_000_000_000_000_000, float64(g*m)*0.5)
+		}
+	}
+	return b
+}
+
+// BenchmarkScrapeShaped measures encode, decode and the full round trip
+// (encode + proto.Marshal + proto.Unmarshal + decode) of a 9,840-sample
+// batch in which every series has a single point (328 GPUs x 30 metrics):
+// the shape of scrapes, where the series table, not the point columns,
+// dominates the cost.
+func BenchmarkScrapeShaped(b *testing.B) {
+	src := scrapeBatch(328, 30)
+	n := len(src.Points)
+	report := func(b *testing.B) {
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sample")
+	}
+	b.Run("encode", func(b *testing.B) {
+		enc := NewEncoder()
+		var msg pluginpb.Batch
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			enc.Encode(&msg, uint64(i), src)
+		}
+		report(b)
+	})
+	b.Run("decode", func(b *testing.B) {
+		msg := NewEncoder().Encode(nil, 1, src)
+		var dec Decoder
+		out := &metric.Batch{}
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if err := dec.Decode(msg, out); err != nil {
+				b.Fatal(err)
+			}
+		}
+		report(b)
+	})
+	b.Run("roundtrip", func(b *testing.B) {
+		enc := NewEncoder()
+		var msg pluginpb.Batch
+		var dec Decoder
+		out := &metric.Batch{}
+		var buf []byte
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			enc.Encode(&msg, uint64(i), src)
+			var err error
+			if buf, err = (proto.MarshalOptions{}).MarshalAppend(buf[:0], &msg); err != nil {
+				b.Fatal(err)
+			}
+			var in pluginpb.Batch
+			if err := proto.Unmarshal(buf, &in); err != nil {
+				b.Fatal(err)
+			}
+			if err := dec.Decode(&in, out); err != nil {
+				b.Fatal(err)
+			}
+		}
+		report(b)
+		b.ReportMetric(float64(len(buf))/float64(n), "bytes/sample")
+	})
+}
