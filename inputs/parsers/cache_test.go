@@ -66,6 +66,49 @@ func cachePayloads(t *testing.T) map[string][][]byte {
 	dcgmVar = append(dcgmVar, "value,metric_name,UUID,timestamp\n1,A,GPU-1,2025-07-18T20:42:34Z\n2,A,GPU-1,\n",
 		"metric_name,value\nA,1\n")
 	out := map[string][][]byte{FormatDCGMCSV: append(msgs, toBytes(dcgmVar)...)}
+
+	objs := dcgmToTelJSON(t, dcgm)
+	tel := ndjsonMessages(objs, 100)
+	var telVar []string
+	for i, v := range []string{"1", `"2"`, `"N/A"`, `"abc"`, "null", "9223372036854775794", `"5 W"`, "true", "x", "01", "-", `"\u0032"`, `"3`} {
+		ts := fmt.Sprintf(`"2025-07-18T20:42:%02dZ"`, i)
+		switch i {
+		case 3:
+			ts = `"yesterday"`
+		case 4:
+			ts = "1752871354000"
+		case 5:
+			ts = "null"
+		}
+		obj := func(s string) string { return strings.NewReplacer("@TS@", ts, "@V@", v).Replace(s) }
+		telVar = append(telVar, obj(
+			`{"metric_name":"first","value":1}`+"\n"+
+				`{"timestamp":@TS@,"metric_name":"A","gpu_id":0,"uuid":"GPU-1","value":@V@,"labels_raw":"job=\"j\""}`+"\n"+
+				`{"timestamp":@TS@,"metric_name":"A","gpu_id":0,"uuid":"GPU-1","value":@V@,"labels_raw":"job=\"k\""}`+"\n"+
+				// Other spellings of the same series.
+				`{"metric_name":"A","timestamp":@TS@,"gpu_id":"0","UUID":"GPU-1","value":@V@,"labels_raw":"job=\"j\""}`+"\n"+
+				`{"timestamp": @TS@, "metric_name": "A", "gpu_id": 0, "uuid": "GPU-1", "VALUE": @V@, "labels_raw": "job=\"j\""}`+"\n"+
+				`{"value":@V@,"timestamp":@TS@,"metric_name":"A","gpu_id":0,"uuid":"GPU-1","labels_raw":{"job":"j"}}`+"\n"+
+				// No timestamp; no value; a key that looks like the
+				// introducers inside a string; duplicates; bad pieces.
+				`{"metric_name":"A","gpu_id":0,"uuid":"GPU-1","value":@V@}`+"\n"+
+				`{"timestamp":@TS@,"metric_name":"A","gpu_id":0,"uuid":"GPU-1"}`+"\n"+
+				`{"x":"\"timestamp\":1,\"value\":2","timestamp":@TS@,"metric_name":"A","value":@V@}`+"\n"+
+				`{"timestamp":@TS@,"metric_name":"A","value":@V@,"value":3}`+"\n"+
+				`{"timestamp":@TS@,"metric_name":"A","Metric_Name":"B","value":@V@}`+"\n"+
+				`{"timestamp":@TS@,"metric_name":"A","gpu_id":{},"value":@V@}`+"\n"+
+				`{"timestamp":@TS@,"metric_name":"A","gpu_id":true,"value":@V@}`+"\n"+
+				`{"timestamp":@TS@,"metric_name":"A","device":1,"value":@V@}`+"\n"+
+				`{"timestamp":@TS@,"metric_name":"A","value":@V@,"labels_raw":"broken"}`+"\n"+
+				`{"timestamp":@TS@,"metric_name":"A\u0042","value":@V@}`+"\n"+
+				`{"timestamp":@TS@,"metric_name":"A","value":@V@} x`+"\n"+
+				`{"timestamp":@TS@,"metric_name":"A","value":@V@,}`+"\n"))
+		// One object per payload, pretty-printed, and an array.
+		telVar = append(telVar, obj(`{"timestamp":@TS@,"metric_name":"A","gpu_id":0,"uuid":"GPU-1","value":@V@}`),
+			obj("{\n \"timestamp\": @TS@,\n \"metric_name\": \"A\",\n \"value\": @V@\n}\n"),
+			obj(`[{"timestamp":@TS@,"metric_name":"A","value":@V@},{"timestamp":@TS@,"metric_name":"B","value":@V@}]`))
+	}
+	out[FormatGPUTelJSON] = append(tel, toBytes(telVar)...)
 	return out
 }
 
@@ -77,9 +120,21 @@ func toBytes(ss []string) [][]byte {
 	return out
 }
 
+// uncached returns a parser of format whose row cache is off: every row
+// is split, checked and labelled from scratch.
+func uncached(format string) Parser {
+	switch format {
+	case FormatDCGMCSV:
+		return newDCGMCSVWith(true)
+	case FormatGPUTelJSON:
+		return newGPUTelJSONWith(true)
+	}
+	panic(format)
+}
+
 // TestCacheSteadyState parses message sequences three times through one
 // parser (so the later passes hit its caches) and compares every result
-// with a parser that has never seen anything.
+// with a parser whose row cache is off.
 func TestCacheSteadyState(t *testing.T) {
 	for format, payloads := range cachePayloads(t) {
 		t.Run(format, func(t *testing.T) {
@@ -88,7 +143,7 @@ func TestCacheSteadyState(t *testing.T) {
 				for i, pl := range payloads {
 					var got, want sdk.Batch
 					errGot := shared.Parse(pl, testMsgTime, "m", &got)
-					errWant := mustParser(t, format, Options{Location: time.UTC}).Parse(pl, testMsgTime, "m", &want)
+					errWant := uncached(format).Parse(pl, testMsgTime, "m", &want)
 					if fmt.Sprint(errGot) != fmt.Sprint(errWant) {
 						t.Fatalf("pass %d payload %d: error %v, want %v", pass, i, errGot, errWant)
 					}
@@ -137,6 +192,7 @@ func TestSteadyStateAllocs(t *testing.T) {
 		perMsg   float64
 	}{
 		{FormatDCGMCSV, splitCSVMessages(readTestdata(t, "dcgm_metrics.csv"), 100), 2},
+		{FormatGPUTelJSON, ndjsonMessages(dcgmToTelJSON(t, readTestdata(t, "dcgm_metrics.csv")), 100), 2},
 	}
 	for _, tt := range tests {
 		p := mustParser(t, tt.format, Options{Location: time.UTC})

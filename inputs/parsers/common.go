@@ -194,17 +194,17 @@ type labelSlab struct {
 
 // take copies ls into a slice of its own with len == cap.
 func (s *labelSlab) take(ls []sdk.Label) sdk.Labels {
-	return s.takeHint(ls, 0)
+	return s.takeHint(ls, 256/max(1, len(ls)))
 }
 
 // takeHint is take for a caller that expects about rows more slices of
-// this size: the next chunk is sized for them (within bounds).
+// this size: a new chunk is sized for them (at most 8192 labels).
 func (s *labelSlab) takeHint(ls []sdk.Label, rows int) sdk.Labels {
 	if len(ls) == 0 {
 		return nil
 	}
 	if len(s.buf) < len(ls) {
-		s.buf = make([]sdk.Label, max(min(len(ls)*rows, 8192), 256, len(ls)))
+		s.buf = make([]sdk.Label, max(min(len(ls)*rows, 8192), len(ls)))
 	}
 	out := s.buf[:len(ls):len(ls)]
 	copy(out, ls)

@@ -109,9 +109,13 @@ type dcgmLayout struct {
 // maxHeaders bounds the header layouts a state remembers.
 const maxHeaders = 64
 
-func newDCGMCSV() *dcgmCSV {
+func newDCGMCSV() *dcgmCSV { return newDCGMCSVWith(false) }
+
+// newDCGMCSVWith returns a dcgm-csv parser; noRows turns its row cache off
+// (for tests).
+func newDCGMCSVWith(noRows bool) *dcgmCSV {
 	return &dcgmCSV{pool: sync.Pool{New: func() any {
-		return &dcgmState{cache: newSeriesCache(), headers: make(map[string]*dcgmLayout)}
+		return &dcgmState{cache: newSeriesCache(noRows), headers: make(map[string]*dcgmLayout)}
 	}}}
 }
 

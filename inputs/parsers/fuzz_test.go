@@ -1,6 +1,7 @@
 package parsers
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -34,6 +35,14 @@ func fuzzParse(t *testing.T, format string, payload []byte) {
 	}
 	if !sameBatch(&b, &again) {
 		t.Fatalf("second parse differs:\n%s\nfirst:\n%s", dumpBatch(&again), dumpBatch(&b))
+	}
+	// Parsers with a row cache must agree with the same parser without it.
+	if format == FormatDCGMCSV || format == FormatGPUTelJSON {
+		var want sdk.Batch
+		errWant := uncached(format).Parse(payload, testMsgTime, "f", &want)
+		if fmt.Sprint(err) != fmt.Sprint(errWant) || !sameBatch(&b, &want) {
+			t.Fatalf("cached parse differs from uncached (error %v, want %v):\n%s\nwant:\n%s", err, errWant, dumpBatch(&b), dumpBatch(&want))
+		}
 	}
 }
 

@@ -42,41 +42,63 @@ type telRecord struct {
 	LabelsRaw  json.RawMessage `json:"labels_raw"`
 }
 
+// telState is the state of one Parse call. States come from the parser's
+// pool, so one is used by one goroutine at a time; besides scratch buffers
+// it keeps a series cache that outlives the call (see seriesCache).
 type telState struct {
 	rec    telRecord
+	scan   telScan
+	hint   telHint
 	labels []sdk.Label
-	in     interner
-	slab   labelSlab
-	lastTS []byte
+	key    []byte
+	cache  seriesCache
+	lastTS []byte // last timestamp parsed, and its value
 	lastT  int64
 }
 
-func newGPUTelJSON() *gpuTelJSON {
-	return &gpuTelJSON{pool: sync.Pool{New: func() any { return &telState{in: make(interner)} }}}
+func newGPUTelJSON() *gpuTelJSON { return newGPUTelJSONWith(false) }
+
+// newGPUTelJSONWith returns a gpu-tel-json parser; noRows turns its row
+// cache off (for tests).
+func newGPUTelJSONWith(noRows bool) *gpuTelJSON {
+	return &gpuTelJSON{pool: sync.Pool{New: func() any { return &telState{cache: newSeriesCache(noRows)} }}}
 }
 
 // Parse implements Parser.
 func (p *gpuTelJSON) Parse(payload []byte, msgTime time.Time, pos string, b *sdk.Batch) error {
 	st := p.pool.Get().(*telState)
-	defer func() {
-		clear(st.in)
-		st.slab = labelSlab{}
-		st.lastTS = st.lastTS[:0]
-		p.pool.Put(st)
-	}()
-	em := telEmitter{st: st, b: b, idx: sdk.NewSeriesIndex(b), msgNanos: msgTime.UnixNano(), pos: pos, payload: payload}
+	err := st.parse(payload, msgTime, pos, b)
+	// Not deferred: a state left half-way by a panic is dropped, not reused.
+	st.cache.endPayload()
+	p.pool.Put(st)
+	return err
+}
+
+func (st *telState) parse(payload []byte, msgTime time.Time, pos string, b *sdk.Batch) error {
+	em := telEmitter{st: st, b: b, msgNanos: msgTime.UnixNano(), pos: pos, payload: payload}
 	start := skipSpace(payload, 0)
 	if start == len(payload) {
 		return sdk.Permanent(errors.New("parsers: gpu-tel-json: empty payload"))
 	}
+	st.cache.beginPayload()
 	switch payload[start] {
 	case '[':
 		return em.array(start)
 	case '{':
 		// Newline-delimited when the first line is a whole object.
 		end := bytes.IndexByte(payload[start:], '\n')
-		if end >= 0 && json.Valid(payload[start:start+end]) {
-			em.lines()
+		if end >= 0 {
+			first := payload[start : start+end]
+			if scanTelObject(first, &st.scan) || json.Valid(first) {
+				growBatch(b, len(payload)/(end+1)+1)
+				em.lines()
+				return nil
+			}
+		}
+		if scanTelObject(payload[start:], &st.scan) {
+			// One object and nothing but white space after it: what the
+			// decoder would do, without it.
+			em.record(trimJSONSpace(payload[start:]), em.lineAt(start), true)
 			return nil
 		}
 		return em.stream(start)
@@ -87,7 +109,6 @@ func (p *gpuTelJSON) Parse(payload []byte, msgTime time.Time, pos string, b *sdk
 type telEmitter struct {
 	st       *telState
 	b        *sdk.Batch
-	idx      *sdk.SeriesIndex
 	msgNanos int64
 	pos      string
 	payload  []byte
@@ -127,7 +148,7 @@ func (em *telEmitter) lines() {
 		if isBlank(line) {
 			continue
 		}
-		em.record(line, n)
+		em.record(line, n, false)
 	}
 }
 
@@ -146,7 +167,7 @@ func (em *telEmitter) array(start int) error {
 			return em.rest(off, err, n)
 		}
 		n++
-		em.record(raw, em.lineAt(off))
+		em.record(raw, em.lineAt(off), false)
 	}
 	if _, err := dec.Token(); err != nil && !errors.Is(err, io.EOF) {
 		return em.rest(start+int(dec.InputOffset()), err, n)
@@ -169,7 +190,7 @@ func (em *telEmitter) stream(start int) error {
 			return em.rest(off, err, n)
 		}
 		n++
-		em.record(raw, em.lineAt(off))
+		em.record(raw, em.lineAt(off), false)
 	}
 }
 
@@ -185,8 +206,31 @@ func (em *telEmitter) rest(off int, err error, decoded int) error {
 }
 
 // record turns one object into a sample, or a reject.
-func (em *telEmitter) record(raw []byte, line int) {
+// With scanned, st.scan holds scanTelObject's findings for raw.
+func (em *telEmitter) record(raw []byte, line int, scanned bool) {
 	st := em.st
+	// Fast path: an object whose identity (every byte but the timestamp and
+	// value) was seen before. First with the timestamp and value where the
+	// last object had them (no scan), then scanned.
+	var key []byte
+	if !scanned && st.hint.guess(raw, &st.scan) {
+		key = st.scan.key(raw, st.key[:0])
+		st.key = key
+		if e := st.cache.row(key); e != nil {
+			em.fast(e, raw, line)
+			return
+		}
+		key = nil
+	}
+	if scanned || scanTelObject(raw, &st.scan) {
+		st.hint.learn(raw, &st.scan)
+		key = st.scan.key(raw, st.key[:0])
+		st.key = key
+		if e := st.cache.row(key); e != nil {
+			em.fast(e, raw, line)
+			return
+		}
+	}
 	st.rec = telRecord{}
 	r := &st.rec
 	reject := func(reason string) {
@@ -208,20 +252,10 @@ func (em *telEmitter) record(raw []byte, line int) {
 	if kind == valueMissing || isDCGMBlank(v) {
 		return
 	}
-	ts := em.msgNanos
-	if len(r.Timestamp) > 0 && string(r.Timestamp) != "null" && string(r.Timestamp) != `""` {
-		if bytes.Equal(r.Timestamp, st.lastTS) {
-			ts = st.lastT
-		} else {
-			t, err := parseTimestamp(bytes.Trim(r.Timestamp, `"`))
-			if err != nil {
-				reject(err.Error())
-				return
-			}
-			ts = t
-			st.lastTS = append(st.lastTS[:0], r.Timestamp...)
-			st.lastT = t
-		}
+	ts, err := em.timestamp(r.Timestamp)
+	if err != nil {
+		reject(err.Error())
+		return
 	}
 	gpu := r.GPUID
 	if len(gpu) == 0 || string(gpu) == "null" {
@@ -239,7 +273,7 @@ func (em *telEmitter) record(raw []byte, line int) {
 		}
 		g := bytes.Trim(gpu, `"`)
 		if len(g) > 0 {
-			ls = append(ls, sdk.Label{Key: "gpu", Value: st.in.get(g)})
+			ls = append(ls, sdk.Label{Key: "gpu", Value: st.cache.in.get(g)})
 		}
 	}
 	for _, l := range [...]sdk.Label{
@@ -248,10 +282,9 @@ func (em *telEmitter) record(raw []byte, line int) {
 		{Key: "pod", Value: r.Pod}, {Key: "namespace", Value: r.Namespace},
 	} {
 		if l.Value != "" {
-			ls = append(ls, sdk.Label{Key: l.Key, Value: st.in.getString(l.Value)})
+			ls = append(ls, sdk.Label{Key: l.Key, Value: st.cache.in.getString(l.Value)})
 		}
 	}
-	var err error
 	ls, err = em.labelsRaw(r.LabelsRaw, ls)
 	st.labels = ls
 	if err != nil {
@@ -259,12 +292,58 @@ func (em *telEmitter) record(raw []byte, line int) {
 		return
 	}
 	ls = sortLabels(ls)
-	nSeries := len(em.b.Series)
-	id := em.idx.ID(st.in.getString(r.MetricName), ls)
-	if len(em.b.Series) > nSeries {
-		em.b.Series[id].Labels = st.slab.take(ls)
+	e := st.cache.series(st.cache.in.getString(r.MetricName), ls)
+	if key != nil {
+		st.cache.setRow(key, e)
 	}
-	em.b.Add(id, ts, v)
+	st.cache.add(em.b, e, ts, v, len(em.payload), len(raw))
+}
+
+// fast emits object raw of cached series e: only its timestamp and value
+// are to be read (st.scan locates them), in the order record checks them.
+func (em *telEmitter) fast(e *cachedSeries, raw []byte, line int) {
+	sc := &em.st.scan
+	var val, tsRaw []byte
+	if sc.val[0] >= 0 {
+		val = raw[sc.val[0]:sc.val[1]]
+	}
+	if sc.ts[0] >= 0 {
+		tsRaw = raw[sc.ts[0]:sc.ts[1]]
+	}
+	v, kind := jsonValue(val)
+	if kind == valueBad {
+		em.b.Reject("gpu-tel-json: "+fmt.Sprintf("value %s is not a number", truncate(val)), position(em.pos, line), rawCopy(raw))
+		return
+	}
+	if kind == valueMissing || isDCGMBlank(v) {
+		return
+	}
+	ts, err := em.timestamp(tsRaw)
+	if err != nil {
+		em.b.Reject("gpu-tel-json: "+err.Error(), position(em.pos, line), rawCopy(raw))
+		return
+	}
+	em.st.cache.add(em.b, e, ts, v, len(em.payload), len(raw))
+}
+
+// timestamp turns a timestamp field (raw JSON, possibly absent) into Unix
+// nanoseconds: the message time when absent, null or empty. The last result
+// is reused when the field repeats.
+func (em *telEmitter) timestamp(raw []byte) (int64, error) {
+	st := em.st
+	if len(raw) == 0 || string(raw) == "null" || string(raw) == `""` {
+		return em.msgNanos, nil
+	}
+	if st.lastTS != nil && bytes.Equal(raw, st.lastTS) {
+		return st.lastT, nil
+	}
+	t, err := parseTimestamp(bytes.Trim(raw, `"`))
+	if err != nil {
+		return 0, err
+	}
+	st.lastTS = append(st.lastTS[:0], raw...)
+	st.lastT = t
+	return t, nil
 }
 
 // labelsRaw appends the labels of a labels_raw value: a Prometheus label
@@ -280,7 +359,7 @@ func (em *telEmitter) labelsRaw(raw json.RawMessage, ls []sdk.Label) ([]sdk.Labe
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return ls, err
 		}
-		return parsePromLabels([]byte(s), ls, em.st.in)
+		return parsePromLabels([]byte(s), ls, em.st.cache.in)
 	case '{':
 		var m map[string]any
 		if err := json.Unmarshal(raw, &m); err != nil {
@@ -297,9 +376,9 @@ func (em *telEmitter) labelsRaw(raw json.RawMessage, ls []sdk.Label) ([]sdk.Labe
 			}
 			switch v := m[k].(type) {
 			case string:
-				ls = append(ls, sdk.Label{Key: em.st.in.getString(k), Value: em.st.in.getString(v)})
+				ls = append(ls, sdk.Label{Key: em.st.cache.in.getString(k), Value: em.st.cache.in.getString(v)})
 			case json.Number, float64, bool:
-				ls = append(ls, sdk.Label{Key: em.st.in.getString(k), Value: fmt.Sprint(v)})
+				ls = append(ls, sdk.Label{Key: em.st.cache.in.getString(k), Value: fmt.Sprint(v)})
 			}
 		}
 		return ls, nil
@@ -316,6 +395,9 @@ func jsonValue(raw json.RawMessage) (float64, valueKind) {
 	}
 	switch raw[0] {
 	case '"':
+		if s := raw[1:]; len(s) > 0 && s[len(s)-1] == '"' && plainJSONString(s[:len(s)-1]) {
+			return parseValue(s[:len(s)-1])
+		}
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return 0, valueBad
