@@ -33,6 +33,10 @@ type pendingBatch struct {
 	fired       atomic.Bool // done already handled
 }
 
+// release drops the batch and its series index once the batch was handed
+// to the pipeline; only the message tracks are needed afterwards.
+func (p *pendingBatch) release() { p.b, p.idx = nil, nil }
+
 func newPendingBatch() *pendingBatch {
 	b := &sdk.Batch{}
 	return &pendingBatch{b: b, idx: sdk.NewSeriesIndex(b)}

@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -706,4 +709,58 @@ func connDown(in *Input) bool {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	return in.conn != nil && in.conn.GetState() != connectivity.Ready
+}
+
+// keepDoneAcc keeps only the done callbacks of what it takes (as the plugin
+// runtime does once a batch is sent to the agent) and counts the emitted
+// batches the garbage collector has freed.
+type keepDoneAcc struct {
+	mu    sync.Mutex
+	dones []func(sdk.Delivery)
+	freed atomic.Int64
+}
+
+func (a *keepDoneAcc) Emit(_ context.Context, b *sdk.Batch, done func(sdk.Delivery)) error {
+	runtime.SetFinalizer(b, func(*sdk.Batch) { a.freed.Add(1) })
+	a.mu.Lock()
+	a.dones = append(a.dones, done)
+	a.mu.Unlock()
+	return nil
+}
+
+func (a *keepDoneAcc) taken() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.dones)
+}
+
+// TestEmittedBatchNotRetained: while the pipeline holds a batch (its done
+// not called yet), the input keeps only what it needs to acknowledge the
+// messages, not the samples: under backpressure max_in_flight messages
+// wait in the pipeline, and the input must not hold a second copy of them.
+func TestEmittedBatchNotRetained(t *testing.T) {
+	srv := startOrig(t, "127.0.0.1:0")
+	acc := &keepDoneAcc{}
+	in := testInput(t, srv.addr)
+	start(t, in, acc)
+	waitFor(t, "subscriber", 2*time.Second, func() bool { return srv.numSubs() == 1 })
+	for _, id := range []string{"m1", "m2", "m3"} {
+		srv.publish(msg(id, "gpu_util 50\nmem_used 1024", nil))
+	}
+	waitFor(t, "3 batches", 2*time.Second, func() bool { return acc.taken() == 3 })
+	deadline := time.Now().Add(3 * time.Second)
+	for acc.freed.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 3 emitted batches still reachable from the input while their delivery is pending", 3-acc.freed.Load())
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	acc.mu.Lock()
+	dones := append([](func(sdk.Delivery)){}, acc.dones...)
+	acc.mu.Unlock()
+	for _, d := range dones {
+		d(sdk.Delivery{OK: true})
+	}
+	waitFor(t, "3 acks", 2*time.Second, func() bool { return len(srv.ackList()) == 3 })
 }

@@ -405,6 +405,10 @@ func (r *runner) flush(ctx context.Context, all bool) error {
 			}
 			return &fatalError{err: fmt.Errorf("mq_service: emit: %w", err)}
 		}
+		// The batch belongs to the pipeline now; the done callback keeps p
+		// (the message tracks) until the pipeline settles it, which can be
+		// long under backpressure, so p must not keep the samples alive.
+		p.release()
 		r.in.stats.emitted.Add(1)
 	}
 	return nil
