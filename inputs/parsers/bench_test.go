@@ -193,3 +193,28 @@ func BenchmarkGPUTelJSON(b *testing.B) {
 		benchPayloads(b, FormatGPUTelJSON, [][]byte{[]byte(strings.Repeat(telObj+"\n", 1000))}, false)
 	})
 }
+
+// BenchmarkExpfmtFloor measures expfmt's TextParser alone on the scrape:
+// the floor under the prometheus parser, which must use it.
+func BenchmarkExpfmtFloor(b *testing.B) {
+	data := readTestdata(b, "dcgm-exporter-metrics.txt")
+	samples := 0
+	fams, err := parseText(data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mf := range fams {
+		samples += len(mf.GetMetric())
+	}
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := parseText(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*samples), "ns/sample")
+	b.ReportMetric(testing.AllocsPerRun(3, func() { _, _ = parseText(data) })/float64(samples), "allocs/sample")
+}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -18,11 +19,43 @@ import (
 )
 
 // prometheusText parses the Prometheus text exposition format as served by
-// dcgm-exporter (FormatPrometheus), with expfmt's TextParser. It holds no
-// state and is safe for concurrent use (each call makes its own TextParser).
-type prometheusText struct{}
+// dcgm-exporter (FormatPrometheus), with expfmt's TextParser. It is safe for
+// concurrent use: each call takes a state (a TextParser, reused after
+// successful parses, and a series cache) from a pool.
+type prometheusText struct {
+	pool sync.Pool // *promState
+}
 
-func newPrometheus() *prometheusText { return &prometheusText{} }
+// promState is the state of one Parse call (see dcgmState).
+type promState struct {
+	tp     expfmt.TextParser
+	tpOK   bool // tp may be reused: its last parse succeeded
+	rd     bytes.Reader
+	cache  seriesCache
+	labels []sdk.Label
+	names  []string
+	name   []byte
+}
+
+func newPrometheus() *prometheusText {
+	return &prometheusText{pool: sync.Pool{New: func() any { return &promState{cache: newSeriesCache(false)} }}}
+}
+
+// parseText runs expfmt over text, which must end in a newline.
+func (st *promState) parseText(text []byte) (map[string]*dto.MetricFamily, error) {
+	if !st.tpOK {
+		st.tp = expfmt.NewTextParser(model.UTF8Validation)
+	}
+	if len(text) > 0 && text[len(text)-1] != '\n' {
+		text = append(text[:len(text):len(text)], '\n')
+	}
+	st.rd.Reset(text)
+	fams, err := st.tp.TextToMetricFamilies(&st.rd)
+	// A parser that failed half-way may hold state of the bad line.
+	st.tpOK = err == nil
+	st.rd.Reset(nil)
+	return fams, err
+}
 
 // maxBlockRetries bounds how often one metric-family block is re-parsed
 // after dropping a bad line, so a block of garbage costs O(n) parses at most
@@ -37,8 +70,19 @@ func (p *prometheusText) Parse(payload []byte, msgTime time.Time, pos string, b 
 	if isBlank(bytes.TrimSpace(payload)) {
 		return sdk.Permanent(errors.New("parsers: prometheus: empty payload"))
 	}
-	em := promEmitter{b: b, idx: sdk.NewSeriesIndex(b), in: make(interner), msgNanos: msgTime.UnixNano()}
-	fams, err := parseText(payload)
+	st := p.pool.Get().(*promState)
+	st.cache.beginPayload()
+	em := promEmitter{b: b, st: st, msgNanos: msgTime.UnixNano()}
+	err := em.parse(payload, pos)
+	// Not deferred: a state left half-way by a panic is dropped, not reused.
+	st.cache.endPayload()
+	p.pool.Put(st)
+	return err
+}
+
+func (em *promEmitter) parse(payload []byte, pos string) error {
+	b := em.b
+	fams, err := em.st.parseText(payload)
 	if err == nil {
 		em.emit(fams)
 		return nil
@@ -62,7 +106,8 @@ func (p *prometheusText) Parse(payload []byte, msgTime time.Time, pos string, b 
 	return nil
 }
 
-// parseText runs expfmt over text, which must end in a newline.
+// parseText runs a new expfmt parser over text, which must end in a
+// newline.
 func parseText(text []byte) (map[string]*dto.MetricFamily, error) {
 	tp := expfmt.NewTextParser(model.UTF8Validation)
 	if len(text) > 0 && text[len(text)-1] != '\n' {
@@ -162,13 +207,10 @@ func belongsTo(n, f string) bool {
 // promEmitter appends parsed families to a batch.
 type promEmitter struct {
 	b          *sdk.Batch
-	idx        *sdk.SeriesIndex
-	in         interner
+	st         *promState
 	msgNanos   int64
-	labels     []sdk.Label
-	slab       labelSlab
-	names      []string
 	goodBlocks int
+	rows       int // metrics in the families being emitted (sizes the label slab)
 }
 
 // parseBlock parses one block, dropping (and rejecting) the lines expfmt
@@ -189,7 +231,7 @@ func (em *promEmitter) parseBlock(blk block, pos string) {
 		if isBlank(bytes.TrimSpace(buf)) {
 			return
 		}
-		fams, err := parseText(buf)
+		fams, err := em.st.parseText(buf)
 		if err == nil {
 			em.goodBlocks++
 			em.emit(fams)
@@ -210,12 +252,17 @@ func (em *promEmitter) parseBlock(blk block, pos string) {
 
 // emit appends the samples of fams, in family name order.
 func (em *promEmitter) emit(fams map[string]*dto.MetricFamily) {
-	em.names = em.names[:0]
+	st := em.st
+	st.names = st.names[:0]
 	for name := range fams {
-		em.names = append(em.names, name)
+		st.names = append(st.names, name)
 	}
-	slices.Sort(em.names)
-	for _, name := range em.names {
+	slices.Sort(st.names)
+	em.rows = 0
+	for _, mf := range fams {
+		em.rows += len(mf.GetMetric())
+	}
+	for _, name := range st.names {
 		mf := fams[name]
 		dcgm := strings.HasPrefix(name, "DCGM_")
 		for _, m := range mf.GetMetric() {
@@ -225,18 +272,18 @@ func (em *promEmitter) emit(fams map[string]*dto.MetricFamily) {
 			}
 			switch mf.GetType() {
 			case dto.MetricType_COUNTER:
-				em.add(name, m, "", "", ts, m.GetCounter().GetValue(), dcgm)
+				em.add(name, m, "", "", ts, m.GetCounter().GetValue(), dcgm, "")
 			case dto.MetricType_GAUGE:
-				em.add(name, m, "", "", ts, m.GetGauge().GetValue(), dcgm)
+				em.add(name, m, "", "", ts, m.GetGauge().GetValue(), dcgm, "")
 			case dto.MetricType_UNTYPED:
-				em.add(name, m, "", "", ts, m.GetUntyped().GetValue(), dcgm)
+				em.add(name, m, "", "", ts, m.GetUntyped().GetValue(), dcgm, "")
 			case dto.MetricType_SUMMARY:
 				s := m.GetSummary()
 				for _, q := range s.GetQuantile() {
-					em.add(name, m, model.QuantileLabel, formatBound(q.GetQuantile()), ts, q.GetValue(), false)
+					em.add(name, m, model.QuantileLabel, formatBound(q.GetQuantile()), ts, q.GetValue(), false, "")
 				}
-				em.add(name+"_sum", m, "", "", ts, s.GetSampleSum(), false)
-				em.add(name+"_count", m, "", "", ts, float64(s.GetSampleCount()), false)
+				em.add(name, m, "", "", ts, s.GetSampleSum(), false, "_sum")
+				em.add(name, m, "", "", ts, float64(s.GetSampleCount()), false, "_count")
 			case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
 				h := m.GetHistogram()
 				for _, bk := range h.GetBucket() {
@@ -244,45 +291,43 @@ func (em *promEmitter) emit(fams map[string]*dto.MetricFamily) {
 					if bk.CumulativeCountFloat != nil {
 						c = bk.GetCumulativeCountFloat()
 					}
-					em.add(name+"_bucket", m, model.BucketLabel, formatBound(bk.GetUpperBound()), ts, c, false)
+					em.add(name, m, model.BucketLabel, formatBound(bk.GetUpperBound()), ts, c, false, "_bucket")
 				}
-				em.add(name+"_sum", m, "", "", ts, h.GetSampleSum(), false)
+				em.add(name, m, "", "", ts, h.GetSampleSum(), false, "_sum")
 				cnt := float64(h.GetSampleCount())
 				if h.SampleCountFloat != nil {
 					cnt = h.GetSampleCountFloat()
 				}
-				em.add(name+"_count", m, "", "", ts, cnt, false)
+				em.add(name, m, "", "", ts, cnt, false, "_count")
 			}
 		}
 	}
 }
 
-// add appends one sample of metric m under name, with an extra label
-// (le/quantile) when extraKey is set. NaN, and DCGM blank sentinels on
-// DCGM_ metrics, give no sample.
-func (em *promEmitter) add(name string, m *dto.Metric, extraKey, extraVal string, ts int64, v float64, dcgm bool) {
+// add appends one sample of metric m under name+suffix, with an extra
+// label (le/quantile) when extraKey is set. NaN, and DCGM blank sentinels
+// on DCGM_ metrics, give no sample.
+func (em *promEmitter) add(name string, m *dto.Metric, extraKey, extraVal string, ts int64, v float64, dcgm bool, suffix string) {
 	if math.IsNaN(v) || (dcgm && isDCGMBlank(v)) {
 		return
 	}
-	ls := em.labels[:0]
+	st := em.st
+	in := st.cache.in
+	ls := st.labels[:0]
 	for _, lp := range m.GetLabel() {
 		if lp.GetValue() == "" {
 			continue // Prometheus: an empty label is no label
 		}
-		ls = append(ls, sdk.Label{Key: em.in.getString(lp.GetName()), Value: em.in.getString(lp.GetValue())})
+		ls = append(ls, sdk.Label{Key: in.getString(lp.GetName()), Value: in.getString(lp.GetValue())})
 	}
 	if extraKey != "" {
-		ls = append(ls, sdk.Label{Key: extraKey, Value: extraVal})
+		ls = append(ls, sdk.Label{Key: extraKey, Value: in.getString(extraVal)})
 	}
 	ls = sortLabels(ls)
-	em.labels = ls
-	n := len(em.b.Series)
-	id := em.idx.ID(em.in.getString(name), ls)
-	if len(em.b.Series) > n {
-		// The index kept ls: give the series its own copy.
-		em.b.Series[id].Labels = em.slab.take(ls)
-	}
-	em.b.Add(id, ts, v)
+	st.labels = ls
+	st.name = append(append(st.name[:0], name...), suffix...)
+	e := st.cache.series(in.get(st.name), ls)
+	st.cache.add(em.b, e, ts, v, em.rows, 0)
 }
 
 // getString interns s.
