@@ -8,6 +8,8 @@ import (
 	"sync"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/telemetry-collector/telemetry-collector/sdk"
 	"github.com/telemetry-collector/telemetry-collector/sdk/gpumetrics"
 )
@@ -208,24 +210,8 @@ func (o *Output) upsertGPUs(ctx context.Context, pend map[string]*gpuAttrs) (map
 				idx[i] = &v32
 			}
 		}
-		rows, err := o.pool.Query(ctx, o.sql.upsertGPUs, ks, uuids, hosts, idx, models, devs, pcis, drvs)
+		got, err := o.queryKeyIDs(ctx, o.sql.upsertGPUs, ks, uuids, hosts, idx, models, devs, pcis, drvs)
 		if err != nil {
-			return err
-		}
-		type kv struct {
-			k  string
-			id int32
-		}
-		var got []kv
-		for rows.Next() {
-			var r kv
-			if err := rows.Scan(&r.k, &r.id); err != nil {
-				rows.Close()
-				return err
-			}
-			got = append(got, r)
-		}
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		o.cache.mu.Lock()
@@ -276,24 +262,8 @@ func (o *Output) runIsolating(keys []string, fn func([]string) error) (map[strin
 func (o *Output) upsertNamed(ctx context.Context, sql string, keys []string, args func([]string) []any, cache map[string]int32) (map[string]string, error) {
 	sort.Strings(keys)
 	return o.runIsolating(keys, func(keys []string) error {
-		rows, err := o.pool.Query(ctx, sql, args(keys)...)
+		got, err := o.queryKeyIDs(ctx, sql, args(keys)...)
 		if err != nil {
-			return err
-		}
-		type kv struct {
-			k  string
-			id int32
-		}
-		var got []kv
-		for rows.Next() {
-			var r kv
-			if err := rows.Scan(&r.k, &r.id); err != nil {
-				rows.Close()
-				return err
-			}
-			got = append(got, r)
-		}
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		o.cache.mu.Lock()
@@ -459,4 +429,23 @@ func (o *Output) resolve(ctx context.Context, b *sdk.Batch, sc *scratch) error {
 		}
 	}
 	return nil
+}
+
+// keyID is one (key, id) row of a dictionary upsert's RETURNING clause.
+type keyID struct {
+	k  string
+	id int32
+}
+
+// queryKeyIDs runs a dictionary upsert and collects its (key, id) rows.
+func (o *Output) queryKeyIDs(ctx context.Context, sql string, args ...any) ([]keyID, error) {
+	rows, err := o.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (keyID, error) {
+		var r keyID
+		err := row.Scan(&r.k, &r.id)
+		return r, err
+	})
 }
