@@ -131,11 +131,18 @@ func appendLenString(k []byte, s string) []byte {
 // this payload has not used it yet. restBytes and lineLen (what is left of
 // the payload, and the length of this row) size the label slab.
 func (c *seriesCache) add(b *sdk.Batch, e *cachedSeries, ts int64, v float64, restBytes, lineLen int) {
+	b.Add(c.id(b, e, restBytes/(lineLen+1)+1), ts, v)
+}
+
+// id returns the index of series e in b, adding it to b first when this
+// payload has not used it yet (rows sizes the label slab: about how many
+// more series are to come).
+func (c *seriesCache) id(b *sdk.Batch, e *cachedSeries, rows int) uint32 {
 	if e.gen != c.gen {
 		e.gen = c.gen
-		e.id = b.AddSeries(e.name, c.slab.takeHint(e.labels, restBytes/(lineLen+1)+1))
+		e.id = b.AddSeries(e.name, c.slab.takeHint(e.labels, rows))
 	}
-	b.Add(e.id, ts, v)
+	return e.id
 }
 
 // growBatch makes room in b for about rows more points and series, so that

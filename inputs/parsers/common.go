@@ -382,7 +382,9 @@ func parseValue(b []byte) (float64, valueKind) {
 	if isMissing(b) {
 		return 0, valueMissing
 	}
-	if v, err := strconv.ParseFloat(string(b), 64); err == nil {
+	if !mayBeFloat(b) {
+		// strconv.ParseFloat would fail (allocating its error): skip it.
+	} else if v, err := strconv.ParseFloat(string(b), 64); err == nil {
 		if math.IsNaN(v) {
 			return 0, valueMissing
 		}
@@ -428,6 +430,31 @@ func parseValue(b []byte) (float64, valueKind) {
 		return 0, valueBad
 	}
 	return v, valueNumber
+}
+
+// mayBeFloat is false for text that strconv.ParseFloat surely rejects: a
+// byte no float syntax uses (a space, '%', '/'), a first byte that cannot
+// start one, or a 0x prefix without the binary exponent hex floats need.
+func mayBeFloat(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	switch c := b[0]; {
+	case c >= '0' && c <= '9', c == '+', c == '-', c == '.', c == 'i', c == 'I', c == 'n', c == 'N':
+	default:
+		return false
+	}
+	hexPrefix := len(b) > 2 && b[0] == '0' && (b[1] == 'x' || b[1] == 'X')
+	exp := false
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '.', c == '+', c == '-', c == '_':
+			exp = exp || c == 'p' || c == 'P'
+		default:
+			return false
+		}
+	}
+	return !hexPrefix || exp
 }
 
 // splitUnit splits "68.12 W" into "68.12" and "W".

@@ -60,37 +60,98 @@ type smiValue struct {
 	v   float64
 }
 
-// smiState is the scratch state of one Parse call.
+// smiState is the state of one Parse call. States come from the parser's
+// pool, so one is used by one goroutine at a time. Besides scratch buffers
+// it keeps, across calls, the column layouts of the headers it has seen, the
+// row identities (with a payload number: series ids are per payload) and
+// interned label strings, each bounded (see smiMaxRows).
 type smiState struct {
 	fields  [][]byte
 	scratch []byte
-	cols    []smiColumn
+	cols    []smiColumn // the current header's, shared with headers: read only
 	vals    []smiValue
 	labels  []sdk.Label
 	key     []byte
-	in      interner
+	cache   seriesCache // series, and the interned label strings
+	headers map[string][]smiColumn
 	rowIDs  map[string]int // row identity -> index into rows
-	rows    [][]int32      // per row identity, series id per column (-1: none yet)
-	slab    labelSlab
+	rows    []smiRow
+	ids     []int32 // series id per row identity and column (-1: none yet)
 }
+
+// smiRow is a row identity: in payload gen (cache.gen), its series ids
+// start at ids[off].
+type smiRow struct {
+	gen uint64
+	off int
+}
+
+// smiMaxRows bounds the row identities a state keeps between calls: past
+// it they are forgotten at the end of a call (the series cache has its own
+// bounds).
+const smiMaxRows = 4096
 
 func newNvidiaSMICSV(loc *time.Location) *nvidiaSMICSV {
 	return &nvidiaSMICSV{loc: loc, pool: sync.Pool{New: func() any {
-		return &smiState{in: make(interner), rowIDs: make(map[string]int)}
+		return &smiState{cache: newSeriesCache(false), rowIDs: make(map[string]int), headers: make(map[string][]smiColumn)}
 	}}}
 }
 
 // Parse implements Parser.
 func (p *nvidiaSMICSV) Parse(payload []byte, msgTime time.Time, pos string, b *sdk.Batch) error {
 	st := p.pool.Get().(*smiState)
-	defer func() {
-		clear(st.in)
+	st.cache.beginPayload()
+	err := st.parse(payload, msgTime, pos, b, p.loc)
+	// Not deferred: a state left half-way by a panic is dropped, not reused.
+	st.cache.endPayload()
+	st.ids = st.ids[:0]
+	if len(st.rowIDs) > smiMaxRows {
 		clear(st.rowIDs)
 		st.rows = st.rows[:0]
-		st.slab = labelSlab{}
-		p.pool.Put(st)
-	}()
-	return st.parse(payload, msgTime, pos, b, p.loc)
+	}
+	if len(st.headers) > maxHeaders {
+		clear(st.headers)
+	}
+	p.pool.Put(st)
+	return err
+}
+
+// header returns the columns of header line, from the cache or parsed
+// (errors are not cached).
+func (st *smiState) header(line []byte) ([]smiColumn, error) {
+	if cols, ok := st.headers[string(line)]; ok {
+		return cols, nil
+	}
+	var err error
+	st.fields, st.scratch, err = splitCSV(line, st.fields, st.scratch, true)
+	if err != nil {
+		return nil, sdk.Permanent(fmt.Errorf("parsers: nvidia-smi-csv: header: %w", err))
+	}
+	cols := make([]smiColumn, 0, len(st.fields))
+	seen := make(map[string]bool, len(st.fields))
+	for _, f := range st.fields {
+		name, unit, ok := splitSMIHeader(f)
+		if !ok {
+			return nil, sdk.Permanent(fmt.Errorf("parsers: nvidia-smi-csv: first line %q is not a header (want field names as printed by --format=csv)", truncate(line)))
+		}
+		c := smiColumn{name: string(name)}
+		switch {
+		case seen[c.name]:
+			c.kind = smiSkip
+		case c.name == "timestamp":
+			c.kind = smiTime
+		case smiLabelFields[c.name]:
+			c.kind = smiLabel
+		case len(unit) > 0 || hasAnyPrefix(c.name, smiNumericPrefixes):
+			c.kind = smiNumeric
+		default:
+			c.kind = smiAuto
+		}
+		seen[c.name] = true
+		cols = append(cols, c)
+	}
+	st.headers[string(line)] = cols
+	return cols, nil
 }
 
 // splitSMIHeader splits "utilization.gpu [%]" into name and unit.
@@ -132,38 +193,13 @@ func (st *smiState) parse(payload []byte, msgTime time.Time, pos string, b *sdk.
 		if isBlank(line) {
 			continue
 		}
-		st.fields, st.scratch, err = splitCSV(line, st.fields, st.scratch, true)
-		if err != nil {
-			return sdk.Permanent(fmt.Errorf("parsers: nvidia-smi-csv: header: %w", err))
-		}
-		st.cols = st.cols[:0]
-		seen := make(map[string]bool, len(st.fields))
-		for _, f := range st.fields {
-			name, unit, ok := splitSMIHeader(f)
-			if !ok {
-				return sdk.Permanent(fmt.Errorf("parsers: nvidia-smi-csv: first line %q is not a header (want field names as printed by --format=csv)", truncate(line)))
-			}
-			c := smiColumn{name: string(name)}
-			switch {
-			case seen[c.name]:
-				c.kind = smiSkip
-			case c.name == "timestamp":
-				c.kind = smiTime
-			case smiLabelFields[c.name]:
-				c.kind = smiLabel
-			case len(unit) > 0 || hasAnyPrefix(c.name, smiNumericPrefixes):
-				c.kind = smiNumeric
-			default:
-				c.kind = smiAuto
-			}
-			seen[c.name] = true
-			st.cols = append(st.cols, c)
+		if st.cols, err = st.header(line); err != nil {
+			return err
 		}
 		header = line
 		break
 	}
 
-	idx := sdk.NewSeriesIndex(b)
 	var (
 		lastTS   []byte
 		lastTime int64
@@ -230,17 +266,23 @@ rows:
 		if len(st.vals) == 0 {
 			continue
 		}
+		// Series ids are per payload (row.gen), and one payload has one
+		// header: the key needs no header.
 		r, ok := st.rowIDs[string(k)]
 		if !ok {
-			ids := make([]int32, len(st.cols))
-			for i := range ids {
-				ids[i] = -1
-			}
 			r = len(st.rows)
-			st.rows = append(st.rows, ids)
+			st.rows = append(st.rows, smiRow{})
 			st.rowIDs[string(k)] = r
 		}
-		ids := st.rows[r]
+		row := &st.rows[r]
+		if row.gen != st.cache.gen {
+			row.gen = st.cache.gen
+			row.off = len(st.ids)
+			for range st.cols {
+				st.ids = append(st.ids, -1)
+			}
+		}
+		ids := st.ids[row.off : row.off+len(st.cols)]
 		var ls []sdk.Label // built on the first new series of this row
 		for _, sv := range st.vals {
 			id := ids[sv.col]
@@ -248,7 +290,8 @@ rows:
 				if ls == nil {
 					ls = st.rowLabels()
 				}
-				id = int32(idx.ID(st.cols[sv.col].name, st.slab.take(ls)))
+				e := st.cache.series(st.cols[sv.col].name, ls)
+				id = int32(st.cache.id(b, e, len(st.vals)))
 				ids[sv.col] = id
 			}
 			b.Add(uint32(id), ts, sv.v)
@@ -274,7 +317,7 @@ func (st *smiState) rowLabels() []sdk.Label {
 		default:
 			continue
 		}
-		ls = append(ls, sdk.Label{Key: c.name, Value: st.in.get(f)})
+		ls = append(ls, sdk.Label{Key: c.name, Value: st.cache.in.get(f)})
 	}
 	ls = sortLabels(ls)
 	st.labels = ls

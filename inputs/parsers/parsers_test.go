@@ -1,9 +1,11 @@
 package parsers
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -324,5 +326,23 @@ func TestConcurrentUse(t *testing.T) {
 			}()
 		}
 		wg.Wait()
+	}
+}
+
+// TestMayBeFloat: mayBeFloat only rules out text strconv.ParseFloat
+// rejects.
+func TestMayBeFloat(t *testing.T) {
+	for _, s := range []string{"0", "-1.5e3", "+.5", "1_000", "0x1p-2", "0X1P4", "inf", "-Inf", "+infinity", "NaN", "nan",
+		"0 %", "12 W", "0x0000000000000001", "0xZZ", "P0", "Active", "Not Active", "[N/A]", "1/2", "", " 1", "1e", "0x1.8p1", "0x_1p0", "Infinity"} {
+		_, err := strconv.ParseFloat(s, 64)
+		parses := err == nil || errors.Is(err, strconv.ErrRange)
+		if parses && !mayBeFloat([]byte(s)) {
+			t.Errorf("mayBeFloat(%q) = false, but ParseFloat accepts it", s)
+		}
+	}
+	for _, s := range []string{"0 %", "81559 MiB", "0x0000000000000001", "P0", "Active", "Not Active", "Default"} {
+		if mayBeFloat([]byte(s)) {
+			t.Errorf("mayBeFloat(%q) = true, want false", s)
+		}
 	}
 }
