@@ -32,8 +32,17 @@ func TestMain(m *testing.M) { os.Exit(e2e.Main(m)) }
 //	BENCH_WORKLOADS  comma-separated subset of scrape,dcgm-csv,gpu-tel-json
 //	BENCH_TIMEOUT    how long a workload may take (default 10m)
 //	BENCH_LOG_LEVEL  the collector's log level (default info)
+//	BENCH_INPUT_BATCH, BENCH_MAX_IN_FLIGHT  override the input's batch_size
+//	                 and max_in_flight (messages)
+//	BENCH_CREDITS    the agent's input_credits
+//	BENCH_GOGC, BENCH_GOMEMLIMIT  GOGC / GOMEMLIMIT of the collector and
+//	                 (inherited) its plugin processes
 type settings struct {
+	credits       int
+	goEnv         []string
 	samples, gpus int
+	inputBatch    int
+	maxInFlight   int
 	workloads     []string
 	timeout       time.Duration
 	logLevel      string
@@ -52,6 +61,15 @@ func readSettings(t *testing.T) settings {
 	}
 	atoi("BENCH_SAMPLES", &s.samples)
 	atoi("BENCH_GPUS", &s.gpus)
+	atoi("BENCH_INPUT_BATCH", &s.inputBatch)
+	atoi("BENCH_MAX_IN_FLIGHT", &s.maxInFlight)
+	atoi("BENCH_CREDITS", &s.credits)
+	if v := os.Getenv("BENCH_GOGC"); v != "" {
+		s.goEnv = append(s.goEnv, "GOGC="+v)
+	}
+	if v := os.Getenv("BENCH_GOMEMLIMIT"); v != "" {
+		s.goEnv = append(s.goEnv, "GOMEMLIMIT="+v)
+	}
 	if s.gpus%GPUsPerHost != 0 {
 		t.Fatalf("BENCH_GPUS=%d: want a multiple of %d", s.gpus, GPUsPerHost)
 	}
@@ -122,6 +140,14 @@ func collectorConfig(s settings, w Workload, mqAddr string) e2e.CollectorConfig 
 		cfg.InputBatchSize = 1000
 		cfg.MaxInFlight = 20000
 	}
+	if s.inputBatch > 0 {
+		cfg.InputBatchSize = s.inputBatch
+	}
+	if s.maxInFlight > 0 {
+		cfg.MaxInFlight = s.maxInFlight
+	}
+	cfg.InputCredits = s.credits
+	cfg.Env = s.goEnv
 	return cfg
 }
 
