@@ -137,7 +137,8 @@ type Agent struct {
 	inputs  []*inputRunner
 	procs   []*procStage
 	outputs []*outputStage
-	pipeWG  sync.WaitGroup // processor, fan-out and output goroutines
+	pipeWG  sync.WaitGroup // processor, fan-out and required output goroutines
+	bestWG  sync.WaitGroup // best-effort output goroutines
 	inputWG sync.WaitGroup // Input.Run goroutines
 }
 
@@ -369,7 +370,11 @@ func (a *Agent) build(ctx context.Context) error {
 // start launches the goroutines: outputs, fan-out, processors, then inputs.
 func (a *Agent) start() {
 	for _, o := range a.outputs {
-		o.start(&a.pipeWG)
+		if o.required {
+			o.start(&a.pipeWG)
+		} else {
+			o.start(&a.bestWG)
+		}
 	}
 	a.pipeWG.Add(1)
 	go a.fanout()
@@ -421,6 +426,7 @@ func (a *Agent) shutdown() error {
 	case <-drained:
 		timer.Stop()
 		a.log.Info("pipeline drained", "took", time.Since(began))
+		a.drainBestEffort(deadline.Add(-reserve))
 	case <-timer.C:
 		left := a.trackers.snapshot()
 		err = fmt.Errorf("agent: shutdown timed out after %s: gave up on %d unacknowledged batches (a stuck output or input?)", a.shutdownTimeout, len(left))
@@ -466,6 +472,61 @@ func (a *Agent) shutdown() error {
 		a.log.Info("shutdown complete", "took", time.Since(began))
 	}
 	return err
+}
+
+// drainBestEffort lets best-effort outputs write what they hold once the
+// required path drained (every acknowledgement is out by then), until
+// deadline. An output that is failing (its last write attempt failed) is
+// abandoned at once, and whatever is left at the deadline is abandoned
+// too: a broken best-effort output must not hold the shutdown, as it never
+// holds an acknowledgement. Abandoned batches count in
+// collector_dropped_total.
+func (a *Agent) drainBestEffort(deadline time.Time) {
+	var best []*outputStage
+	for _, o := range a.outputs {
+		if !o.required {
+			best = append(best, o)
+		}
+	}
+	if len(best) == 0 {
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		a.bestWG.Wait()
+		close(done)
+	}()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	abandon := func(o *outputStage, why string) {
+		if o.ctx.Err() == nil {
+			a.log.Warn("best-effort output abandoned at shutdown; what it still holds is dropped", "plugin", o.id, "reason", why)
+			o.cancel()
+		}
+	}
+	for {
+		for _, o := range best {
+			if o.failing.Load() {
+				abandon(o, "its writes are failing")
+			}
+		}
+		select {
+		case <-done:
+			return
+		case <-timer.C:
+			for _, o := range best {
+				abandon(o, "shutdown deadline")
+			}
+			select {
+			case <-done:
+			case <-time.After(time.Second): // a plugin call that ignores its context
+			}
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // closePlugins calls Drain then Close on every created plugin that has
@@ -535,7 +596,10 @@ func (a *Agent) send(ch chan<- item, it item) bool {
 
 // backoff waits before retry number attempt (0-based); false when the
 // shutdown deadline passed meanwhile.
-func (a *Agent) backoff(attempt int) bool {
+func (a *Agent) backoff(attempt int) bool { return a.backoffCtx(a.hardCtx, attempt) }
+
+// backoffCtx is backoff ending early when ctx is done.
+func (a *Agent) backoffCtx(ctx context.Context, attempt int) bool {
 	d := a.retryInitial
 	for i := 0; i < attempt && d < a.retryMax; i++ {
 		d *= 2
@@ -547,7 +611,7 @@ func (a *Agent) backoff(attempt int) bool {
 	select {
 	case <-t.C:
 		return true
-	case <-a.hardCtx.Done():
+	case <-ctx.Done():
 		return false
 	}
 }

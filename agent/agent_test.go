@@ -769,3 +769,49 @@ func TestMergeAndSplitForOutputBatchSize(t *testing.T) {
 		t.Fatalf("writes %v: batches were not merged", sizes)
 	}
 }
+
+// TestFailingBestEffortOutputDoesNotHoldShutdown: a best-effort output
+// whose every write fails (a full disk) never holds an acknowledgement,
+// and at shutdown it is abandoned as soon as the required path drained:
+// Run returns nil well before the shutdown timeout, and what it still held
+// is counted as dropped. A healthy best-effort output still flushes.
+func TestFailingBestEffortOutputDoesNotHoldShutdown(t *testing.T) {
+	broken := &testOutput{hook: func(context.Context, *sdk.Batch) error {
+		return errors.New("write /var/log/x.jsonl: no space left on device")
+	}}
+	healthy := &testOutput{}
+	main := &testOutput{}
+	h := start(t, setup{
+		agent: conf.Agent{ShutdownTimeout: 10 * time.Second},
+		outputs: []conf.Plugin{
+			outputPlugin("main", nil),
+			outputPlugin("broken", func(p *conf.Plugin) { p.Required = false; p.QueueSize = 2; p.BatchSize = 10 }),
+			outputPlugin("healthy", func(p *conf.Plugin) { p.Required = false; p.QueueSize = 64; p.FlushInterval = time.Hour }),
+		},
+		outImpl: map[string]sdk.Output{"main": main, "broken": broken, "healthy": healthy},
+	})
+	const n = 20
+	for i := 0; i < n; i++ {
+		h.emit(t, i, batchOf(i*10, 10))
+	}
+	h.acks.wait(t, n, 5*time.Second)
+	began := time.Now()
+	if err := h.stop(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if took := time.Since(began); took > 3*time.Second {
+		t.Errorf("shutdown took %v with a failing best-effort output (timeout 10s): it held the shutdown", took)
+	}
+	for i := 0; i < n; i++ {
+		if d, _ := h.acks.get(i); !d.OK {
+			t.Fatalf("batch %d: %+v", i, d)
+		}
+	}
+	if _, v := healthy.snapshot(); len(v) != n*10 {
+		t.Errorf("healthy best-effort output wrote %d points at shutdown, want %d", len(v), n*10)
+	}
+	dropped := metricValue(t, h.a.Registry(), "collector_dropped_total", map[string]string{"plugin": "outputs.broken"})
+	if dropped < 1 {
+		t.Errorf("collector_dropped_total{plugin=outputs.broken} = %v, want >= 1", dropped)
+	}
+}

@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -28,6 +30,13 @@ type outputStage struct {
 
 	queue chan item
 	jobs  chan writeJob
+
+	// ctx is given to Write calls and retry waits: the agent's hardCtx,
+	// cancelled earlier for a best-effort output abandoned at shutdown.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// failing is set while the last write attempt failed.
+	failing atomic.Bool
 }
 
 // writeJob is one Write: b, and one tracker reference per entry of trs
@@ -64,6 +73,7 @@ func (a *Agent) newOutputStage(p *conf.Plugin, o sdk.Output) *outputStage {
 	}
 	s.queue = make(chan item, qs)
 	s.jobs = make(chan writeJob)
+	s.ctx, s.cancel = context.WithCancel(a.hardCtx)
 	return s
 }
 
@@ -93,7 +103,6 @@ func (s *outputStage) start(pipe *sync.WaitGroup) {
 // job arrived, and when the queue is closed (shutdown: partial batches are
 // written).
 func (s *outputStage) batcher() {
-	a := s.a
 	defer close(s.jobs)
 	var pend *sdk.Batch
 	var trs []*tracker
@@ -103,10 +112,8 @@ func (s *outputStage) batcher() {
 	emit := func(job writeJob) {
 		select {
 		case s.jobs <- job:
-		case <-a.hardCtx.Done():
-			for _, t := range job.trs {
-				t.fail(errShutdownTimeout)
-			}
+		case <-s.ctx.Done():
+			s.abandoned(job)
 		}
 	}
 	flush := func() {
@@ -194,22 +201,22 @@ func (s *outputStage) write(job writeJob) {
 	for attempt := 0; ; attempt++ {
 		b.Rejects = b.Rejects[:base]
 		start := time.Now()
-		err := safeWrite(a.hardCtx, s.out, b)
+		err := safeWrite(s.ctx, s.out, b)
 		a.m.procTime.WithLabelValues(s.id).Observe(time.Since(start).Seconds())
 		if err == nil {
+			s.failing.Store(false)
 			a.m.stage(s.id, n)
 			break
 		}
+		s.failing.Store(true)
 		if sdk.IsPermanent(err) {
 			a.m.errors.WithLabelValues(s.id, errTypePermanent).Inc()
 			b.Rejects = b.Rejects[:base]
 			a.deadLetterBatch(s.id, err, b, job.trs)
 			return
 		}
-		if a.hardCtx.Err() != nil {
-			for _, t := range job.trs {
-				t.fail(fmt.Errorf("%s: %w", s.id, err))
-			}
+		if s.ctx.Err() != nil {
+			s.abandoned(job, err)
 			return
 		}
 		a.m.errors.WithLabelValues(s.id, errTypeRetryable).Inc()
@@ -220,10 +227,8 @@ func (s *outputStage) write(job writeJob) {
 			return
 		}
 		s.log.Warn("write failed, retrying", "attempt", attempt+1, "points", n, "error", err)
-		if !a.backoff(attempt) {
-			for _, t := range job.trs {
-				t.fail(fmt.Errorf("%s: %w", s.id, err))
-			}
+		if !a.backoffCtx(s.ctx, attempt) {
+			s.abandoned(job, err)
 			return
 		}
 	}
@@ -236,6 +241,23 @@ func (s *outputStage) write(job writeJob) {
 	}
 	for _, t := range job.trs {
 		t.release(1)
+	}
+}
+
+// abandoned gives up a job at shutdown: its trackers (required outputs)
+// are failed with the last error, or the shutdown timeout; a best-effort
+// job carries none and is counted as dropped.
+func (s *outputStage) abandoned(job writeJob, lastErr ...error) {
+	err := errShutdownTimeout
+	if len(lastErr) > 0 && lastErr[0] != nil {
+		err = fmt.Errorf("%s: %w", s.id, lastErr[0])
+	}
+	if !s.required {
+		s.drop()
+		return
+	}
+	for _, t := range job.trs {
+		t.fail(err)
 	}
 }
 
