@@ -2,6 +2,7 @@ package wire
 
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/telemetry-collector/telemetry-collector/internal/pluginpb"
 	"github.com/telemetry-collector/telemetry-collector/sdk/metric"
@@ -13,6 +14,20 @@ import (
 // (or a pool).
 type Encoder struct {
 	ids map[string]uint32
+	// slots remembers, during one Encode, where the label refs of a label
+	// slice were written, so series sharing a label slice (as decoded by a
+	// Decoder with ShareLabels) cost a copy of refs instead of a dictionary
+	// look-up per label. Direct-mapped on the slice's address; cleared after
+	// every Encode so no pointer outlives the call.
+	slots [labelSlots]labelSlot
+}
+
+const labelSlots = 512
+
+type labelSlot struct {
+	p   *metric.Label
+	n   int32
+	off int32 // index in dst.Series of the first label ref
 }
 
 // NewEncoder returns an empty Encoder.
@@ -54,11 +69,24 @@ func (e *Encoder) Encode(dst *pluginpb.Batch, id uint64, b *metric.Batch) *plugi
 	}
 	for i := range b.Series {
 		s := &b.Series[i]
-		dst.Series = append(dst.Series, e.ref(dst, s.Name), uint32(len(s.Labels)))
+		n := len(s.Labels)
+		dst.Series = append(dst.Series, e.ref(dst, s.Name), uint32(n))
+		if n == 0 {
+			continue
+		}
+		p := &s.Labels[0]
+		slot := &e.slots[(uintptr(unsafe.Pointer(p))/unsafe.Sizeof(metric.Label{}))%labelSlots]
+		if slot.p == p && int(slot.n) == n {
+			// The same label slice as an earlier series: same refs.
+			dst.Series = append(dst.Series, dst.Series[slot.off:int(slot.off)+2*n]...)
+			continue
+		}
+		*slot = labelSlot{p: p, n: int32(n), off: int32(len(dst.Series))}
 		for _, l := range s.Labels {
 			dst.Series = append(dst.Series, e.ref(dst, l.Key), e.ref(dst, l.Value))
 		}
 	}
+	clear(e.slots[:])
 	n := len(b.Points)
 	dst.PointSeries = grow(dst.PointSeries, n)
 	dst.PointTime = grow(dst.PointTime, n)
@@ -97,10 +125,19 @@ func grow[T any](s []T, n int) []T {
 	return s[:n]
 }
 
-// Decoder turns wire batches into metric batches. It is stateless today but
-// kept as a type so it can grow scratch space; it is not safe for
+// Decoder turns wire batches into metric batches. It is not safe for
 // concurrent use.
-type Decoder struct{}
+type Decoder struct {
+	// ShareLabels makes series whose label refs are equal share one label
+	// slice (in scrape-shaped batches the ~30 series of a GPU carry the
+	// same labels): less to build and to keep, and an Encoder re-encoding
+	// the batch copies refs instead of looking every label up. The decoded
+	// labels must then be treated as read-only: set it only where no code
+	// changes labels in place (the agent's side of the plugin protocol,
+	// never a plugin's, whose processors may).
+	ShareLabels bool
+	sets        map[string]metric.Labels // ShareLabels: label refs -> labels, one Decode
+}
 
 // Decode fills dst (reset first, capacity kept) from src. The decoded
 // batch's strings are the dictionary strings of src (one allocation per
@@ -135,13 +172,33 @@ func (d *Decoder) Decode(src *pluginpb.Batch, dst *metric.Batch) error {
 	if cap(dst.Series) < nseries {
 		dst.Series = make([]metric.Series, 0, nseries)
 	}
-	slab := make([]metric.Label, nlabels)
+	if d.ShareLabels && d.sets == nil {
+		d.sets = make(map[string]metric.Labels)
+	}
+	defer clear(d.sets) // its keys point into src
+	var slab []metric.Label
+	if !d.ShareLabels {
+		slab = make([]metric.Label, nlabels)
+	}
 	for i := 0; i < len(ser); {
 		name, err := str(ser[i])
 		if err != nil {
 			return err
 		}
 		n := int(ser[i+1])
+		var key string
+		if d.ShareLabels && n > 0 {
+			key = unsafe.String((*byte)(unsafe.Pointer(&ser[i+2])), 2*n*4)
+			if ls, ok := d.sets[key]; ok {
+				dst.Series = append(dst.Series, metric.Series{Name: name, Labels: ls})
+				i += 2 + 2*n
+				continue
+			}
+		}
+		if len(slab) < n {
+			// ShareLabels: allocate as distinct label sets appear.
+			slab = make([]metric.Label, max(n, min(nlabels, 4096)))
+		}
 		ls := slab[:n:n]
 		slab = slab[n:]
 		for j := 0; j < n; j++ {
@@ -157,6 +214,8 @@ func (d *Decoder) Decode(src *pluginpb.Batch, dst *metric.Batch) error {
 		}
 		if n == 0 {
 			ls = nil
+		} else if d.ShareLabels {
+			d.sets[key] = ls
 		}
 		dst.Series = append(dst.Series, metric.Series{Name: name, Labels: ls})
 		i += 2 + 2*n

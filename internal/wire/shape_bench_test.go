@@ -63,6 +63,31 @@ func BenchmarkScrapeShaped(b *testing.B) {
 		}
 		report(b)
 	})
+	b.Run("decode-shared", func(b *testing.B) {
+		msg := NewEncoder().Encode(nil, 1, src)
+		dec := Decoder{ShareLabels: true}
+		out := &metric.Batch{}
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if err := dec.Decode(msg, out); err != nil {
+				b.Fatal(err)
+			}
+		}
+		report(b)
+	})
+	b.Run("encode-shared", func(b *testing.B) {
+		shared := &metric.Batch{}
+		if err := (&Decoder{ShareLabels: true}).Decode(NewEncoder().Encode(nil, 1, src), shared); err != nil {
+			b.Fatal(err)
+		}
+		enc := NewEncoder()
+		var msg pluginpb.Batch
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			enc.Encode(&msg, uint64(i), shared)
+		}
+		report(b)
+	})
 	b.Run("roundtrip", func(b *testing.B) {
 		enc := NewEncoder()
 		var msg pluginpb.Batch
