@@ -233,24 +233,36 @@ func (r *run) report() {
 	r.t.Log(b.String())
 }
 
-// sampleRSS samples the collector's process tree (collector and plugins)
-// every interval until stop is closed; the returned func reports the peak
-// and the breakdown at the peak.
-func sampleRSS(c *e2e.Collector, interval time.Duration, stop <-chan struct{}) func() (int64, string) {
+// memSample is the memory of the collector's process tree at one instant:
+// the sum of the RSS of the collector and every plugin process (what the
+// issue asks to read), the same sum of anonymous RSS (heap, stacks: what
+// the process allocated itself), and the sum of PSS (proportional set
+// size: pages shared between processes, such as the text of the one plugin
+// binary that four plugin processes run, counted once in all).
+type memSample struct {
+	rss, anon, pss int64
+	parts          string // per-process breakdown of RSS
+}
+
+// sampleMem samples the collector's process tree every interval until stop
+// is closed; the returned func reports the peak of each measure (the
+// breakdown is that of the RSS peak).
+func sampleMem(c *e2e.Collector, interval time.Duration, stop <-chan struct{}) func() memSample {
 	var mu sync.Mutex
-	var peak int64
-	var at string
+	var peak memSample
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
-			if total, parts := treeRSS(c); total > 0 {
+			if m := treeMem(c); m.rss > 0 {
 				mu.Lock()
-				if total > peak {
-					peak, at = total, parts
+				if m.rss > peak.rss {
+					peak.rss, peak.parts = m.rss, m.parts
 				}
+				peak.anon = max(peak.anon, m.anon)
+				peak.pss = max(peak.pss, m.pss)
 				mu.Unlock()
 			}
 			select {
@@ -260,43 +272,59 @@ func sampleRSS(c *e2e.Collector, interval time.Duration, stop <-chan struct{}) f
 			}
 		}
 	}()
-	return func() (int64, string) {
+	return func() memSample {
 		<-done
 		mu.Lock()
 		defer mu.Unlock()
-		return peak, at
+		return peak
 	}
 }
 
-// treeRSS is the RSS of the collector and each plugin process, with a
-// breakdown "collector 40.1 MiB, 1234 12.0 MiB, ...".
-func treeRSS(c *e2e.Collector) (int64, string) {
+// treeMem measures the collector and each plugin process.
+func treeMem(c *e2e.Collector) memSample {
 	if !c.Running() {
-		return 0, ""
+		return memSample{}
 	}
-	own, err := e2e.RSS(c.PID())
-	if err != nil {
-		return 0, ""
-	}
-	names := map[int]string{}
+	names := map[int]string{c.PID(): "collector"}
 	for alias, pid := range c.PluginPIDs() {
 		names[pid] = alias
 	}
-	total := own
-	parts := []string{fmt.Sprintf("collector %s", mib(own))}
-	for _, pid := range c.Children() {
+	var m memSample
+	var parts []string
+	for _, pid := range append([]int{c.PID()}, c.Children()...) {
 		rss, err := e2e.RSS(pid)
 		if err != nil {
 			continue
 		}
-		total += rss
+		m.rss += rss
+		m.anon += procField(pid, "status", "RssAnon:")
+		m.pss += procField(pid, "smaps_rollup", "Pss:")
 		name := names[pid]
 		if name == "" {
 			name = fmt.Sprint("pid ", pid)
 		}
 		parts = append(parts, fmt.Sprintf("%s %s", name, mib(rss)))
 	}
-	return total, strings.Join(parts, ", ")
+	m.parts = strings.Join(parts, ", ")
+	return m
+}
+
+// procField reads a "Name:   123 kB" line of /proc/PID/<file> in bytes (0
+// when missing).
+func procField(pid int, file, name string) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, name); ok {
+			var kb int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb); err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return 0
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
