@@ -12,8 +12,9 @@ import (
 )
 
 // dcgmCSV parses the DCGM CSV export (FormatDCGMCSV): a header line naming
-// the columns, then one sample per row. It is safe for concurrent use; per
-// payload scratch state comes from a pool.
+// the columns, then one sample per row. It is safe for concurrent use: each
+// call takes a state from the pool (scratch buffers, and caches of header
+// layouts and series kept between calls; see dcgmState).
 type dcgmCSV struct {
 	pool sync.Pool // *dcgmState
 }

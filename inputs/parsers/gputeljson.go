@@ -17,7 +17,8 @@ import (
 // one object per sample, a JSON array of them, or newline-delimited objects.
 // Labels use the dcgm-csv parser's keys (gpu, device, UUID, modelName,
 // Hostname, container, pod, namespace) so one normalization covers both. It
-// is safe for concurrent use; per payload scratch state comes from a pool.
+// is safe for concurrent use: each call takes a state from the pool
+// (scratch buffers and a series cache kept between calls; see telState).
 type gpuTelJSON struct {
 	pool sync.Pool // *telState
 }

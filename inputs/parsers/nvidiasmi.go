@@ -15,7 +15,8 @@ import (
 // nvidiaSMICSV parses `nvidia-smi --query-gpu=... --format=csv` output
 // (FormatNvidiaSMICSV). Each row gives one sample per numeric field, all
 // carrying the row's identity fields as labels. It is safe for concurrent
-// use; per payload scratch state comes from a pool.
+// use: each call takes a state from the pool (scratch buffers and caches
+// kept between calls; see smiState).
 type nvidiaSMICSV struct {
 	loc  *time.Location
 	pool sync.Pool // *smiState
