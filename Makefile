@@ -12,7 +12,7 @@ GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
 RACE_PKGS := ./agent/... ./plugins/... ./sdk/... ./inputs/mq_service/... ./mq/...
 
 .PHONY: all build telemetry-collector mq-service telemetry-streamer plugins example-plugins \
-	run run-collector test test-unit test-race test-examples lint vet fmt-check proto clean \
+	run run-collector test test-unit test-race test-examples test-faults fuzz lint vet fmt-check proto clean \
 	bench bench-micro
 
 all: build
@@ -56,6 +56,17 @@ test-race:
 
 test-examples:
 	cd examples/cluster_label && $(GO) test -count=1 ./...
+
+# The fault-injection suite (internal/faults, build tag "faults"): real
+# PostgreSQL, mq-service and plugin processes, killed, stopped and starved
+# mid-stream. See README.md, "Delivery guarantees". About 3-4 minutes.
+test-faults:
+	$(GO) test -tags faults -count=1 -timeout 15m -v ./internal/faults/
+
+# Every fuzz target of the parsers and the config loader, FUZZTIME each
+# (default 10s), after its committed seed corpus.
+fuzz:
+	./scripts/fuzz.sh
 
 # End-to-end throughput (internal/bench, build tag bench): its own PostgreSQL,
 # mq-service and collector (every plugin out of process), >= 2M samples per
