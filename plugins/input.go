@@ -189,7 +189,9 @@ func (c *InputClient) Run(ctx context.Context, acc sdk.Accumulator) error {
 	if inst == nil {
 		return wrapErr(spec, errClosed)
 	}
-	var dec wire.Decoder
+	// Emitted batches share label slices between series with equal labels
+	// (read-only for the agent, which only reads and re-encodes them).
+	dec := wire.Decoder{ShareLabels: true}
 	for {
 		rs, err := c.open(inst)
 		if err == nil {

@@ -39,7 +39,9 @@ func (l *Launcher) Processor(ctx context.Context, spec Spec) (*ProcessorClient, 
 }
 
 // Process implements sdk.Processor. b is encoded before the call goes out
-// and not used afterwards; the returned batches are new.
+// and not used afterwards; the returned batches are new. Their series with
+// equal labels share one label slice (wire.Decoder.ShareLabels), so their
+// labels are read-only: the agent only reads and re-encodes them.
 func (c *ProcessorClient) Process(ctx context.Context, b *sdk.Batch) ([]*sdk.Batch, error) {
 	enc := c.encs.Get().(*wire.Encoder)
 	msg := enc.Encode(nil, 0, b)
@@ -56,7 +58,7 @@ func (c *ProcessorClient) Process(ctx context.Context, b *sdk.Batch) ([]*sdk.Bat
 		return nil, err
 	}
 	out := make([]*sdk.Batch, 0, len(r.GetBatches()))
-	var dec wire.Decoder
+	dec := wire.Decoder{ShareLabels: true}
 	for _, pb := range r.GetBatches() {
 		ob := &sdk.Batch{}
 		if err := dec.Decode(pb, ob); err != nil {
