@@ -419,7 +419,12 @@ type Stats struct {
 	Renewals   uint64 // lease renewals sent
 	Reconnects uint64 // Subscribe streams reopened after a failure
 	Heartbeats uint64 // heartbeats received
-	InFlight   int    // messages received and not yet acknowledged
+	// Redelivered counts messages received again while their first copy
+	// was still in our pipeline (after a broker restart, a reconnect, an
+	// expired lease): not processed again, the first copy's
+	// acknowledgement covers them.
+	Redelivered uint64
+	InFlight    int // messages received and not yet acknowledged
 	// RenewalsDisabled is true once the broker rejected a lease renewal.
 	RenewalsDisabled bool
 }
@@ -427,7 +432,7 @@ type Stats struct {
 type counters struct {
 	received, parsed, rejected, rowRejects, emitted atomic.Uint64
 	acked, nacked, ackDropped, renewals, reconnects atomic.Uint64
-	heartbeats                                      atomic.Uint64
+	heartbeats, redelivered                         atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -441,6 +446,7 @@ func (i *Input) Stats() Stats {
 		Rejected:         i.stats.rejected.Load(),
 		RowRejects:       i.stats.rowRejects.Load(),
 		Emitted:          i.stats.emitted.Load(),
+		Redelivered:      i.stats.redelivered.Load(),
 		Acked:            i.stats.acked.Load(),
 		Nacked:           i.stats.nacked.Load(),
 		AckDropped:       i.stats.ackDropped.Load(),
@@ -457,6 +463,17 @@ func (i *Input) inflightAdd(id string) {
 	i.inflight[id]++
 	i.inflightN++
 	i.inflightMu.Unlock()
+}
+
+// inflightHas reports whether a message with this id is in our pipeline
+// (received, not yet acknowledged). Empty ids are never matched.
+func (i *Input) inflightHas(id string) bool {
+	if id == "" {
+		return false
+	}
+	i.inflightMu.Lock()
+	defer i.inflightMu.Unlock()
+	return i.inflight[id] > 0
 }
 
 func (i *Input) inflightDone(id string) {

@@ -764,3 +764,44 @@ func TestEmittedBatchNotRetained(t *testing.T) {
 	}
 	waitFor(t, "3 acks", 2*time.Second, func() bool { return len(srv.ackList()) == 3 })
 }
+
+// TestRedeliveryWhileInFlightIsNotReprocessed: a message delivered again
+// while its first copy is still in our pipeline (a broker restart, a
+// reopened stream, an expired lease) is not emitted a second time: a
+// processor could drop the copy as a duplicate, which counts as delivered,
+// and the copy's acknowledgement would then reach the broker before the
+// first copy is stored. The first copy's acknowledgement covers the id.
+// Once the first copy is done, a later delivery is processed normally.
+func TestRedeliveryWhileInFlightIsNotReprocessed(t *testing.T) {
+	srv := startOrig(t, "127.0.0.1:0")
+	acc := &fakeAcc{}
+	in := testInput(t, srv.addr)
+	start(t, in, acc)
+	waitFor(t, "subscriber", 2*time.Second, func() bool { return srv.numSubs() == 1 })
+
+	srv.publish(msg("m1", "gpu_util 50", nil))
+	waitFor(t, "first copy emitted", 2*time.Second, func() bool { return acc.points() == 1 })
+	srv.publish(msg("m1", "gpu_util 50", nil)) // redelivered while in flight
+	srv.publish(msg("m2", "gpu_util 60", nil))
+	waitFor(t, "m2 emitted", 2*time.Second, func() bool { return acc.points() == 2 })
+	if st := in.Stats(); st.Redelivered != 1 || st.Received != 3 {
+		t.Fatalf("stats %+v: want 3 received, 1 redelivered", st)
+	}
+	if a := srv.ackList(); len(a) != 0 {
+		t.Fatalf("acknowledged before the first copy was delivered: %v", a)
+	}
+	acc.doneAll(sdk.Delivery{OK: true}, 0)
+	waitFor(t, "2 acks", 2*time.Second, func() bool { return len(srv.ackList()) == 2 })
+	for _, a := range srv.ackList() {
+		if !a.GetSuccess() {
+			t.Errorf("ack %v", a)
+		}
+	}
+	if got := in.Stats().InFlight; got != 0 {
+		t.Errorf("InFlight = %d after every ack, want 0", got)
+	}
+	// Delivered again after it was acknowledged (an ack lost on the way):
+	// processed again, harmlessly.
+	srv.publish(msg("m1", "gpu_util 50", nil))
+	waitFor(t, "m1 emitted again", 2*time.Second, func() bool { return acc.points() == 3 })
+}

@@ -369,6 +369,16 @@ func (r *runner) process(resp *mqpb.SubscribeResponse) {
 	now := time.Now()
 	for _, m := range resp.GetMessages() {
 		i.stats.received.Add(1)
+		if i.inflightHas(m.GetId()) {
+			// Redelivered while the first copy is still in our pipeline
+			// (the broker restarted, the stream was reopened, a lease
+			// expired). Processing it again could get it acknowledged
+			// before the first copy is stored: a processor such as dedup
+			// drops the copy, which counts as delivered. The first copy's
+			// acknowledgement (or nack) names the same id and settles it.
+			i.stats.redelivered.Add(1)
+			continue
+		}
 		i.inflightAdd(m.GetId())
 		tr := &msgTrack{id: m.GetId()}
 		r.scratch.Reset()
