@@ -294,7 +294,7 @@ func runWorkload(t *testing.T, s settings, w Workload) string {
 
 	ceil := measureCeiling(t, env, want)
 	pipeRate := float64(want) / elapsed.Seconds()
-	line := fmt.Sprintf("workload=%s pipeline_samples_per_sec=%.0f ceiling_samples_per_sec=%.0f ratio=%.2f peak_rss_mib=%.0f",
+	line := fmt.Sprintf("workload=%s pipeline_samples_per_sec=%.0f ceiling_samples_per_sec=%.0f ratio=%.3f peak_rss_mib=%.0f",
 		w.Name, pipeRate, ceil.best, pipeRate/ceil.best, float64(peak.total)/(1<<20))
 	fmt.Println(line)
 	fmt.Printf("  %s: %d samples in %d messages (%.0f MiB payload), first publish to last commit %.2fs (publishing took %.2fs)\n",
