@@ -396,14 +396,22 @@ func (x *ConfigureResponse) GetMaxConcurrency() uint32 {
 	return 0
 }
 
-// A columnar batch. Strings are dictionary-encoded per batch.
+// A columnar batch. Series and their strings travel once per stream: each
+// stream (Run, Process, Write; each direction separately) has a
+// stream-scoped dictionary of strings and of series that the sender grows
+// and the receiver mirrors, in stream order (see internal/wire
+// StreamEncoder/StreamDecoder).
 type Batch struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Id      uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	Strings []string               `protobuf:"bytes,2,rep,name=strings,proto3" json:"strings,omitempty"`
-	// Series table, flattened: for each series: name ref, label count n, then
-	// n pairs of (key ref, value ref). Refs index strings.
-	Series      []uint32  `protobuf:"varint,3,rep,packed,name=series,proto3" json:"series,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Strings new to the stream, in order: they get the stream string ids
+	// string_base, string_base+1, ...
+	Strings []string `protobuf:"bytes,2,rep,name=strings,proto3" json:"strings,omitempty"`
+	// Series new to the stream, flattened: for each: name ref, label count n,
+	// then n pairs of (key ref, value ref). Refs are stream string ids. They
+	// get the stream series ids series_base, series_base+1, ...
+	Series []uint32 `protobuf:"varint,3,rep,packed,name=series,proto3" json:"series,omitempty"`
+	// Point series: indexes into series_ids (the batch's own series list).
 	PointSeries []uint32  `protobuf:"varint,4,rep,packed,name=point_series,json=pointSeries,proto3" json:"point_series,omitempty"`
 	PointTime   []int64   `protobuf:"fixed64,5,rep,packed,name=point_time,json=pointTime,proto3" json:"point_time,omitempty"` // unix nanoseconds
 	PointValue  []float64 `protobuf:"fixed64,6,rep,packed,name=point_value,json=pointValue,proto3" json:"point_value,omitempty"`
@@ -411,8 +419,18 @@ type Batch struct {
 	// Run stream only: the final message after the input's Run returned. It
 	// carries no data; run_error is Run's error ("" for nil). The stream stays
 	// open for acks until the agent closes its side.
-	End           bool   `protobuf:"varint,8,opt,name=end,proto3" json:"end,omitempty"`
-	RunError      string `protobuf:"bytes,9,opt,name=run_error,json=runError,proto3" json:"run_error,omitempty"`
+	End      bool   `protobuf:"varint,8,opt,name=end,proto3" json:"end,omitempty"`
+	RunError string `protobuf:"bytes,9,opt,name=run_error,json=runError,proto3" json:"run_error,omitempty"`
+	// The receiver clears its stream dictionary before applying this batch
+	// (the sender's dictionary was full and started over).
+	ResetDictionary bool `protobuf:"varint,10,opt,name=reset_dictionary,json=resetDictionary,proto3" json:"reset_dictionary,omitempty"`
+	// Stream ids of the first new string and the first new series: the
+	// receiver checks they equal its dictionary sizes (an out-of-sync stream
+	// fails the batch instead of mislabelling it).
+	StringBase uint32 `protobuf:"varint,11,opt,name=string_base,json=stringBase,proto3" json:"string_base,omitempty"`
+	SeriesBase uint32 `protobuf:"varint,12,opt,name=series_base,json=seriesBase,proto3" json:"series_base,omitempty"`
+	// The batch's series list as stream series ids.
+	SeriesIds     []uint32 `protobuf:"varint,13,rep,packed,name=series_ids,json=seriesIds,proto3" json:"series_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -508,6 +526,34 @@ func (x *Batch) GetRunError() string {
 		return x.RunError
 	}
 	return ""
+}
+
+func (x *Batch) GetResetDictionary() bool {
+	if x != nil {
+		return x.ResetDictionary
+	}
+	return false
+}
+
+func (x *Batch) GetStringBase() uint32 {
+	if x != nil {
+		return x.StringBase
+	}
+	return 0
+}
+
+func (x *Batch) GetSeriesBase() uint32 {
+	if x != nil {
+		return x.SeriesBase
+	}
+	return 0
+}
+
+func (x *Batch) GetSeriesIds() []uint32 {
+	if x != nil {
+		return x.SeriesIds
+	}
+	return nil
 }
 
 type Reject struct {
@@ -852,7 +898,7 @@ const file_plugin_proto_rawDesc = "" +
 	"\x06issues\x18\x01 \x03(\v2 .telemetry.plugin.v1.ConfigIssueR\x06issues\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x1c\n" +
 	"\tpermanent\x18\x03 \x01(\bR\tpermanent\x12'\n" +
-	"\x0fmax_concurrency\x18\x04 \x01(\rR\x0emaxConcurrency\"\x92\x02\n" +
+	"\x0fmax_concurrency\x18\x04 \x01(\rR\x0emaxConcurrency\"\x9e\x03\n" +
 	"\x05Batch\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
 	"\astrings\x18\x02 \x03(\tR\astrings\x12\x16\n" +
@@ -864,7 +910,15 @@ const file_plugin_proto_rawDesc = "" +
 	"pointValue\x125\n" +
 	"\arejects\x18\a \x03(\v2\x1b.telemetry.plugin.v1.RejectR\arejects\x12\x10\n" +
 	"\x03end\x18\b \x01(\bR\x03end\x12\x1b\n" +
-	"\trun_error\x18\t \x01(\tR\brunError\"N\n" +
+	"\trun_error\x18\t \x01(\tR\brunError\x12)\n" +
+	"\x10reset_dictionary\x18\n" +
+	" \x01(\bR\x0fresetDictionary\x12\x1f\n" +
+	"\vstring_base\x18\v \x01(\rR\n" +
+	"stringBase\x12\x1f\n" +
+	"\vseries_base\x18\f \x01(\rR\n" +
+	"seriesBase\x12\x1d\n" +
+	"\n" +
+	"series_ids\x18\r \x03(\rR\tseriesIds\"N\n" +
 	"\x06Reject\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x1a\n" +
 	"\bposition\x18\x02 \x01(\tR\bposition\x12\x10\n" +

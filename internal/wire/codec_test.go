@@ -177,7 +177,7 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 
 func TestHandshake(t *testing.T) {
 	h := Handshake()
-	if h.ProtocolVersion != 1 || h.MagicCookieKey == "" || h.MagicCookieValue == "" {
+	if h.ProtocolVersion != ProtocolVersion || ProtocolVersion != 2 || h.MagicCookieKey == "" || h.MagicCookieValue == "" {
 		t.Fatalf("bad handshake %+v", h)
 	}
 }

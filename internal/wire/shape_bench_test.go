@@ -113,3 +113,62 @@ func BenchmarkScrapeShaped(b *testing.B) {
 		b.ReportMetric(float64(len(buf))/float64(n), "bytes/sample")
 	})
 }
+
+// BenchmarkScrapeShapedStream compares, in one run, the per-batch form
+// (Encoder/Decoder) with the stream form (StreamEncoder/StreamDecoder) for
+// the steady state of a stream of scrape-shaped batches: one hop's round
+// trip (encode, proto.Marshal, proto.Unmarshal, decode), decoded the
+// plugin's way (own labels) and the agent's way (shared labels).
+func BenchmarkScrapeShapedStream(b *testing.B) {
+	src := scrapeBatch(328, 30)
+	n := len(src.Points)
+	type codec struct {
+		encode func(*pluginpb.Batch) *pluginpb.Batch
+		decode func(*pluginpb.Batch, *metric.Batch) error
+	}
+	perBatch := func(share bool) codec {
+		enc, dec := NewEncoder(), &Decoder{ShareLabels: share}
+		return codec{func(m *pluginpb.Batch) *pluginpb.Batch { return enc.Encode(m, 1, src) }, dec.Decode}
+	}
+	stream := func(share bool) codec {
+		enc, dec := NewStreamEncoder(), &StreamDecoder{ShareLabels: share}
+		return codec{func(m *pluginpb.Batch) *pluginpb.Batch { return enc.Encode(m, 1, src) }, dec.Decode}
+	}
+	for _, bc := range []struct {
+		name string
+		c    codec
+	}{
+		{"per-batch/own-labels", perBatch(false)},
+		{"per-batch/shared-labels", perBatch(true)},
+		{"stream/own-labels", stream(false)},
+		{"stream/shared-labels", stream(true)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			var msg pluginpb.Batch
+			out := &metric.Batch{}
+			var buf []byte
+			step := func() {
+				bc.c.encode(&msg)
+				var err error
+				if buf, err = (proto.MarshalOptions{}).MarshalAppend(buf[:0], &msg); err != nil {
+					b.Fatal(err)
+				}
+				var in pluginpb.Batch
+				if err := proto.Unmarshal(buf, &in); err != nil {
+					b.Fatal(err)
+				}
+				if err := bc.c.decode(&in, out); err != nil {
+					b.Fatal(err)
+				}
+			}
+			step() // the stream's first batch defines the series
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				step()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sample")
+			b.ReportMetric(float64(len(buf))/float64(n), "bytes/sample")
+		})
+	}
+}

@@ -1,13 +1,15 @@
 // Package wire is the agent <-> plugin codec and handshake, shared by the
 // plugin side (package sdk) and the agent side (package plugins).
 //
-// A metric.Batch travels as a pluginpb.Batch: a per-batch string dictionary,
-// a flattened series table of dictionary references and three packed point
-// columns (series index, unix-nano time, value). An Encoder dedupes strings
-// with a map it reuses across batches; a Decoder makes no string allocation
-// of its own: every label key, label value and metric name of the decoded
-// batch shares the dictionary strings proto.Unmarshal allocated once per
-// distinct string.
+// A metric.Batch travels as a pluginpb.Batch: the batch's series as stream
+// series ids, three packed point columns (batch series index, unix-nano
+// time, value) and the rejects. Series and their strings travel once per
+// stream: a StreamEncoder defines a series (its new strings and label refs)
+// in the first batch of the stream that carries it, a StreamDecoder keeps
+// the stream's dictionary and resolves ids (see stream.go for the ordering
+// and memory rules). Encoder and Decoder are the older self-contained
+// per-batch form (a per-batch string dictionary and series table), kept for
+// comparison benchmarks and tools; the plugin protocol uses the stream form.
 package wire
 
 import (
@@ -15,8 +17,9 @@ import (
 )
 
 // ProtocolVersion is the agent <-> plugin protocol version. Bump it on
-// incompatible changes to internal/pluginpb/plugin.proto.
-const ProtocolVersion = 1
+// incompatible changes to internal/pluginpb/plugin.proto. Version 2: stream
+// dictionaries (series and strings travel once per stream, see stream.go).
+const ProtocolVersion = 2
 
 // PluginSetName is the name the plugin gRPC service is registered under in
 // the go-plugin plugin set.

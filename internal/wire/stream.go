@@ -1,0 +1,467 @@
+package wire
+
+import (
+	"fmt"
+	"hash/maphash"
+	"unsafe"
+
+	"github.com/telemetry-collector/telemetry-collector/internal/pluginpb"
+	"github.com/telemetry-collector/telemetry-collector/sdk/metric"
+)
+
+// Stream dictionaries.
+//
+// Every long-lived stream of the plugin protocol (Run, Process, Write; each
+// direction separately) carries series, and their strings, once: the
+// sender's StreamEncoder gives each distinct series (name + labels) a
+// stream-local id the first time a batch carries it and puts its definition
+// (new strings + label refs) in that batch only; later batches refer to it
+// by id. The receiver's StreamDecoder mirrors the dictionary for the
+// stream's life. Both die with the stream: a new stream (a restarted
+// plugin) starts empty and every batch sent on it is encoded for it.
+//
+// Order: the receiver must decode batches in the order the sender encoded
+// them, so a sender encodes and sends under one lock per stream (gRPC keeps
+// a stream's messages in order) and a receiver decodes in its receive loop.
+//
+// Memory is bounded on both sides: when the sender's dictionary would pass
+// MaxSeries series or MaxBytes (estimated) it starts over and marks the
+// batch reset; the receiver clears its dictionary on reset and refuses to
+// grow past twice the default limits.
+
+const (
+	// DefaultMaxSeries is the series a stream dictionary holds before the
+	// sender starts over.
+	DefaultMaxSeries = 1 << 20
+	// DefaultMaxBytes is the estimated memory (string bytes plus per-label
+	// and per-series overhead) a stream dictionary holds before the sender
+	// starts over.
+	DefaultMaxBytes = 128 << 20
+)
+
+const (
+	labelCost  = int(unsafe.Sizeof(metric.Label{}))
+	seriesCost = 64
+)
+
+// StreamEncoder is the sending side of a stream dictionary. It is not safe
+// for concurrent use: callers encode and send under one lock per stream so
+// batches reach the receiver in encoding order.
+//
+// The dictionary keeps the strings of the series it defined (references,
+// not copies: strings are immutable) and its own copy of their label
+// slices, for the stream's life or until it starts over; a string that is
+// a substring of a larger one keeps the larger one alive meanwhile.
+// Series are found by identity first (the same string data as when they
+// were defined: the common case when batches come from a decoder's or a
+// parser's dictionary, a few ns) and by content otherwise.
+type StreamEncoder struct {
+	// MaxSeries and MaxBytes bound the dictionary (0: the defaults). Set
+	// them before the first Encode.
+	MaxSeries int
+	MaxBytes  int
+
+	seed   maphash.Seed
+	strs   map[string]uint32 // stream string ids; keys are private copies
+	ser    []encSeries       // by stream series id
+	index  map[uint64]int32  // content hash -> newest id with that hash
+	iindex map[uint64]int32  // identity hash -> newest id with that hash
+	bytes  int
+	resets int
+	slots  [labelSlots]hashSlot
+}
+
+type encSeries struct {
+	name   string
+	labels []metric.Label
+	hash   uint64
+	next   int32 // older id with the same content hash, or -1
+	ihash  uint64
+	inext  int32 // older id with the same identity hash, or -1
+}
+
+// hashSlot remembers, during one Encode, the hash of a label slice several
+// series share (as decoded with ShareLabels): hashed once per batch.
+type hashSlot struct {
+	p *metric.Label
+	n int32
+	h uint64
+}
+
+// NewStreamEncoder returns an empty StreamEncoder for one stream.
+func NewStreamEncoder() *StreamEncoder {
+	return &StreamEncoder{seed: maphash.MakeSeed()}
+}
+
+// Resets reports how often the dictionary was full and started over.
+func (e *StreamEncoder) Resets() int { return e.resets }
+
+// Len reports the series in the dictionary.
+func (e *StreamEncoder) Len() int { return len(e.ser) }
+
+func (e *StreamEncoder) limits() (int, int) {
+	ms, mb := e.MaxSeries, e.MaxBytes
+	if ms <= 0 {
+		ms = DefaultMaxSeries
+	}
+	if mb <= 0 {
+		mb = DefaultMaxBytes
+	}
+	return ms, mb
+}
+
+func (e *StreamEncoder) clearTable() {
+	e.strs = make(map[string]uint32, 64)
+	e.index = make(map[uint64]int32, 64)
+	e.iindex = make(map[uint64]int32, 64)
+	e.ser = nil
+	e.bytes = 0
+}
+
+func mix(h, x uint64) uint64 {
+	h ^= x
+	h *= 0x9e3779b97f4a7c15
+	return h ^ h>>29
+}
+
+func (e *StreamEncoder) labelsHash(ls []metric.Label) uint64 {
+	h := uint64(len(ls))
+	for i := range ls {
+		h = mix(h, maphash.String(e.seed, ls[i].Key))
+		h = mix(h, maphash.String(e.seed, ls[i].Value))
+	}
+	return h
+}
+
+func (e *StreamEncoder) seriesHash(s *metric.Series) uint64 {
+	return mix(e.labelsHash(s.Labels), maphash.String(e.seed, s.Name))
+}
+
+func strID(s string) uint64 {
+	return uint64(uintptr(unsafe.Pointer(unsafe.StringData(s))))<<8 ^ uint64(len(s))
+}
+
+// identityHash hashes the string headers (data pointer and length) of s.
+func identityHash(s *metric.Series) uint64 {
+	h := mix(strID(s.Name), uint64(len(s.Labels)))
+	for i := range s.Labels {
+		h = mix(h, strID(s.Labels[i].Key))
+		h = mix(h, strID(s.Labels[i].Value))
+	}
+	return h
+}
+
+func sameString(a, b string) bool {
+	return len(a) == len(b) && unsafe.StringData(a) == unsafe.StringData(b)
+}
+
+// sameStrings reports whether a and b are made of the very same strings.
+func sameStrings(name string, labels []metric.Label, s *metric.Series) bool {
+	if !sameString(name, s.Name) || len(labels) != len(s.Labels) {
+		return false
+	}
+	for i := range labels {
+		if !sameString(labels[i].Key, s.Labels[i].Key) || !sameString(labels[i].Value, s.Labels[i].Value) {
+			return false
+		}
+	}
+	return true
+}
+
+func labelsEqual(a, b []metric.Label) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) == 0 || &a[0] == &b[0] {
+		return true
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// lookup finds s in the dictionary; on a miss it returns the hashes
+// define needs.
+func (e *StreamEncoder) lookup(s *metric.Series) (id uint32, ok bool, h, ih uint64) {
+	ih = identityHash(s)
+	if i, ok := e.iindex[ih]; ok {
+		for i >= 0 {
+			d := &e.ser[i]
+			if d.ihash == ih && sameStrings(d.name, d.labels, s) {
+				return uint32(i), true, 0, ih
+			}
+			i = d.inext
+		}
+	}
+	h = e.seriesHash(s)
+	if i, ok := e.index[h]; ok {
+		for i >= 0 {
+			d := &e.ser[i]
+			if d.hash == h && d.name == s.Name && labelsEqual(d.labels, s.Labels) {
+				return uint32(i), true, h, ih
+			}
+			i = d.next
+		}
+	}
+	return 0, false, h, ih
+}
+
+// str returns the stream id of s, defining it in dst if it is new.
+func (e *StreamEncoder) str(dst *pluginpb.Batch, s string) uint32 {
+	if id, ok := e.strs[s]; ok {
+		return id
+	}
+	id := uint32(len(e.strs))
+	e.strs[s] = id
+	dst.Strings = append(dst.Strings, s)
+	e.bytes += len(s) + 32
+	return id
+}
+
+func (e *StreamEncoder) define(dst *pluginpb.Batch, h, ih uint64, s *metric.Series) uint32 {
+	id := int32(len(e.ser))
+	n := len(s.Labels)
+	dst.Series = append(dst.Series, e.str(dst, s.Name), uint32(n))
+	d := encSeries{name: s.Name, hash: h, next: -1, ihash: ih, inext: -1}
+	if n > 0 {
+		d.labels = append([]metric.Label(nil), s.Labels...)
+		for _, l := range s.Labels {
+			dst.Series = append(dst.Series, e.str(dst, l.Key), e.str(dst, l.Value))
+		}
+	}
+	if prev, ok := e.index[h]; ok {
+		d.next = prev
+	}
+	e.index[h] = id
+	if prev, ok := e.iindex[ih]; ok {
+		d.inext = prev
+	}
+	e.iindex[ih] = id
+	e.ser = append(e.ser, d)
+	e.bytes += seriesCost + n*labelCost
+	return uint32(id)
+}
+
+func (e *StreamEncoder) full(s *metric.Series) bool {
+	ms, mb := e.limits()
+	cost := seriesCost + len(s.Name) + len(s.Labels)*labelCost
+	for _, l := range s.Labels {
+		cost += len(l.Key) + len(l.Value)
+	}
+	return len(e.ser) >= ms || e.bytes+cost > mb
+}
+
+// Encode writes b into dst (reusing dst's slices, whose old contents are
+// dropped) under the given batch id and returns dst; a nil dst allocates a
+// new message. Series new to the stream are defined in dst and enter the
+// dictionary: dst must be sent on the stream, after every batch encoded
+// before it and before any encoded after it. b is only read; dst keeps no
+// references into b except Reject.Raw slices.
+func (e *StreamEncoder) Encode(dst *pluginpb.Batch, id uint64, b *metric.Batch) *pluginpb.Batch {
+	if dst == nil {
+		dst = &pluginpb.Batch{}
+	}
+	if e.strs == nil {
+		e.clearTable()
+		if e.seed == (maphash.Seed{}) {
+			e.seed = maphash.MakeSeed()
+		}
+	}
+	dst.Id = id
+	dst.End = false
+	dst.RunError = ""
+	reset := false
+	defer clear(e.slots[:])
+encode:
+	dst.ResetDictionary = reset
+	dst.Strings = dst.Strings[:0]
+	dst.Series = dst.Series[:0]
+	dst.StringBase = uint32(len(e.strs))
+	dst.SeriesBase = uint32(len(e.ser))
+	dst.SeriesIds = grow(dst.SeriesIds, len(b.Series))
+	for i := range b.Series {
+		s := &b.Series[i]
+		sid, ok, h, ih := e.lookup(s)
+		if !ok {
+			if !reset && e.full(s) {
+				// Start over; a batch larger than the limits may overshoot
+				// them by itself (the next new series resets again).
+				e.clearTable()
+				e.resets++
+				reset = true
+				goto encode
+			}
+			sid = e.define(dst, h, ih, s)
+		}
+		dst.SeriesIds[i] = sid
+	}
+	n := len(b.Points)
+	dst.PointSeries = grow(dst.PointSeries, n)
+	dst.PointTime = grow(dst.PointTime, n)
+	dst.PointValue = grow(dst.PointValue, n)
+	ps, pt, pv := dst.PointSeries, dst.PointTime, dst.PointValue
+	for i := range b.Points {
+		p := &b.Points[i]
+		ps[i] = p.Series
+		pt[i] = p.Time
+		pv[i] = p.Value
+	}
+	dst.Rejects = EncodeRejects(dst.Rejects[:0], b.Rejects)
+	return dst
+}
+
+// StreamDecoder is the receiving side of a stream dictionary. It is not
+// safe for concurrent use: decode a stream's batches in receive order, in
+// one goroutine. A malformed batch, or one that refers to series or
+// strings the stream never defined (a sender out of sync), fails with an
+// error; it never panics.
+type StreamDecoder struct {
+	// ShareLabels makes every decoded batch use the dictionary's label
+	// slice of a series (one per series for the stream's life) instead of
+	// a copy of its own: no per-batch label copying, and an Encoder
+	// re-encoding the batch hashes each shared slice once. The decoded
+	// labels are then read-only, in this batch and every later one: set
+	// it only where no code changes labels in place (the agent's side of
+	// the plugin protocol, never a plugin's, whose processors may).
+	ShareLabels bool
+
+	strs  []string
+	ser   []metric.Series
+	bytes int
+}
+
+// Len reports the series in the dictionary.
+func (d *StreamDecoder) Len() int { return len(d.ser) }
+
+// Decode fills dst (reset first, capacity kept) from src, first applying
+// src's dictionary changes (reset, new strings, new series). Without
+// ShareLabels each decoded series gets its own label slice (one backing
+// slab per batch), which the batch's owner may change. Decode returns an
+// error, leaving dst in an unspecified state, for a malformed batch; the
+// dictionary changes of a batch are applied only when they are valid.
+func (d *StreamDecoder) Decode(src *pluginpb.Batch, dst *metric.Batch) error {
+	dst.Reset()
+	if err := d.apply(src); err != nil {
+		return err
+	}
+	ids := src.GetSeriesIds()
+	if cap(dst.Series) < len(ids) {
+		dst.Series = make([]metric.Series, 0, len(ids))
+	}
+	nlabels := 0
+	for i, id := range ids {
+		if int(id) >= len(d.ser) {
+			return fmt.Errorf("wire: series %d: stream series id %d is not defined on this stream (%d defined): the sender is out of sync", i, id, len(d.ser))
+		}
+		nlabels += len(d.ser[id].Labels)
+	}
+	if d.ShareLabels {
+		for _, id := range ids {
+			dst.Series = append(dst.Series, d.ser[id])
+		}
+	} else {
+		slab := make([]metric.Label, nlabels)
+		for _, id := range ids {
+			s := d.ser[id]
+			if n := len(s.Labels); n > 0 {
+				ls := slab[:n:n]
+				slab = slab[n:]
+				copy(ls, s.Labels)
+				s.Labels = ls
+			}
+			dst.Series = append(dst.Series, s)
+		}
+	}
+	ps, pt, pv := src.GetPointSeries(), src.GetPointTime(), src.GetPointValue()
+	if len(pt) != len(ps) || len(pv) != len(ps) {
+		return fmt.Errorf("wire: point columns differ in length (series %d, time %d, value %d)", len(ps), len(pt), len(pv))
+	}
+	if cap(dst.Points) < len(ps) {
+		dst.Points = make([]metric.Point, len(ps))
+	} else {
+		dst.Points = dst.Points[:len(ps)]
+	}
+	pts := dst.Points
+	nseries := uint32(len(ids))
+	for i, s := range ps {
+		if s >= nseries {
+			return fmt.Errorf("wire: point %d: series %d out of range (%d series)", i, s, nseries)
+		}
+		pts[i] = metric.Point{Series: s, Time: pt[i], Value: pv[i]}
+	}
+	dst.Rejects = DecodeRejects(dst.Rejects, src.GetRejects())
+	return nil
+}
+
+// apply validates and applies src's dictionary changes.
+func (d *StreamDecoder) apply(src *pluginpb.Batch) error {
+	strs, ser := d.strs, d.ser
+	bytes := d.bytes
+	if src.GetResetDictionary() {
+		strs, ser, bytes = nil, nil, 0
+	}
+	newStrs, defs := src.GetStrings(), src.GetSeries()
+	if len(newStrs) == 0 && len(defs) == 0 {
+		if src.GetResetDictionary() {
+			d.strs, d.ser, d.bytes = nil, nil, 0
+		}
+		return nil
+	}
+	if int(src.GetStringBase()) != len(strs) {
+		return fmt.Errorf("wire: new strings start at stream id %d, this stream has %d: the sender is out of sync", src.GetStringBase(), len(strs))
+	}
+	if int(src.GetSeriesBase()) != len(ser) {
+		return fmt.Errorf("wire: new series start at stream id %d, this stream has %d: the sender is out of sync", src.GetSeriesBase(), len(ser))
+	}
+	nstr := len(strs) + len(newStrs)
+	// Validate the definitions before changing anything.
+	nseries, nlabels := 0, 0
+	for i := 0; i < len(defs); {
+		if i+2 > len(defs) {
+			return fmt.Errorf("wire: series definitions truncated at %d", i)
+		}
+		n := int(defs[i+1])
+		if n > (len(defs)-i-2)/2 {
+			return fmt.Errorf("wire: new series %d: %d labels overrun the definitions", nseries, n)
+		}
+		if int(defs[i]) >= nstr {
+			return fmt.Errorf("wire: new series %d: name string id %d out of range (%d strings)", nseries, defs[i], nstr)
+		}
+		for _, r := range defs[i+2 : i+2+2*n] {
+			if int(r) >= nstr {
+				return fmt.Errorf("wire: new series %d: label string id %d out of range (%d strings)", nseries, r, nstr)
+			}
+		}
+		nseries++
+		nlabels += n
+		i += 2 + 2*n
+	}
+	for _, s := range newStrs {
+		bytes += len(s) + 32
+	}
+	bytes += nseries*seriesCost + nlabels*labelCost
+	if len(ser)+nseries > 2*DefaultMaxSeries || bytes > 2*DefaultMaxBytes {
+		return fmt.Errorf("wire: the stream dictionary would grow to %d series, ~%d bytes, past twice the limits: the sender does not reset it", len(ser)+nseries, bytes)
+	}
+	strs = append(strs, newStrs...)
+	slab := make([]metric.Label, nlabels)
+	for i := 0; i < len(defs); {
+		n := int(defs[i+1])
+		s := metric.Series{Name: strs[defs[i]]}
+		if n > 0 {
+			ls := slab[:n:n]
+			slab = slab[n:]
+			for j := 0; j < n; j++ {
+				ls[j] = metric.Label{Key: strs[defs[i+2+2*j]], Value: strs[defs[i+3+2*j]]}
+			}
+			s.Labels = ls
+		}
+		ser = append(ser, s)
+		i += 2 + 2*n
+	}
+	d.strs, d.ser, d.bytes = strs, ser, bytes
+	return nil
+}

@@ -1,0 +1,255 @@
+package wire
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/telemetry-collector/telemetry-collector/internal/pluginpb"
+	"github.com/telemetry-collector/telemetry-collector/sdk/metric"
+)
+
+// send marshals and unmarshals msg, as a stream would.
+func send(t testing.TB, msg *pluginpb.Batch) *pluginpb.Batch {
+	t.Helper()
+	raw, err := proto.Marshal(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got pluginpb.Batch
+	if err := proto.Unmarshal(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	return &got
+}
+
+// hostBatch is one scrape of one host: 8 GPUs x metrics series, one point each.
+func hostBatch(host, metrics int, t int64) *metric.Batch {
+	b := &metric.Batch{}
+	for g := 0; g < 8; g++ {
+		ls := metric.Labels{
+			{Key: metric.LabelGPUIndex, Value: fmt.Sprint(g)},
+			{Key: metric.LabelGPUUUID, Value: fmt.Sprintf("GPU-%04d-%d", host, g)},
+			{Key: metric.LabelHost, Value: fmt.Sprintf("node-%04d", host)},
+		}
+		for m := 0; m < metrics; m++ {
+			b.Add(b.AddSeries(fmt.Sprintf("gpu_metric_%d", m), ls), t, float64(host*1000+g*100+m))
+		}
+	}
+	return b
+}
+
+func TestStreamRoundTrip(t *testing.T) {
+	withRejects := hostBatch(1, 3, 7)
+	withRejects.Reject("bad line", "msg 3 line 7", []byte("x y z"))
+	cases := []struct {
+		name      string
+		batches   []*metric.Batch
+		maxSeries int
+		// per batch: how many series it must define; -1: don't check
+		defines []int
+		resets  int
+	}{
+		{name: "first defines, repeat references",
+			batches: []*metric.Batch{hostBatch(1, 30, 1), hostBatch(1, 30, 2), hostBatch(1, 30, 3)},
+			defines: []int{240, 0, 0}},
+		{name: "interleaved hosts",
+			batches: []*metric.Batch{hostBatch(1, 30, 1), hostBatch(2, 30, 1), hostBatch(1, 30, 2), hostBatch(2, 30, 2)},
+			defines: []int{240, 240, 0, 0}},
+		{name: "empty and rejects",
+			batches: []*metric.Batch{{}, withRejects, hostBatch(1, 3, 8)},
+			defines: []int{0, 24, 0}},
+		{name: "reset when full",
+			batches:   []*metric.Batch{hostBatch(1, 30, 1), hostBatch(2, 30, 1), hostBatch(1, 30, 2), hostBatch(1, 30, 3)},
+			maxSeries: 300, defines: []int{240, 240, 240, 0}, resets: 2},
+		{name: "one batch over the limit",
+			batches:   []*metric.Batch{hostBatch(1, 30, 1), hostBatch(1, 30, 2)},
+			maxSeries: 100, defines: []int{240, 0}, resets: 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			enc := NewStreamEncoder()
+			enc.MaxSeries = tc.maxSeries
+			var agent, plugin StreamDecoder // the same messages through both modes
+			agent.ShareLabels = true
+			for i, b := range tc.batches {
+				msg := send(t, enc.Encode(nil, uint64(i+1), b))
+				if msg.Id != uint64(i+1) {
+					t.Fatalf("id %d", msg.Id)
+				}
+				if tc.defines != nil && tc.defines[i] >= 0 {
+					if got := len(msg.SeriesIds); got != len(b.Series) {
+						t.Fatalf("batch %d: %d series ids for %d series", i, got, len(b.Series))
+					}
+					nd := 0
+					for j := 0; j < len(msg.Series); j += 2 + 2*int(msg.Series[j+1]) {
+						nd++
+					}
+					if nd != tc.defines[i] {
+						t.Fatalf("batch %d defines %d series, want %d", i, nd, tc.defines[i])
+					}
+					if tc.defines[i] == 0 && len(msg.Strings) != 0 {
+						t.Fatalf("batch %d re-sends %d strings", i, len(msg.Strings))
+					}
+				}
+				for _, d := range []*StreamDecoder{&agent, &plugin} {
+					out := &metric.Batch{}
+					if err := d.Decode(msg, out); err != nil {
+						t.Fatalf("batch %d: %v", i, err)
+					}
+					if !reflect.DeepEqual(normalize(out), normalize(b)) {
+						t.Fatalf("batch %d (share %v) differs:\n got %+v\nwant %+v", i, d.ShareLabels, out.Series[:1], b.Series[:1])
+					}
+				}
+			}
+			if enc.Resets() != tc.resets {
+				t.Fatalf("resets = %d, want %d", enc.Resets(), tc.resets)
+			}
+			if agent.Len() != enc.Len() || plugin.Len() != enc.Len() {
+				t.Fatalf("dictionaries differ: encoder %d, decoders %d/%d", enc.Len(), agent.Len(), plugin.Len())
+			}
+		})
+	}
+}
+
+// Without ShareLabels each decoded batch owns its labels: changing them
+// changes neither later batches nor other series.
+func TestStreamDecodeOwnLabels(t *testing.T) {
+	enc := NewStreamEncoder()
+	var dec StreamDecoder
+	src := hostBatch(1, 2, 1)
+	first := &metric.Batch{}
+	if err := dec.Decode(send(t, enc.Encode(nil, 1, src)), first); err != nil {
+		t.Fatal(err)
+	}
+	for i := range first.Series {
+		first.Series[i].Labels[0].Value = "changed"
+	}
+	second := &metric.Batch{}
+	if err := dec.Decode(send(t, enc.Encode(nil, 2, src)), second); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(normalize(second), normalize(src)) {
+		t.Fatalf("an in-place label change leaked into a later batch: %+v", second.Series[0])
+	}
+	// The sender's dictionary holds copies: changing the source batch's
+	// labels makes a new series, not a mislabelled one.
+	src.Series[0].Labels[2].Value = "node-9999"
+	third := &metric.Batch{}
+	if err := dec.Decode(send(t, enc.Encode(nil, 3, src)), third); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(normalize(third), normalize(src)) {
+		t.Fatalf("changed source labels: got %+v", third.Series[0])
+	}
+}
+
+func TestStreamDecodeOutOfSync(t *testing.T) {
+	src := hostBatch(1, 2, 1)
+	defined := func() *pluginpb.Batch { return send(t, NewStreamEncoder().Encode(nil, 1, src)) }
+	cases := []struct {
+		name    string
+		prime   bool // decode a valid first batch before
+		mangle  func(m *pluginpb.Batch)
+		wantErr string
+	}{
+		{name: "unknown series id", mangle: func(m *pluginpb.Batch) { m.Strings, m.Series = nil, nil }, wantErr: "not defined on this stream"},
+		{name: "id past the table", prime: true, mangle: func(m *pluginpb.Batch) { m.Strings, m.Series = nil, nil; m.SeriesIds[0] = 1000 }, wantErr: "not defined"},
+		{name: "replayed definitions", prime: true, mangle: func(*pluginpb.Batch) {}, wantErr: "out of sync"},
+		{name: "series base", mangle: func(m *pluginpb.Batch) { m.SeriesBase = 5 }, wantErr: "out of sync"},
+		{name: "string ref", mangle: func(m *pluginpb.Batch) { m.Series[2] = 999 }, wantErr: "out of range"},
+		{name: "truncated definitions", mangle: func(m *pluginpb.Batch) { m.Series = m.Series[:len(m.Series)-1] }, wantErr: "overrun"},
+		{name: "point series", mangle: func(m *pluginpb.Batch) { m.PointSeries[0] = 999 }, wantErr: "out of range"},
+		{name: "point columns", mangle: func(m *pluginpb.Batch) { m.PointTime = m.PointTime[1:] }, wantErr: "differ in length"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var dec StreamDecoder
+			if tc.prime {
+				if err := dec.Decode(defined(), &metric.Batch{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := dec.Len()
+			m := defined()
+			tc.mangle(m)
+			err := dec.Decode(m, &metric.Batch{})
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want %q", err, tc.wantErr)
+			}
+			if strings.Contains(tc.wantErr, "out of") && tc.wantErr != "out of range" || tc.name == "string ref" || tc.name == "truncated definitions" {
+				if dec.Len() != before {
+					t.Fatalf("invalid definitions changed the dictionary: %d -> %d", before, dec.Len())
+				}
+			}
+		})
+	}
+}
+
+// Concurrent senders serialise encode+send on one stream: the receiver,
+// decoding in order, sees every batch intact.
+func TestStreamConcurrentSenders(t *testing.T) {
+	enc := NewStreamEncoder()
+	enc.MaxSeries = 1000 // resets along the way
+	var mu sync.Mutex
+	ch := make(chan *pluginpb.Batch, 1024)
+	want := map[uint64]*metric.Batch{}
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				b := hostBatch(w*7+i%5, 10, int64(i))
+				mu.Lock()
+				id := uint64(len(want) + 1)
+				want[id] = b
+				ch <- send(t, enc.Encode(nil, id, b))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(ch)
+	dec := StreamDecoder{ShareLabels: true}
+	n := 0
+	for m := range ch {
+		out := &metric.Batch{}
+		if err := dec.Decode(m, out); err != nil {
+			t.Fatalf("batch %d: %v", m.Id, err)
+		}
+		if !reflect.DeepEqual(normalize(out), normalize(want[m.Id])) {
+			t.Fatalf("batch %d differs", m.Id)
+		}
+		n++
+	}
+	if n != 80 || enc.Resets() == 0 {
+		t.Fatalf("%d batches, %d resets", n, enc.Resets())
+	}
+}
+
+// Corrupt messages never panic the decoder.
+func TestStreamDecodeNeverPanics(t *testing.T) {
+	enc := NewStreamEncoder()
+	raw, err := proto.Marshal(enc.Encode(nil, 1, hostBatch(1, 3, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range raw {
+		for _, x := range []byte{0, 1, 0x7f, 0xff} {
+			c := append([]byte(nil), raw...)
+			c[i] ^= x
+			var m pluginpb.Batch
+			if proto.Unmarshal(c, &m) != nil {
+				continue
+			}
+			var dec StreamDecoder
+			_ = dec.Decode(&m, &metric.Batch{})
+			_ = dec.Decode(&m, &metric.Batch{})
+		}
+	}
+}
