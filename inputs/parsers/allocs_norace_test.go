@@ -1,7 +1,7 @@
 //go:build !race
 
-// The race detector makes sync.Pool drop states at random, so allocation
-// counts are only meaningful without it: this file is not built with -race.
+// The race detector's instrumentation changes allocation counts, so they
+// are only meaningful without it: this file is not built with -race.
 
 package parsers
 

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/telemetry-collector/telemetry-collector/sdk"
@@ -16,7 +15,7 @@ import (
 // call takes a state from the pool (scratch buffers, and caches of header
 // layouts and series kept between calls; see dcgmState).
 type dcgmCSV struct {
-	pool sync.Pool // *dcgmState
+	pool statePool[dcgmState]
 }
 
 // dcgm-csv columns, matched case-insensitively by name.
@@ -115,18 +114,18 @@ func newDCGMCSV() *dcgmCSV { return newDCGMCSVWith(false) }
 // newDCGMCSVWith returns a dcgm-csv parser; noRows turns its row cache off
 // (for tests).
 func newDCGMCSVWith(noRows bool) *dcgmCSV {
-	return &dcgmCSV{pool: sync.Pool{New: func() any {
+	return &dcgmCSV{pool: statePool[dcgmState]{make: func() *dcgmState {
 		return &dcgmState{cache: newSeriesCache(noRows), headers: make(map[string]*dcgmLayout)}
 	}}}
 }
 
 // Parse implements Parser.
 func (p *dcgmCSV) Parse(payload []byte, msgTime time.Time, pos string, b *sdk.Batch) error {
-	st := p.pool.Get().(*dcgmState)
+	st := p.pool.get()
 	err := st.parse(payload, msgTime, pos, b)
 	// Not deferred: a state left half-way by a panic is dropped, not reused.
 	st.cache.endPayload()
-	p.pool.Put(st)
+	p.pool.put(st)
 	return err
 }
 

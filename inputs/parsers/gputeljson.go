@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/telemetry-collector/telemetry-collector/sdk"
@@ -20,7 +19,7 @@ import (
 // is safe for concurrent use: each call takes a state from the pool
 // (scratch buffers and a series cache kept between calls; see telState).
 type gpuTelJSON struct {
-	pool sync.Pool // *telState
+	pool statePool[telState]
 }
 
 // telRecord is one sample object. encoding/json matches keys
@@ -62,16 +61,16 @@ func newGPUTelJSON() *gpuTelJSON { return newGPUTelJSONWith(false) }
 // newGPUTelJSONWith returns a gpu-tel-json parser; noRows turns its row
 // cache off (for tests).
 func newGPUTelJSONWith(noRows bool) *gpuTelJSON {
-	return &gpuTelJSON{pool: sync.Pool{New: func() any { return &telState{cache: newSeriesCache(noRows)} }}}
+	return &gpuTelJSON{pool: statePool[telState]{make: func() *telState { return &telState{cache: newSeriesCache(noRows)} }}}
 }
 
 // Parse implements Parser.
 func (p *gpuTelJSON) Parse(payload []byte, msgTime time.Time, pos string, b *sdk.Batch) error {
-	st := p.pool.Get().(*telState)
+	st := p.pool.get()
 	err := st.parse(payload, msgTime, pos, b)
 	// Not deferred: a state left half-way by a panic is dropped, not reused.
 	st.cache.endPayload()
-	p.pool.Put(st)
+	p.pool.put(st)
 	return err
 }
 

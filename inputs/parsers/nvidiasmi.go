@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/telemetry-collector/telemetry-collector/sdk"
@@ -19,7 +18,7 @@ import (
 // kept between calls; see smiState).
 type nvidiaSMICSV struct {
 	loc  *time.Location
-	pool sync.Pool // *smiState
+	pool statePool[smiState]
 }
 
 // Column kinds.
@@ -93,14 +92,14 @@ type smiRow struct {
 const smiMaxRows = 4096
 
 func newNvidiaSMICSV(loc *time.Location) *nvidiaSMICSV {
-	return &nvidiaSMICSV{loc: loc, pool: sync.Pool{New: func() any {
+	return &nvidiaSMICSV{loc: loc, pool: statePool[smiState]{make: func() *smiState {
 		return &smiState{cache: newSeriesCache(false), rowIDs: make(map[string]int), headers: make(map[string][]smiColumn)}
 	}}}
 }
 
 // Parse implements Parser.
 func (p *nvidiaSMICSV) Parse(payload []byte, msgTime time.Time, pos string, b *sdk.Batch) error {
-	st := p.pool.Get().(*smiState)
+	st := p.pool.get()
 	st.cache.beginPayload()
 	err := st.parse(payload, msgTime, pos, b, p.loc)
 	// Not deferred: a state left half-way by a panic is dropped, not reused.
@@ -113,7 +112,7 @@ func (p *nvidiaSMICSV) Parse(payload []byte, msgTime time.Time, pos string, b *s
 	if len(st.headers) > maxHeaders {
 		clear(st.headers)
 	}
-	p.pool.Put(st)
+	p.pool.put(st)
 	return err
 }
 

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -23,7 +22,7 @@ import (
 // concurrent use: each call takes a state (a TextParser, reused after
 // successful parses, and a series cache) from a pool.
 type prometheusText struct {
-	pool sync.Pool // *promState
+	pool statePool[promState]
 }
 
 // promState is the state of one Parse call (see dcgmState).
@@ -38,7 +37,7 @@ type promState struct {
 }
 
 func newPrometheus() *prometheusText {
-	return &prometheusText{pool: sync.Pool{New: func() any { return &promState{cache: newSeriesCache(false)} }}}
+	return &prometheusText{pool: statePool[promState]{make: func() *promState { return &promState{cache: newSeriesCache(false)} }}}
 }
 
 // parseText runs expfmt over text, which must end in a newline.
@@ -70,13 +69,13 @@ func (p *prometheusText) Parse(payload []byte, msgTime time.Time, pos string, b 
 	if isBlank(bytes.TrimSpace(payload)) {
 		return sdk.Permanent(errors.New("parsers: prometheus: empty payload"))
 	}
-	st := p.pool.Get().(*promState)
+	st := p.pool.get()
 	st.cache.beginPayload()
 	em := promEmitter{b: b, st: st, msgNanos: msgTime.UnixNano()}
 	err := em.parse(payload, pos)
 	// Not deferred: a state left half-way by a panic is dropped, not reused.
 	st.cache.endPayload()
-	p.pool.Put(st)
+	p.pool.put(st)
 	return err
 }
 
