@@ -189,12 +189,14 @@ func (c *InputClient) Run(ctx context.Context, acc sdk.Accumulator) error {
 	if inst == nil {
 		return wrapErr(spec, errClosed)
 	}
-	// Emitted batches share label slices between series with equal labels
-	// (read-only for the agent, which only reads and re-encodes them).
-	dec := wire.Decoder{ShareLabels: true}
 	for {
 		rs, err := c.open(inst)
 		if err == nil {
+			// Each Run stream has its own dictionary, decoded in receive
+			// order. Emitted batches share the dictionary's label slices
+			// (read-only for the agent, which only reads and re-encodes
+			// them).
+			dec := wire.StreamDecoder{ShareLabels: true}
 			c.mu.Lock()
 			c.cur = rs
 			c.mu.Unlock()
@@ -225,7 +227,7 @@ var errStreamBroken = errors.New("input stream broken")
 
 // pump moves batches from rs to acc until the plugin's Run ended (nil or
 // its error) or the stream broke (errStreamBroken).
-func (c *InputClient) pump(ctx context.Context, acc sdk.Accumulator, rs *runStream, dec *wire.Decoder) error {
+func (c *InputClient) pump(ctx context.Context, acc sdk.Accumulator, rs *runStream, dec *wire.StreamDecoder) error {
 	spec := c.sup.spec
 	for {
 		msg, err := rs.st.Recv()
@@ -244,6 +246,7 @@ func (c *InputClient) pump(ctx context.Context, acc sdk.Accumulator, rs *runStre
 		id := msg.GetId()
 		b := &sdk.Batch{}
 		if err := dec.Decode(msg, b); err != nil {
+			c.sup.log.Error("malformed batch from the input plugin", "id", id, "error", err)
 			rs.queue(&pluginpb.Ack{Id: id, Error: "malformed batch: " + err.Error()}, 1)
 			continue
 		}

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/telemetry-collector/telemetry-collector/internal/pluginpb"
+	"github.com/telemetry-collector/telemetry-collector/internal/wire"
 	"github.com/telemetry-collector/telemetry-collector/sdk"
 )
 
@@ -20,27 +21,57 @@ type bidi[R any] interface {
 
 type result interface{ GetId() uint64 }
 
-// call is one Process or Write in flight. msg is kept until the result
-// arrives so it can be re-sent to a restarted instance.
+// call is one Process or Write in flight. The batch is kept until the
+// result arrives: it is encoded when it is sent, with the dictionary of the
+// stream it goes on, so a replay to a restarted instance encodes it afresh
+// for the new stream. mu guards b against the caller returning (and
+// reusing b) while a replay encodes it.
 type call[R any] struct {
-	msg  *pluginpb.Batch
+	id   uint64
 	done chan struct{}
 	res  R
+	out  any // what the stream's decode hook made of res
 	err  error
+
+	mu   sync.Mutex
+	b    *sdk.Batch
+	gone bool // the caller returned: b must not be read any more
 }
 
-// muxStream is one stream to one instance; sends are serialised.
+// release marks the call's batch as no longer readable, waiting for an
+// encode in progress.
+func (c *call[R]) release() {
+	c.mu.Lock()
+	c.gone = true
+	c.b = nil
+	c.mu.Unlock()
+}
+
+// muxStream is one stream to one instance. Sends are serialised and each
+// batch is encoded under the send lock with the stream's dictionary, so the
+// plugin receives definitions before the batches that use them; results
+// are decoded by the stream's single receive loop, in order, with the
+// stream's receive dictionary.
 type muxStream[R any] struct {
 	inst   *instance
 	st     bidi[R]
 	cancel context.CancelFunc
 	sendMu sync.Mutex
+	enc    *wire.StreamEncoder // sendMu
+	dec    *wire.StreamDecoder // receive loop only
 }
 
-func (ms *muxStream[R]) send(m *pluginpb.Batch) error {
+// send encodes c's batch for this stream and sends it. A call whose caller
+// is gone is skipped.
+func (ms *muxStream[R]) send(c *call[R]) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gone {
+		return nil
+	}
 	ms.sendMu.Lock()
 	defer ms.sendMu.Unlock()
-	return ms.st.Send(m)
+	return ms.st.Send(ms.enc.Encode(nil, c.id, c.b))
 }
 
 // mux multiplexes concurrent calls over one long-lived stream, by id, and
@@ -48,6 +79,11 @@ func (ms *muxStream[R]) send(m *pluginpb.Batch) error {
 type mux[R result] struct {
 	sup  *supervisor
 	open func(ctx context.Context, c pluginpb.PluginClient) (bidi[R], error)
+	// decode, if set, runs in the stream's receive loop for every result
+	// (also those nobody waits for any more: the receive dictionary must
+	// see every definition), in receive order; its value or error is the
+	// call's.
+	decode func(dec *wire.StreamDecoder, r R) (any, error)
 
 	life       context.Context // cancelled when the client stops
 	lifeCancel context.CancelFunc
@@ -98,44 +134,50 @@ func (m *mux[R]) openStream(inst *instance) (*muxStream[R], error) {
 		cancel()
 		return nil, fmt.Errorf("open stream: %w", err)
 	}
-	return &muxStream[R]{inst: inst, st: st, cancel: cancel}, nil
+	// Agent side: decoded results share the dictionary's label slices
+	// (the agent only reads and re-encodes labels).
+	return &muxStream[R]{inst: inst, st: st, cancel: cancel,
+		enc: wire.NewStreamEncoder(), dec: &wire.StreamDecoder{ShareLabels: true}}, nil
 }
 
-// do sends msg (its id is assigned here) and waits for its result.
-func (m *mux[R]) do(ctx context.Context, msg *pluginpb.Batch) (R, error) {
+// do sends b (encoded for the current stream, under a new id) and waits
+// for its result and what the decode hook made of it. b is read until do
+// returns (it is re-encoded if the call is replayed on a restarted
+// instance), never after.
+func (m *mux[R]) do(ctx context.Context, b *sdk.Batch) (R, any, error) {
 	var zero R
 	m.mu.Lock()
 	if m.closing {
 		m.mu.Unlock()
-		return zero, errClosed
+		return zero, nil, errClosed
 	}
 	if m.fatal != nil {
 		err := m.fatal
 		m.mu.Unlock()
-		return zero, err
+		return zero, nil, err
 	}
 	m.nextID++
-	msg.Id = m.nextID
-	c := &call[R]{msg: msg, done: make(chan struct{})}
+	c := &call[R]{id: m.nextID, b: b, done: make(chan struct{})}
+	defer c.release()
 	if len(m.pending) == 0 {
 		m.idle = make(chan struct{})
 	}
-	m.pending[msg.Id] = c
+	m.pending[c.id] = c
 	ms := m.stream
 	m.mu.Unlock()
 	if ms != nil {
 		// A failed send needs no handling here: the receive loop sees the
 		// broken stream and the restart replays this call.
-		_ = ms.send(msg)
+		_ = ms.send(c)
 	}
 	select {
 	case <-c.done:
-		return c.res, c.err
+		return c.res, c.out, c.err
 	case <-ctx.Done():
 		m.mu.Lock()
-		m.remove(msg.Id)
+		m.remove(c.id)
 		m.mu.Unlock()
-		return zero, ctx.Err()
+		return zero, nil, ctx.Err()
 	}
 }
 
@@ -159,11 +201,19 @@ func (m *mux[R]) recvLoop(ms *muxStream[R]) {
 			m.broken(ms, err)
 			return
 		}
+		var out any
+		if m.decode != nil {
+			// Always, in order: the result may define series.
+			out, err = m.decode(ms.dec, r)
+			if err != nil {
+				m.sup.log.Error("malformed result from the plugin", "id", r.GetId(), "error", err)
+			}
+		}
 		m.mu.Lock()
 		c := m.remove(r.GetId())
 		m.mu.Unlock()
-		if c != nil { // nil: a duplicate after a replay, or the caller gave up
-			c.res = r
+		if c != nil { // nil: the caller gave up
+			c.res, c.out, c.err = r, out, err
 			close(c.done)
 		}
 	}
@@ -212,13 +262,15 @@ func (m *mux[R]) broken(ms *muxStream[R], cause error) {
 			replay = append(replay, c)
 		}
 		m.mu.Unlock()
-		slices.SortFunc(replay, func(a, b *call[R]) int { return cmpU64(a.msg.Id, b.msg.Id) })
+		slices.SortFunc(replay, func(a, b *call[R]) int { return cmpU64(a.id, b.id) })
 		go m.recvLoop(nms)
 		if len(replay) > 0 {
 			m.sup.log.Info("replaying calls in flight on the restarted plugin", "calls", len(replay))
 		}
+		// Each replayed batch is encoded afresh for the new stream (whose
+		// dictionaries start empty), never re-sent as the old bytes.
 		for _, c := range replay {
-			if err := nms.send(c.msg); err != nil {
+			if err := nms.send(c); err != nil {
 				break // the receive loop restarts again
 			}
 		}

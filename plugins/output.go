@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/telemetry-collector/telemetry-collector/internal/pluginpb"
 	"github.com/telemetry-collector/telemetry-collector/internal/wire"
@@ -16,8 +15,7 @@ import (
 // once. A write in flight when the process dies is re-sent to its
 // replacement (outputs are idempotent).
 type OutputClient struct {
-	m    *mux[*pluginpb.WriteResult]
-	encs sync.Pool
+	m *mux[*pluginpb.WriteResult]
 }
 
 var _ sdk.Output = (*OutputClient)(nil)
@@ -29,7 +27,6 @@ func (l *Launcher) Output(ctx context.Context, spec Spec) (*OutputClient, error)
 	c := &OutputClient{m: newMux(l, spec, func(ctx context.Context, pc pluginpb.PluginClient) (bidi[*pluginpb.WriteResult], error) {
 		return pc.Write(ctx)
 	})}
-	c.encs.New = func() any { return wire.NewEncoder() }
 	if err := c.m.start(ctx); err != nil {
 		return nil, wrapErr(spec, err)
 	}
@@ -38,14 +35,13 @@ func (l *Launcher) Output(ctx context.Context, spec Spec) (*OutputClient, error)
 
 // Write implements sdk.Output. The batch's existing Rejects are not sent
 // (outputs store points); rejects the output reports are appended to
-// b.Rejects. A permanent failure is marked with sdk.Permanent.
+// b.Rejects. b is read (encoded for the stream, and again if the write is
+// replayed on a restarted plugin) until Write returns. A permanent failure
+// is marked with sdk.Permanent.
 func (c *OutputClient) Write(ctx context.Context, b *sdk.Batch) error {
 	tmp := *b
 	tmp.Rejects = nil
-	enc := c.encs.Get().(*wire.Encoder)
-	msg := enc.Encode(nil, 0, &tmp)
-	c.encs.Put(enc)
-	r, err := c.m.do(ctx, msg)
+	r, _, err := c.m.do(ctx, &tmp)
 	if err != nil {
 		return err
 	}

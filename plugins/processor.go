@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/telemetry-collector/telemetry-collector/internal/pluginpb"
 	"github.com/telemetry-collector/telemetry-collector/internal/wire"
@@ -16,8 +15,7 @@ import (
 // stream; the plugin runs up to MaxConcurrency of them at once). A call in
 // flight when the process dies is re-sent to its replacement.
 type ProcessorClient struct {
-	m    *mux[*pluginpb.ProcessResult]
-	encs sync.Pool
+	m *mux[*pluginpb.ProcessResult]
 }
 
 var _ sdk.Processor = (*ProcessorClient)(nil)
@@ -31,22 +29,32 @@ func (l *Launcher) Processor(ctx context.Context, spec Spec) (*ProcessorClient, 
 	c := &ProcessorClient{m: newMux(l, spec, func(ctx context.Context, pc pluginpb.PluginClient) (bidi[*pluginpb.ProcessResult], error) {
 		return pc.Process(ctx)
 	})}
-	c.encs.New = func() any { return wire.NewEncoder() }
+	c.m.decode = func(dec *wire.StreamDecoder, r *pluginpb.ProcessResult) (any, error) {
+		out := make([]*sdk.Batch, 0, len(r.GetBatches()))
+		for _, pb := range r.GetBatches() {
+			ob := &sdk.Batch{}
+			if err := dec.Decode(pb, ob); err != nil {
+				return nil, sdk.Permanent(fmt.Errorf("processors.%s: malformed result: %w", spec.Name, err))
+			}
+			out = append(out, ob)
+		}
+		return out, nil
+	}
 	if err := c.m.start(ctx); err != nil {
 		return nil, wrapErr(spec, err)
 	}
 	return c, nil
 }
 
-// Process implements sdk.Processor. b is encoded before the call goes out
-// and not used afterwards; the returned batches are new. Their series with
-// equal labels share one label slice (wire.Decoder.ShareLabels), so their
-// labels are read-only: the agent only reads and re-encodes them.
+// Process implements sdk.Processor. b is read (encoded for the stream, and
+// again if the call is replayed on a restarted plugin) until Process
+// returns, never changed, and not used afterwards; the returned batches are
+// new. Their series share the stream dictionary's label slices
+// (wire.StreamDecoder.ShareLabels), with each other and with earlier and
+// later results, so their labels are read-only: the agent only reads and
+// re-encodes them.
 func (c *ProcessorClient) Process(ctx context.Context, b *sdk.Batch) ([]*sdk.Batch, error) {
-	enc := c.encs.Get().(*wire.Encoder)
-	msg := enc.Encode(nil, 0, b)
-	c.encs.Put(enc)
-	r, err := c.m.do(ctx, msg)
+	r, out, err := c.m.do(ctx, b)
 	if err != nil {
 		return nil, err
 	}
@@ -57,16 +65,7 @@ func (c *ProcessorClient) Process(ctx context.Context, b *sdk.Batch) ([]*sdk.Bat
 		}
 		return nil, err
 	}
-	out := make([]*sdk.Batch, 0, len(r.GetBatches()))
-	dec := wire.Decoder{ShareLabels: true}
-	for _, pb := range r.GetBatches() {
-		ob := &sdk.Batch{}
-		if err := dec.Decode(pb, ob); err != nil {
-			return nil, sdk.Permanent(fmt.Errorf("processors.%s: malformed result: %w", c.m.sup.spec.Name, err))
-		}
-		out = append(out, ob)
-	}
-	return out, nil
+	return out.([]*sdk.Batch), nil
 }
 
 // MaxConcurrency implements sdk.Concurrent: the plugin's own limit, as it

@@ -13,12 +13,14 @@ import (
 // accumulator is the plugin-side Accumulator of a Run stream: Emit waits
 // for a credit from the agent, numbers the batch, sends it and remembers its
 // done callback until the agent acknowledges that id. Safe for concurrent
-// use.
+// use. Batches are encoded with the stream's dictionary (wire.StreamEncoder)
+// and sent under one lock, so the agent receives definitions before the
+// batches that use them.
 type accumulator struct {
 	stream pluginpb.Plugin_RunServer
 
 	sendMu sync.Mutex
-	enc    *wire.Encoder
+	enc    *wire.StreamEncoder // the Run stream's dictionary; sendMu
 	msg    pluginpb.Batch
 
 	mu       sync.Mutex
@@ -33,7 +35,7 @@ type accumulator struct {
 func newAccumulator(stream pluginpb.Plugin_RunServer) *accumulator {
 	return &accumulator{
 		stream:   stream,
-		enc:      wire.NewEncoder(),
+		enc:      wire.NewStreamEncoder(),
 		avail:    make(chan struct{}, 1),
 		pending:  make(map[uint64]func(Delivery)),
 		failedCh: make(chan struct{}),

@@ -23,7 +23,6 @@ type server struct {
 	pluginpb.UnimplementedPluginServer
 	log  hclog.Logger
 	regs []Registration
-	encs sync.Pool // *wire.Encoder
 
 	mu         sync.Mutex
 	configured bool
@@ -41,9 +40,7 @@ type server struct {
 }
 
 func newServer(logger hclog.Logger, regs []Registration) *server {
-	s := &server{log: logger, regs: regs}
-	s.encs.New = func() any { return wire.NewEncoder() }
-	return s
+	return &server{log: logger, regs: regs}
 }
 
 func (s *server) Describe(context.Context, *pluginpb.Empty) (*pluginpb.DescribeResponse, error) {
@@ -222,6 +219,11 @@ func (s *server) Run(stream pluginpb.Plugin_RunServer) error {
 	return nil
 }
 
+// Process serves the Process stream. Each direction has its stream
+// dictionary: batches are decoded in receive order by the receive loop (a
+// batch's definitions precede the batches that use them) and results are
+// encoded and sent under the stream's send lock. Every decoded batch owns
+// its label slices (processors may change them in place).
 func (s *server) Process(stream pluginpb.Plugin_ProcessServer) error {
 	v, log, err := s.plugin(KindProcessor)
 	if err != nil {
@@ -231,18 +233,31 @@ func (s *server) Process(stream pluginpb.Plugin_ProcessServer) error {
 	s.mu.Lock()
 	conc := s.maxConc
 	s.mu.Unlock()
-	return serveStream(s, stream.Context(), conc, stream.Recv, func(ctx context.Context, msg *pluginpb.Batch) *pluginpb.ProcessResult {
-		return s.processOne(ctx, log, p, msg)
-	}, stream.Send)
+	enc := wire.NewStreamEncoder()
+	return serveStream(s, stream.Context(), conc, stream.Recv, func(ctx context.Context, id uint64, b *Batch, decErr error) processed {
+		return s.processOne(ctx, log, p, id, b, decErr)
+	}, func(r processed) error {
+		// Called under the stream's send lock: encode in send order.
+		for _, ob := range r.out {
+			if ob != nil {
+				r.res.Batches = append(r.res.Batches, enc.Encode(nil, 0, ob))
+			}
+		}
+		return stream.Send(r.res)
+	})
 }
 
-func (s *server) processOne(ctx context.Context, log hclog.Logger, p Processor, msg *pluginpb.Batch) *pluginpb.ProcessResult {
-	res := &pluginpb.ProcessResult{Id: msg.GetId()}
-	b := &Batch{}
-	var dec wire.Decoder
-	if err := dec.Decode(msg, b); err != nil {
-		res.Error, res.Permanent = "malformed batch from the agent: "+err.Error(), true
-		return res
+// processed is a processor's result, encoded when it is sent.
+type processed struct {
+	res *pluginpb.ProcessResult
+	out []*Batch
+}
+
+func (s *server) processOne(ctx context.Context, log hclog.Logger, p Processor, id uint64, b *Batch, decErr error) processed {
+	res := &pluginpb.ProcessResult{Id: id}
+	if decErr != nil {
+		res.Error, res.Permanent = "malformed batch from the agent: "+decErr.Error(), true
+		return processed{res: res}
 	}
 	out, err := func() (out []*Batch, err error) {
 		defer func() {
@@ -255,18 +270,13 @@ func (s *server) processOne(ctx context.Context, log hclog.Logger, p Processor, 
 	}()
 	if err != nil {
 		res.Error, res.Permanent = err.Error(), IsPermanent(err)
-		return res
+		return processed{res: res}
 	}
-	enc := s.encs.Get().(*wire.Encoder)
-	defer s.encs.Put(enc)
-	for _, ob := range out {
-		if ob != nil {
-			res.Batches = append(res.Batches, enc.Encode(nil, 0, ob))
-		}
-	}
-	return res
+	return processed{res: res, out: out}
 }
 
+// Write serves the Write stream; batches are decoded in receive order with
+// the stream's dictionary, each owning its label slices.
 func (s *server) Write(stream pluginpb.Plugin_WriteServer) error {
 	v, log, err := s.plugin(KindOutput)
 	if err != nil {
@@ -276,17 +286,15 @@ func (s *server) Write(stream pluginpb.Plugin_WriteServer) error {
 	s.mu.Lock()
 	workers := s.workers
 	s.mu.Unlock()
-	return serveStream(s, stream.Context(), workers, stream.Recv, func(ctx context.Context, msg *pluginpb.Batch) *pluginpb.WriteResult {
-		return s.writeOne(ctx, log, o, msg)
+	return serveStream(s, stream.Context(), workers, stream.Recv, func(ctx context.Context, id uint64, b *Batch, decErr error) *pluginpb.WriteResult {
+		return s.writeOne(ctx, log, o, id, b, decErr)
 	}, stream.Send)
 }
 
-func (s *server) writeOne(ctx context.Context, log hclog.Logger, o Output, msg *pluginpb.Batch) *pluginpb.WriteResult {
-	res := &pluginpb.WriteResult{Id: msg.GetId()}
-	b := &Batch{}
-	var dec wire.Decoder
-	if err := dec.Decode(msg, b); err != nil {
-		res.Error, res.Permanent = "malformed batch from the agent: "+err.Error(), true
+func (s *server) writeOne(ctx context.Context, log hclog.Logger, o Output, id uint64, b *Batch, decErr error) *pluginpb.WriteResult {
+	res := &pluginpb.WriteResult{Id: id}
+	if decErr != nil {
+		res.Error, res.Permanent = "malformed batch from the agent: "+decErr.Error(), true
 		return res
 	}
 	n := len(b.Rejects)
@@ -308,17 +316,21 @@ func (s *server) writeOne(ctx context.Context, log hclog.Logger, o Output, msg *
 	return res
 }
 
-// serveStream receives batches and handles up to conc of them at once,
-// sending each result as soon as it is ready (sends are serialised: a grpc
-// stream allows one sender at a time). A failed send ends the stream.
+// serveStream receives batches, decodes them in receive order with the
+// stream's dictionary (a malformed batch reaches handle with its decode
+// error), and handles up to conc of them at once, sending each result as
+// soon as it is ready (sends are serialised: a grpc stream allows one
+// sender at a time, and send may encode with the stream's dictionary). A
+// failed send ends the stream.
 func serveStream[R any](s *server, ctx context.Context, conc int, recv func() (*pluginpb.Batch, error),
-	handle func(context.Context, *pluginpb.Batch) R, send func(R) error) error {
+	handle func(context.Context, uint64, *Batch, error) R, send func(R) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	sem := make(chan struct{}, max(1, conc))
 	var sendMu sync.Mutex
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	var dec wire.StreamDecoder // plugin side: every batch owns its labels
 	for {
 		msg, err := recv()
 		if err != nil {
@@ -327,6 +339,9 @@ func serveStream[R any](s *server, ctx context.Context, conc int, recv func() (*
 			}
 			return err
 		}
+		b := &Batch{}
+		decErr := dec.Decode(msg, b)
+		id := msg.GetId()
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -336,7 +351,7 @@ func serveStream[R any](s *server, ctx context.Context, conc int, recv func() (*
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; s.inflight.done(); wg.Done() }()
-			res := handle(ctx, msg)
+			res := handle(ctx, id, b, decErr)
 			sendMu.Lock()
 			err := send(res)
 			sendMu.Unlock()
