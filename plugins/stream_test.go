@@ -1,0 +1,86 @@
+package plugins_test
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/telemetry-collector/telemetry-collector/plugins"
+	"github.com/telemetry-collector/telemetry-collector/sdk"
+)
+
+// hostScrape is one scrape of one host (8 GPUs x 5 metrics, one point per
+// series); value encodes (call, series) so results can be matched.
+func hostScrape(call, host int) *sdk.Batch {
+	b := &sdk.Batch{}
+	for g := 0; g < 8; g++ {
+		ls := sdk.Labels{
+			{Key: sdk.LabelGPUIndex, Value: fmt.Sprint(g)},
+			{Key: sdk.LabelGPUUUID, Value: fmt.Sprintf("GPU-%04d-%d", host, g)},
+			{Key: sdk.LabelHost, Value: fmt.Sprintf("node-%04d", host)},
+		}
+		for m := 0; m < 5; m++ {
+			b.Add(b.AddSeries(fmt.Sprintf("gpu_metric_%d", m), ls), int64(call), float64(call*1000+g*10+m))
+		}
+	}
+	return b
+}
+
+// TestProcessorStreamDictionary sends many concurrent scrape-shaped calls
+// whose series overlap (so most refer to series an earlier call defined)
+// through the passthrough plugin, optionally SIGKILLing it mid-stream, and
+// checks every result carries exactly its input's series and points: the
+// replayed calls were re-encoded for the new stream's empty dictionary.
+func TestProcessorStreamDictionary(t *testing.T) {
+	for _, kill := range []bool{false, true} {
+		t.Run(fmt.Sprintf("kill=%v", kill), func(t *testing.T) {
+			var restarts atomic.Int64
+			l := newLauncher(t, &restarts)
+			p, err := l.Processor(context.Background(), plugins.Spec{Name: "passthrough",
+				ConfigJSON: cfg(t, "max_concurrency = 4\ndelay = '5ms'\n")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closeIt(t, p)
+			firstPID := p.PID()
+			const n = 60
+			var wg sync.WaitGroup
+			sem := make(chan struct{}, 8)
+			for i := 0; i < n; i++ {
+				if kill && i == n/2 {
+					time.Sleep(10 * time.Millisecond)
+					if err := syscall.Kill(firstPID, syscall.SIGKILL); err != nil {
+						t.Fatal(err)
+					}
+				}
+				sem <- struct{}{}
+				wg.Add(1)
+				go func() {
+					defer func() { <-sem; wg.Done() }()
+					in := hostScrape(i, i%3)
+					want := hostScrape(i, i%3)
+					out, err := p.Process(context.Background(), in)
+					if err != nil {
+						t.Errorf("call %d: %v", i, err)
+						return
+					}
+					if len(out) != 1 || !reflect.DeepEqual(out[0].Series, want.Series) || !reflect.DeepEqual(out[0].Points, want.Points) {
+						t.Errorf("call %d: result differs from its input", i)
+					}
+					if !reflect.DeepEqual(in, want) {
+						t.Errorf("call %d: Process changed its input", i)
+					}
+				}()
+			}
+			wg.Wait()
+			if want := map[bool]int64{false: 0, true: 1}[kill]; restarts.Load() != want {
+				t.Fatalf("restarts = %d, want %d", restarts.Load(), want)
+			}
+		})
+	}
+}
