@@ -120,6 +120,8 @@ type Agent struct {
 
 	trackers registry
 	ids      map[string]string // alias and ID -> ID, for PluginRestarted
+	// rejectLog rate-limits the log line about dead-lettered rejects.
+	rejectLog *logLimiter
 
 	// first is the queue every input emits into.
 	first        chan item
@@ -172,6 +174,7 @@ func New(cfg *conf.Config, f Factory, opts Options) (*Agent, error) {
 		queueSize:       cfg.Agent.QueueSize,
 		credits:         cfg.Agent.InputCredits,
 		shutdownTimeout: cfg.Agent.ShutdownTimeout,
+		rejectLog:       newLogLimiter(10 * time.Second),
 		intakeStop:      make(chan struct{}),
 		ids:             make(map[string]string),
 	}
@@ -632,8 +635,11 @@ func (a *Agent) takeRejects(it item) bool {
 		return false
 	}
 	a.m.deadLetter.WithLabelValues(it.from).Add(float64(n))
-	a.log.Warn("rejected rows dead-lettered", "plugin", it.from, "rejects", n,
-		"first_reason", it.b.Rejects[0].Reason, "first_position", it.b.Rejects[0].Position)
+	if ok, held := a.rejectLog.allow(it.from); ok {
+		a.log.Warn("rejected rows dead-lettered", "plugin", it.from, "rejects", n,
+			"first_reason", it.b.Rejects[0].Reason, "first_position", it.b.Rejects[0].Position,
+			"similar_lines_held_back", held)
+	}
 	it.b.Rejects = nil
 	return true
 }
