@@ -58,6 +58,7 @@ type muxStream[R any] struct {
 	cancel context.CancelFunc
 	sendMu sync.Mutex
 	enc    *wire.StreamEncoder // sendMu
+	msg    pluginpb.Batch      // sendMu: reused, Send marshals it before returning
 	dec    *wire.StreamDecoder // receive loop only
 }
 
@@ -71,7 +72,9 @@ func (ms *muxStream[R]) send(c *call[R]) error {
 	}
 	ms.sendMu.Lock()
 	defer ms.sendMu.Unlock()
-	return ms.st.Send(ms.enc.Encode(nil, c.id, c.b))
+	err := ms.st.Send(ms.enc.Encode(&ms.msg, c.id, c.b))
+	ms.msg.Rejects = nil // drop references to the caller's raw bytes
+	return err
 }
 
 // mux multiplexes concurrent calls over one long-lived stream, by id, and

@@ -234,16 +234,24 @@ func (s *server) Process(stream pluginpb.Plugin_ProcessServer) error {
 	conc := s.maxConc
 	s.mu.Unlock()
 	enc := wire.NewStreamEncoder()
+	var msgs []*pluginpb.Batch // reused: Send marshals before returning
 	return serveStream(s, stream.Context(), conc, stream.Recv, func(ctx context.Context, id uint64, b *Batch, decErr error) processed {
 		return s.processOne(ctx, log, p, id, b, decErr)
 	}, func(r processed) error {
 		// Called under the stream's send lock: encode in send order.
 		for _, ob := range r.out {
 			if ob != nil {
-				r.res.Batches = append(r.res.Batches, enc.Encode(nil, 0, ob))
+				if len(r.res.Batches) == len(msgs) {
+					msgs = append(msgs, &pluginpb.Batch{})
+				}
+				r.res.Batches = append(r.res.Batches, enc.Encode(msgs[len(r.res.Batches)], 0, ob))
 			}
 		}
-		return stream.Send(r.res)
+		err := stream.Send(r.res)
+		for _, m := range r.res.Batches {
+			m.Rejects = nil
+		}
+		return err
 	})
 }
 

@@ -64,8 +64,8 @@ type StreamEncoder struct {
 	seed   maphash.Seed
 	strs   map[string]uint32 // stream string ids; keys are private copies
 	ser    []encSeries       // by stream series id
-	index  map[uint64]int32  // content hash -> newest id with that hash
-	iindex map[uint64]int32  // identity hash -> newest id with that hash
+	index  hashTable         // content hash -> ids
+	iindex hashTable         // identity hash -> ids
 	bytes  int
 	resets int
 	slots  [labelSlots]hashSlot
@@ -74,10 +74,6 @@ type StreamEncoder struct {
 type encSeries struct {
 	name   string
 	labels []metric.Label
-	hash   uint64
-	next   int32 // older id with the same content hash, or -1
-	ihash  uint64
-	inext  int32 // older id with the same identity hash, or -1
 }
 
 // hashSlot remembers, during one Encode, the hash of a label slice several
@@ -112,8 +108,8 @@ func (e *StreamEncoder) limits() (int, int) {
 
 func (e *StreamEncoder) clearTable() {
 	e.strs = make(map[string]uint32, 64)
-	e.index = make(map[uint64]int32, 64)
-	e.iindex = make(map[uint64]int32, 64)
+	e.index = hashTable{}
+	e.iindex = hashTable{}
 	e.ser = nil
 	e.bytes = 0
 }
@@ -187,23 +183,31 @@ func labelsEqual(a, b []metric.Label) bool {
 // define needs.
 func (e *StreamEncoder) lookup(s *metric.Series) (id uint32, ok bool, h, ih uint64) {
 	ih = identityHash(s)
-	if i, ok := e.iindex[ih]; ok {
-		for i >= 0 {
-			d := &e.ser[i]
-			if d.ihash == ih && sameStrings(d.name, d.labels, s) {
-				return uint32(i), true, 0, ih
+	if t := &e.iindex; len(t.slots) > 0 {
+		for i := ih & t.mask(); ; i = (i + 1) & t.mask() {
+			sl := t.slots[i]
+			if sl.id == 0 {
+				break
 			}
-			i = d.inext
+			if sl.h == ih {
+				if d := &e.ser[sl.id-1]; sameStrings(d.name, d.labels, s) {
+					return sl.id - 1, true, 0, ih
+				}
+			}
 		}
 	}
 	h = e.seriesHash(s)
-	if i, ok := e.index[h]; ok {
-		for i >= 0 {
-			d := &e.ser[i]
-			if d.hash == h && d.name == s.Name && labelsEqual(d.labels, s.Labels) {
-				return uint32(i), true, h, ih
+	if t := &e.index; len(t.slots) > 0 {
+		for i := h & t.mask(); ; i = (i + 1) & t.mask() {
+			sl := t.slots[i]
+			if sl.id == 0 {
+				break
 			}
-			i = d.next
+			if sl.h == h {
+				if d := &e.ser[sl.id-1]; d.name == s.Name && labelsEqual(d.labels, s.Labels) {
+					return sl.id - 1, true, h, ih
+				}
+			}
 		}
 	}
 	return 0, false, h, ih
@@ -225,21 +229,15 @@ func (e *StreamEncoder) define(dst *pluginpb.Batch, h, ih uint64, s *metric.Seri
 	id := int32(len(e.ser))
 	n := len(s.Labels)
 	dst.Series = append(dst.Series, e.str(dst, s.Name), uint32(n))
-	d := encSeries{name: s.Name, hash: h, next: -1, ihash: ih, inext: -1}
+	d := encSeries{name: s.Name}
 	if n > 0 {
 		d.labels = append([]metric.Label(nil), s.Labels...)
 		for _, l := range s.Labels {
 			dst.Series = append(dst.Series, e.str(dst, l.Key), e.str(dst, l.Value))
 		}
 	}
-	if prev, ok := e.index[h]; ok {
-		d.next = prev
-	}
-	e.index[h] = id
-	if prev, ok := e.iindex[ih]; ok {
-		d.inext = prev
-	}
-	e.iindex[ih] = id
+	e.index.insert(h, uint32(id)+1)
+	e.iindex.insert(ih, uint32(id)+1)
 	e.ser = append(e.ser, d)
 	e.bytes += seriesCost + n*labelCost
 	return uint32(id)
@@ -464,4 +462,39 @@ func (d *StreamDecoder) apply(src *pluginpb.Batch) error {
 	}
 	d.strs, d.ser, d.bytes = strs, ser, bytes
 	return nil
+}
+
+// hashTable is an open-addressing (linear probing) multimap from a 64-bit
+// hash to series ids + 1 (0 marks an empty slot), at most half full. Equal
+// hashes get several slots; callers verify each candidate.
+type hashTable struct {
+	slots []hashEntry
+	n     int
+}
+
+type hashEntry struct {
+	h  uint64
+	id uint32
+}
+
+func (t *hashTable) mask() uint64 { return uint64(len(t.slots) - 1) }
+
+func (t *hashTable) insert(h uint64, id uint32) {
+	if 2*(t.n+1) > len(t.slots) {
+		old := t.slots
+		t.slots = make([]hashEntry, max(64, 2*len(old)))
+		t.n = 0
+		for _, e := range old {
+			if e.id != 0 {
+				t.insert(e.h, e.id)
+			}
+		}
+	}
+	m := t.mask()
+	i := h & m
+	for t.slots[i].id != 0 {
+		i = (i + 1) & m
+	}
+	t.slots[i] = hashEntry{h: h, id: id}
+	t.n++
 }

@@ -253,3 +253,34 @@ func TestStreamDecodeNeverPanics(t *testing.T) {
 		}
 	}
 }
+
+// Equal series made of other strings (a parser's fresh strings per
+// message) are found by content, not defined again.
+func TestStreamEncodeFindsByContent(t *testing.T) {
+	enc := NewStreamEncoder()
+	var dec StreamDecoder
+	src := hostBatch(1, 4, 1)
+	if err := dec.Decode(send(t, enc.Encode(nil, 1, src)), &metric.Batch{}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := &metric.Batch{}
+	for _, s := range src.Series {
+		ls := make(metric.Labels, len(s.Labels))
+		for i, l := range s.Labels {
+			ls[i] = metric.Label{Key: strings.Clone(l.Key), Value: strings.Clone(l.Value)}
+		}
+		fresh.AddSeries(strings.Clone(s.Name), ls)
+	}
+	fresh.Points = append(fresh.Points, src.Points...)
+	msg := send(t, enc.Encode(nil, 2, fresh))
+	if len(msg.Series) != 0 || len(msg.Strings) != 0 {
+		t.Fatalf("equal series defined again: %d definition words, %d strings", len(msg.Series), len(msg.Strings))
+	}
+	out := &metric.Batch{}
+	if err := dec.Decode(msg, out); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(normalize(out), normalize(src)) {
+		t.Fatal("decoded batch differs")
+	}
+}
