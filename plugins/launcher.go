@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -254,6 +255,12 @@ func (l *Launcher) startProcess(ctx context.Context, spec Spec) (*instance, erro
 	}
 	if r.err != nil {
 		client.Kill()
+		if strings.Contains(r.err.Error(), "incompatible API version") {
+			// go-plugin's handshake compares wire.ProtocolVersion: a plugin
+			// built with another sdk cannot work, restarting it won't help.
+			return nil, sdk.Permanent(fmt.Errorf("start %s: the plugin speaks another agent<->plugin protocol than the agent's version %d (rebuild the plugin with this sdk): %w",
+				path, wire.ProtocolVersion, r.err))
+		}
 		return nil, fmt.Errorf("start %s: %w", path, r.err)
 	}
 	pid := 0

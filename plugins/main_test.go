@@ -12,6 +12,7 @@ import (
 var (
 	testPluginBin string // cmd/testplugins
 	orphanBin     string // testdata/orphan
+	oldProtoBin   string // testdata/oldproto
 )
 
 func TestMain(m *testing.M) {
@@ -22,7 +23,8 @@ func TestMain(m *testing.M) {
 	}
 	testPluginBin = filepath.Join(dir, "testplugins")
 	orphanBin = filepath.Join(dir, "orphan")
-	for _, b := range [][2]string{{testPluginBin, "../cmd/testplugins"}, {orphanBin, "./testdata/orphan"}} {
+	oldProtoBin = filepath.Join(dir, "oldproto")
+	for _, b := range [][2]string{{testPluginBin, "../cmd/testplugins"}, {orphanBin, "./testdata/orphan"}, {oldProtoBin, "./testdata/oldproto"}} {
 		cmd := exec.Command("go", "build", "-o", b[0], b[1])
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {

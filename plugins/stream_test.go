@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -82,5 +83,21 @@ func TestProcessorStreamDictionary(t *testing.T) {
 				t.Fatalf("restarts = %d, want %d", restarts.Load(), want)
 			}
 		})
+	}
+}
+
+// A plugin built against another protocol version is refused at the
+// handshake, permanently (no restart loop), with a message that says why.
+func TestProtocolVersionMismatch(t *testing.T) {
+	l := newLauncher(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := l.Processor(ctx, plugins.Spec{Name: "passthrough", Command: oldProtoBin})
+	if err == nil {
+		t.Fatal("a protocol 1 plugin was accepted")
+	}
+	t.Log(err)
+	if !sdk.IsPermanent(err) || !strings.Contains(err.Error(), "protocol") || !strings.Contains(err.Error(), "rebuild the plugin") {
+		t.Fatalf("err = %v (permanent %v), want a permanent protocol mismatch", err, sdk.IsPermanent(err))
 	}
 }
