@@ -32,6 +32,8 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
+	"google.golang.org/grpc/mem"
 
 	"github.com/telemetry-collector/telemetry-collector/inputs/parsers"
 	"github.com/telemetry-collector/telemetry-collector/sdk"
@@ -68,6 +70,9 @@ const (
 	maxBatchRejectBytes = 4 << 20
 	// initialBackoff is the first reconnect delay.
 	initialBackoff = 100 * time.Millisecond
+	// recvWindow is the gRPC flow-control window of the connection to
+	// the broker (stream and connection).
+	recvWindow = 1 << 20
 	// maxCachedParserErrors bounds the cache of failed parser look-ups
 	// (content types come from the wire).
 	maxCachedParserErrors = 64
@@ -347,7 +352,15 @@ func (i *Input) setupLocked() error {
 	}
 	conn, err := grpc.NewClient(i.Address,
 		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg), grpc.ForceCodecV2(recvCodec{})),
+		// Bounded receive buffers: a fixed flow-control window (grpc's
+		// dynamic one grows to 16 MiB a stream, frames the broker may send
+		// ahead of what we read), and buffers allocated per message instead
+		// of pooled (a pool keeps the largest responses' buffers alive
+		// between garbage collections; see recvCodec).
+		grpc.WithInitialWindowSize(recvWindow),
+		grpc.WithInitialConnWindowSize(recvWindow),
+		experimental.WithBufferPool(mem.NopBufferPool{}),
 		// Our own reconnect backoff governs streams; keep the channel's
 		// connection backoff in the same range so a restarted broker is
 		// found quickly (grpc's default grows to 120s).

@@ -53,7 +53,7 @@ func (i *Input) Run(ctx context.Context, acc sdk.Accumulator) error {
 	if maxPoints < 1 {
 		maxPoints = DefaultEmitMaxPoints
 	}
-	r := &runner{in: i, acc: acc, pc: pc, bl: &builder{maxPoints: maxPoints}, scratch: &sdk.Batch{}}
+	r := &runner{in: i, acc: acc, pc: pc, bl: newBuilder(maxPoints), scratch: &sdk.Batch{}}
 
 	bo := newBackoff(i.ReconnectBackoffMax.D())
 	outage := false
@@ -389,6 +389,9 @@ func (r *runner) process(resp *mqpb.SubscribeResponse) {
 			i.stats.parsed.Add(1)
 			i.stats.rowRejects.Add(uint64(len(r.scratch.Rejects)))
 		}
+		// The batch holds copies of what it needs: let the payload go now
+		// rather than with the whole response (up to batch_size payloads).
+		m.Payload = nil
 		if r.scratch.Len() == 0 && len(r.scratch.Rejects) == 0 {
 			// Nothing to deliver (e.g. only "[N/A]" values): done already.
 			i.finish(tr)
