@@ -31,12 +31,21 @@ func (l *Launcher) Processor(ctx context.Context, spec Spec) (*ProcessorClient, 
 	})}
 	c.m.decode = func(dec *wire.StreamDecoder, r *pluginpb.ProcessResult) (any, error) {
 		out := make([]*sdk.Batch, 0, len(r.GetBatches()))
+		var first error
 		for _, pb := range r.GetBatches() {
+			// Decode every batch even after a failure: later ones may
+			// define series the stream's later results use.
 			ob := &sdk.Batch{}
 			if err := dec.Decode(pb, ob); err != nil {
-				return nil, sdk.Permanent(fmt.Errorf("processors.%s: malformed result: %w", spec.Name, err))
+				if first == nil {
+					first = sdk.Permanent(fmt.Errorf("processors.%s: malformed result: %w", spec.Name, err))
+				}
+				continue
 			}
 			out = append(out, ob)
+		}
+		if first != nil {
+			return nil, first
 		}
 		return out, nil
 	}

@@ -61,14 +61,15 @@ type StreamEncoder struct {
 	MaxSeries int
 	MaxBytes  int
 
-	seed   maphash.Seed
-	strs   map[string]uint32 // stream string ids; keys are private copies
-	ser    []encSeries       // by stream series id
-	index  hashTable         // content hash -> ids
-	iindex hashTable         // identity hash -> ids
-	bytes  int
-	resets int
-	slots  [labelSlots]hashSlot
+	seed     maphash.Seed
+	strs     map[string]uint32 // stream string ids; keys are private copies
+	ser      []encSeries       // by stream series id
+	index    hashTable         // content hash -> ids
+	iindex   hashTable         // identity hash -> ids
+	bytes    int
+	resets   int
+	slots    [labelSlots]hashSlot
+	noLabels hashSlot
 }
 
 type encSeries struct {
@@ -76,12 +77,15 @@ type encSeries struct {
 	labels []metric.Label
 }
 
-// hashSlot remembers, during one Encode, the hash of a label slice several
-// series share (as decoded with ShareLabels): hashed once per batch.
+// hashSlot remembers, during one Encode, the hashes of a label slice
+// several series share (as decoded with ShareLabels): computed once per
+// slice and batch.
 type hashSlot struct {
-	p *metric.Label
-	n int32
-	h uint64
+	p    *metric.Label
+	n    int32
+	hasH bool
+	ih   uint64 // identity hash
+	h    uint64 // content hash, if hasH
 }
 
 // NewStreamEncoder returns an empty StreamEncoder for one stream.
@@ -129,22 +133,28 @@ func (e *StreamEncoder) labelsHash(ls []metric.Label) uint64 {
 	return h
 }
 
-func (e *StreamEncoder) seriesHash(s *metric.Series) uint64 {
-	return mix(e.labelsHash(s.Labels), maphash.String(e.seed, s.Name))
+// labelSlot returns the (per-Encode cached) hashes of ls, its identity
+// hash filled in.
+func (e *StreamEncoder) labelSlot(ls []metric.Label) *hashSlot {
+	if len(ls) == 0 {
+		e.noLabels = hashSlot{hasH: true}
+		return &e.noLabels
+	}
+	p := &ls[0]
+	slot := &e.slots[(uintptr(unsafe.Pointer(p))/unsafe.Sizeof(metric.Label{}))%labelSlots]
+	if slot.p != p || int(slot.n) != len(ls) {
+		h := uint64(len(ls))
+		for i := range ls {
+			h = mix(h, strID(ls[i].Key))
+			h = mix(h, strID(ls[i].Value))
+		}
+		*slot = hashSlot{p: p, n: int32(len(ls)), ih: h}
+	}
+	return slot
 }
 
 func strID(s string) uint64 {
 	return uint64(uintptr(unsafe.Pointer(unsafe.StringData(s))))<<8 ^ uint64(len(s))
-}
-
-// identityHash hashes the string headers (data pointer and length) of s.
-func identityHash(s *metric.Series) uint64 {
-	h := mix(strID(s.Name), uint64(len(s.Labels)))
-	for i := range s.Labels {
-		h = mix(h, strID(s.Labels[i].Key))
-		h = mix(h, strID(s.Labels[i].Value))
-	}
-	return h
 }
 
 func sameString(a, b string) bool {
@@ -182,7 +192,8 @@ func labelsEqual(a, b []metric.Label) bool {
 // lookup finds s in the dictionary; on a miss it returns the hashes
 // define needs.
 func (e *StreamEncoder) lookup(s *metric.Series) (id uint32, ok bool, h, ih uint64) {
-	ih = identityHash(s)
+	slot := e.labelSlot(s.Labels)
+	ih = mix(slot.ih, strID(s.Name))
 	if t := &e.iindex; len(t.slots) > 0 {
 		for i := ih & t.mask(); ; i = (i + 1) & t.mask() {
 			sl := t.slots[i]
@@ -196,7 +207,10 @@ func (e *StreamEncoder) lookup(s *metric.Series) (id uint32, ok bool, h, ih uint
 			}
 		}
 	}
-	h = e.seriesHash(s)
+	if !slot.hasH {
+		slot.h, slot.hasH = e.labelsHash(s.Labels), true
+	}
+	h = mix(slot.h, maphash.String(e.seed, s.Name))
 	if t := &e.index; len(t.slots) > 0 {
 		for i := h & t.mask(); ; i = (i + 1) & t.mask() {
 			sl := t.slots[i]
