@@ -96,6 +96,21 @@ type Concurrent interface {
 	MaxConcurrency() int
 }
 
+// LabelReader is an optional ability of a Processor or an Output. One
+// whose ReadsLabelsOnly returns true promises never to write into the
+// label slices of the batches it receives: no assignment to
+// s.Labels[i], no in-place sort (replacing s.Labels with a new slice is
+// fine; the received slices have no spare capacity, so append copies).
+// The sdk then hands it label slices shared between batches and series (the
+// stream dictionary's own, which never change) instead of a copy per
+// series per batch: for scrape-shaped batches, one point per series,
+// that copy is most of what receiving a batch costs. Such labels may also
+// be kept after the call returns. Without it (or with false) every
+// received batch owns its label slices.
+type LabelReader interface {
+	ReadsLabelsOnly() bool
+}
+
 // Environment is what the agent tells a plugin about its place in the
 // pipeline, besides its own configuration.
 type Environment struct {

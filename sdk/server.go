@@ -223,7 +223,8 @@ func (s *server) Run(stream pluginpb.Plugin_RunServer) error {
 // dictionary: batches are decoded in receive order by the receive loop (a
 // batch's definitions precede the batches that use them) and results are
 // encoded and sent under the stream's send lock. Every decoded batch owns
-// its label slices (processors may change them in place).
+// its label slices (processors may change them in place), unless the
+// processor is a LabelReader.
 func (s *server) Process(stream pluginpb.Plugin_ProcessServer) error {
 	v, log, err := s.plugin(KindProcessor)
 	if err != nil {
@@ -235,7 +236,7 @@ func (s *server) Process(stream pluginpb.Plugin_ProcessServer) error {
 	s.mu.Unlock()
 	enc := wire.NewStreamEncoder()
 	var msgs []*pluginpb.Batch // reused: Send marshals before returning
-	return serveStream(s, stream.Context(), conc, stream.Recv, func(ctx context.Context, id uint64, b *Batch, decErr error) processed {
+	return serveStream(s, stream.Context(), conc, readsLabelsOnly(v), stream.Recv, func(ctx context.Context, id uint64, b *Batch, decErr error) processed {
 		return s.processOne(ctx, log, p, id, b, decErr)
 	}, func(r processed) error {
 		// Called under the stream's send lock: encode in send order.
@@ -294,7 +295,7 @@ func (s *server) Write(stream pluginpb.Plugin_WriteServer) error {
 	s.mu.Lock()
 	workers := s.workers
 	s.mu.Unlock()
-	return serveStream(s, stream.Context(), workers, stream.Recv, func(ctx context.Context, id uint64, b *Batch, decErr error) *pluginpb.WriteResult {
+	return serveStream(s, stream.Context(), workers, readsLabelsOnly(v), stream.Recv, func(ctx context.Context, id uint64, b *Batch, decErr error) *pluginpb.WriteResult {
 		return s.writeOne(ctx, log, o, id, b, decErr)
 	}, stream.Send)
 }
@@ -324,13 +325,20 @@ func (s *server) writeOne(ctx context.Context, log hclog.Logger, o Output, id ui
 	return res
 }
 
+// readsLabelsOnly reports whether v promised (LabelReader) not to change
+// received labels in place.
+func readsLabelsOnly(v any) bool {
+	lr, ok := v.(LabelReader)
+	return ok && lr.ReadsLabelsOnly()
+}
+
 // serveStream receives batches, decodes them in receive order with the
 // stream's dictionary (a malformed batch reaches handle with its decode
 // error), and handles up to conc of them at once, sending each result as
 // soon as it is ready (sends are serialised: a grpc stream allows one
 // sender at a time, and send may encode with the stream's dictionary). A
 // failed send ends the stream.
-func serveStream[R any](s *server, ctx context.Context, conc int, recv func() (*pluginpb.Batch, error),
+func serveStream[R any](s *server, ctx context.Context, conc int, shareLabels bool, recv func() (*pluginpb.Batch, error),
 	handle func(context.Context, uint64, *Batch, error) R, send func(R) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -338,7 +346,9 @@ func serveStream[R any](s *server, ctx context.Context, conc int, recv func() (*
 	var sendMu sync.Mutex
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	var dec wire.StreamDecoder // plugin side: every batch owns its labels
+	// Plugin side: every batch owns its labels, unless the plugin is a
+	// LabelReader (then they are the dictionary's, shared and read-only).
+	dec := wire.StreamDecoder{ShareLabels: shareLabels}
 	for {
 		msg, err := recv()
 		if err != nil {

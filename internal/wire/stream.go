@@ -70,11 +70,13 @@ type StreamEncoder struct {
 	resets   int
 	slots    [labelSlots]hashSlot
 	noLabels hashSlot
+	slab     []metric.Label // free part of the current label chunk
 }
 
 type encSeries struct {
 	name   string
 	labels []metric.Label
+	ih     uint64 // identity hash of name and labels, as indexed
 }
 
 // hashSlot remembers, during one Encode, the hashes of a label slice
@@ -115,6 +117,7 @@ func (e *StreamEncoder) clearTable() {
 	e.index = hashTable{}
 	e.iindex = hashTable{}
 	e.ser = nil
+	e.slab = nil
 	e.bytes = 0
 }
 
@@ -200,7 +203,7 @@ func (e *StreamEncoder) lookup(s *metric.Series) (id uint32, ok bool, h, ih uint
 			if sl.id == 0 {
 				break
 			}
-			if sl.h == ih {
+			if sl.h == ih && sl.id != tombstone {
 				if d := &e.ser[sl.id-1]; sameStrings(d.name, d.labels, s) {
 					return sl.id - 1, true, 0, ih
 				}
@@ -219,12 +222,29 @@ func (e *StreamEncoder) lookup(s *metric.Series) (id uint32, ok bool, h, ih uint
 			}
 			if sl.h == h {
 				if d := &e.ser[sl.id-1]; d.name == s.Name && labelsEqual(d.labels, s.Labels) {
+					e.realias(sl.id-1, ih, s)
 					return sl.id - 1, true, h, ih
 				}
 			}
 		}
 	}
 	return 0, false, h, ih
+}
+
+// realias makes the dictionary entry id, found by content, refer to the
+// strings of s (equal, but other string data), so the next batch made of
+// the same strings finds it by identity: the agent, for one, first sends
+// an input's batch and from then on what came back from a processor.
+func (e *StreamEncoder) realias(id uint32, ih uint64, s *metric.Series) {
+	d := &e.ser[id]
+	if d.ih == ih && sameStrings(d.name, d.labels, s) {
+		return
+	}
+	e.iindex.remove(d.ih, id+1)
+	d.name = s.Name
+	copy(d.labels, s.Labels)
+	d.ih = ih
+	e.iindex.insert(ih, id+1)
 }
 
 // str returns the stream id of s, defining it in dst if it is new.
@@ -243,9 +263,16 @@ func (e *StreamEncoder) define(dst *pluginpb.Batch, h, ih uint64, s *metric.Seri
 	id := int32(len(e.ser))
 	n := len(s.Labels)
 	dst.Series = append(dst.Series, e.str(dst, s.Name), uint32(n))
-	d := encSeries{name: s.Name}
+	d := encSeries{name: s.Name, ih: ih}
 	if n > 0 {
-		d.labels = append([]metric.Label(nil), s.Labels...)
+		// Label copies come from chunks, in definition order: the entries
+		// of series defined together sit together in memory.
+		if len(e.slab) < n {
+			e.slab = make([]metric.Label, max(n, 4096))
+		}
+		d.labels = e.slab[:n:n]
+		e.slab = e.slab[n:]
+		copy(d.labels, s.Labels)
 		for _, l := range s.Labels {
 			dst.Series = append(dst.Series, e.str(dst, l.Key), e.str(dst, l.Value))
 		}
@@ -479,7 +506,8 @@ func (d *StreamDecoder) apply(src *pluginpb.Batch) error {
 }
 
 // hashTable is an open-addressing (linear probing) multimap from a 64-bit
-// hash to series ids + 1 (0 marks an empty slot), at most half full. Equal
+// hash to series ids + 1 (0 marks an empty slot, tombstone a removed
+// entry), at most half full counting tombstones. Equal
 // hashes get several slots; callers verify each candidate.
 type hashTable struct {
 	slots []hashEntry
@@ -493,13 +521,41 @@ type hashEntry struct {
 
 func (t *hashTable) mask() uint64 { return uint64(len(t.slots) - 1) }
 
+// tombstone marks a removed entry (ids are series ids + 1, far below it).
+const tombstone = ^uint32(0)
+
+// remove marks the entry (h, id) removed.
+func (t *hashTable) remove(h uint64, id uint32) {
+	if len(t.slots) == 0 {
+		return
+	}
+	m := t.mask()
+	for i := h & m; t.slots[i].id != 0; i = (i + 1) & m {
+		if t.slots[i].h == h && t.slots[i].id == id {
+			t.slots[i].id = tombstone
+			return
+		}
+	}
+}
+
 func (t *hashTable) insert(h uint64, id uint32) {
 	if 2*(t.n+1) > len(t.slots) {
+		// Rebuild without the tombstones, at most half full.
 		old := t.slots
-		t.slots = make([]hashEntry, max(64, 2*len(old)))
+		live := 0
+		for _, e := range old {
+			if e.id != 0 && e.id != tombstone {
+				live++
+			}
+		}
+		size := 64
+		for size < 4*(live+1) {
+			size *= 2
+		}
+		t.slots = make([]hashEntry, size)
 		t.n = 0
 		for _, e := range old {
-			if e.id != 0 {
+			if e.id != 0 && e.id != tombstone {
 				t.insert(e.h, e.id)
 			}
 		}

@@ -283,4 +283,23 @@ func TestStreamEncodeFindsByContent(t *testing.T) {
 	if !reflect.DeepEqual(normalize(out), normalize(src)) {
 		t.Fatal("decoded batch differs")
 	}
+	// The entries now refer to fresh's strings: found by identity. Batches
+	// alternating between the two sets of strings keep the indexes bounded.
+	for i := range fresh.Series {
+		if d := &enc.ser[msg.SeriesIds[i]]; !sameStrings(d.name, d.labels, &fresh.Series[i]) {
+			t.Fatalf("series %d not re-aliased to the latest strings", i)
+		}
+	}
+	for i := 0; i < 500; i++ {
+		b := src
+		if i%2 == 1 {
+			b = fresh
+		}
+		if m := enc.Encode(nil, uint64(3+i), b); len(m.Series) != 0 {
+			t.Fatalf("round %d defined series again", i)
+		}
+	}
+	if n := len(enc.iindex.slots); n > 8*enc.Len()+64 {
+		t.Fatalf("identity index grew to %d slots for %d series", n, enc.Len())
+	}
 }
