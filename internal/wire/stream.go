@@ -321,8 +321,19 @@ encode:
 	dst.StringBase = uint32(len(e.strs))
 	dst.SeriesBase = uint32(len(e.ser))
 	dst.SeriesIds = grow(dst.SeriesIds, len(b.Series))
+	next := uint32(0) // the series after the previous one: a likely match
 	for i := range b.Series {
 		s := &b.Series[i]
+		// Series tend to come in the order they were defined in (a host's
+		// scrape, a passed-through batch): try the one after the previous
+		// series first, by identity.
+		if int(next) < len(e.ser) {
+			if d := &e.ser[next]; sameStrings(d.name, d.labels, s) {
+				dst.SeriesIds[i] = next
+				next++
+				continue
+			}
+		}
 		sid, ok, h, ih := e.lookup(s)
 		if !ok {
 			if !reset && e.full(s) {
@@ -336,6 +347,7 @@ encode:
 			sid = e.define(dst, h, ih, s)
 		}
 		dst.SeriesIds[i] = sid
+		next = sid + 1
 	}
 	n := len(b.Points)
 	dst.PointSeries = grow(dst.PointSeries, n)
