@@ -56,8 +56,9 @@ const (
 // were defined: the common case when batches come from a decoder's or a
 // parser's dictionary, a few ns) and by content otherwise.
 type StreamEncoder struct {
-	// MaxSeries and MaxBytes bound the dictionary (0: the defaults). Set
-	// them before the first Encode.
+	// MaxSeries and MaxBytes bound the dictionary (0: the defaults; at
+	// most the defaults, which receivers enforce with a factor of two).
+	// Set them before the first Encode.
 	MaxSeries int
 	MaxBytes  int
 
