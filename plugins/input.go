@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/telemetry-collector/telemetry-collector/internal/pluginpb"
@@ -71,6 +72,10 @@ type runStream struct {
 	closing bool
 	wake    chan struct{}
 	sent    chan struct{} // closed when the sender is done
+
+	// unsettled counts the batches this stream handed to the pipeline
+	// whose done callback has not run yet.
+	unsettled atomic.Int64
 }
 
 func (rs *runStream) queue(ack *pluginpb.Ack, credits uint32) {
@@ -209,6 +214,7 @@ func (c *InputClient) Run(ctx context.Context, acc sdk.Accumulator) error {
 			}
 			rs.kill()
 			rs.cancel()
+			c.awaitSettled(ctx, rs)
 		}
 		if ctx.Err() != nil {
 			return nil // died while draining: nothing left to run
@@ -224,6 +230,34 @@ func (c *InputClient) Run(ctx context.Context, acc sdk.Accumulator) error {
 }
 
 var errStreamBroken = errors.New("input stream broken")
+
+// awaitSettled waits, before a dead input is restarted, until every batch
+// its instance handed to the pipeline is settled (stored, dead-lettered or
+// given up), or ctx is done. The source redelivers what the dead instance
+// had not acknowledged; were the new instance to start at once, such a copy
+// could reach a processor such as dedup while its first copy is still on
+// its way to the outputs, be dropped there as a duplicate (which counts as
+// delivered) and be acknowledged before the first copy is stored: a crash
+// then would lose it. Waiting makes every redelivered copy arrive after its
+// original settled. The wait is bounded by the pipeline's own progress.
+func (c *InputClient) awaitSettled(ctx context.Context, rs *runStream) {
+	n := rs.unsettled.Load()
+	if n == 0 {
+		return
+	}
+	c.sup.log.Info("input plugin died: waiting for the batches it emitted to settle before restarting it", "batches", n)
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for rs.unsettled.Load() > 0 {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		case <-c.life.Done():
+			return
+		}
+	}
+}
 
 // pump moves batches from rs to acc until the plugin's Run ended (nil or
 // its error) or the stream broke (errStreamBroken).
@@ -254,7 +288,9 @@ func (c *InputClient) pump(ctx context.Context, acc sdk.Accumulator, rs *runStre
 			rs.queue(&pluginpb.Ack{Id: id, Error: "agent is draining"}, 0)
 			continue
 		}
+		rs.unsettled.Add(1)
 		done := func(d sdk.Delivery) {
+			defer rs.unsettled.Add(-1)
 			a := &pluginpb.Ack{Id: id, Ok: d.OK}
 			if !d.OK {
 				a.Error = "not delivered"
@@ -265,6 +301,7 @@ func (c *InputClient) pump(ctx context.Context, acc sdk.Accumulator, rs *runStre
 			rs.queue(a, 0)
 		}
 		if err := acc.Emit(ctx, b, done); err != nil {
+			rs.unsettled.Add(-1) // not taken: done never runs
 			rs.queue(&pluginpb.Ack{Id: id, Error: "not accepted: " + err.Error()}, 0)
 			continue
 		}

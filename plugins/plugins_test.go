@@ -277,8 +277,15 @@ func TestInputRestart(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	acc.Wait(t, 6, 10*time.Second)
+	// The dead instance's batches are still in the pipeline: the input is
+	// not restarted (nothing new is read from the source) until they
+	// settle, so a redelivered copy can never overtake its original.
+	time.Sleep(500 * time.Millisecond)
+	if n := len(acc.Batches()); n != 3 || restarts.Load() != 0 {
+		t.Fatalf("restarted before the dead instance's batches settled: %d batches, %d restarts", n, restarts.Load())
+	}
 	acc.Ack(true) // acks for the dead instance's batches are dropped, not sent to the new one
+	acc.Wait(t, 6, 10*time.Second)
 	if restarts.Load() != 1 || in.PID() == pid {
 		t.Fatalf("restarts %d pid %d -> %d", restarts.Load(), pid, in.PID())
 	}
