@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/telemetry-collector/telemetry-collector/internal/e2e"
+	"github.com/telemetry-collector/telemetry-collector/internal/procfs"
 	"github.com/telemetry-collector/telemetry-collector/mq/client"
 	"github.com/telemetry-collector/telemetry-collector/outputs/postgresql"
 )
@@ -201,7 +202,7 @@ func runWorkload(t *testing.T, s settings, w Workload) string {
 
 	cpu0 := snapshotCPU(col.PID(), mq.PID(), env.PG.DataDir())
 	kids0 := map[int]float64{col.PID(): procCPU(col.PID(), false)}
-	for _, k := range e2e.ChildPIDs(col.PID()) {
+	for _, k := range procfs.Children(col.PID()) {
 		kids0[k] = procCPU(k, true)
 	}
 	t0 := time.Now()
@@ -453,14 +454,14 @@ func (p *rssPeak) sample(pid int) {
 	if pid == 0 {
 		return
 	}
-	c, err := e2e.RSS(pid)
+	c, err := procfs.RSS(pid)
 	if err != nil {
 		return
 	}
 	total := c
-	kids := e2e.ChildPIDs(pid)
+	kids := procfs.Children(pid)
 	for _, k := range kids {
-		r, err := e2e.RSS(k)
+		r, err := procfs.RSS(k)
 		if err != nil {
 			continue
 		}
@@ -511,7 +512,7 @@ func familyCPU(pid int) float64 {
 		return 0
 	}
 	total := procCPU(pid, true)
-	for _, k := range e2e.ChildPIDs(pid) {
+	for _, k := range procfs.Children(pid) {
 		total += procCPU(k, true)
 	}
 	return total

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/telemetry-collector/telemetry-collector/internal/procfs"
 )
 
 // CollectorConfig describes the generated collector configuration: the real
@@ -320,7 +322,7 @@ func (c *Collector) PluginPIDs() map[string]int {
 		return out
 	}
 	ppid := c.PID()
-	for _, pid := range ChildPIDs(ppid) {
+	for _, pid := range procfs.Children(ppid) {
 		if alias := environValue(pid, PluginAliasEnv); alias != "" {
 			out[alias] = pid
 		}
@@ -342,7 +344,7 @@ func (c *Collector) PluginPIDs() map[string]int {
 			continue
 		}
 		pid, _ := strconv.Atoi(m[2])
-		if p, _ := ProcStat(pid); p == ppid && Alive(pid) && environValue(pid, PluginAliasEnv) == "" {
+		if p, _ := procfs.Stat(pid); p == ppid && procfs.Alive(pid) && environValue(pid, PluginAliasEnv) == "" {
 			out[m[1]] = pid
 		}
 	}
@@ -394,7 +396,7 @@ func (c *Collector) TreeRSS() (int64, error) {
 		return 0, err
 	}
 	for _, pid := range c.Children() {
-		if r, err := RSS(pid); err == nil {
+		if r, err := procfs.RSS(pid); err == nil {
 			total += r
 		}
 	}

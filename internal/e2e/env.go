@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/telemetry-collector/telemetry-collector/internal/pgtest"
+	"github.com/telemetry-collector/telemetry-collector/internal/procfs"
 )
 
 // Environment variables the harness reads.
@@ -475,13 +476,13 @@ func (e *Env) cleanupProc(p *Proc, grace time.Duration) {
 // them to be gone.
 func killAll(pids []int) {
 	for _, pid := range pids {
-		if Alive(pid) {
+		if procfs.Alive(pid) {
 			_ = killPID(pid)
 		}
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for _, pid := range pids {
-		for Alive(pid) && time.Now().Before(deadline) {
+		for procfs.Alive(pid) && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}

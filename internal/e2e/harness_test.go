@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/telemetry-collector/telemetry-collector/internal/procfs"
 )
 
 func TestParseMetrics(t *testing.T) {
@@ -81,14 +83,14 @@ func TestTailLines(t *testing.T) {
 }
 
 func TestProcStat(t *testing.T) {
-	ppid, st := ProcStat(os.Getpid())
+	ppid, st := procfs.Stat(os.Getpid())
 	if ppid != os.Getppid() || st == 0 {
-		t.Errorf("ProcStat(self) = %d, %q; want parent %d", ppid, st, os.Getppid())
+		t.Errorf("procfs.Stat(self) = %d, %q; want parent %d", ppid, st, os.Getppid())
 	}
-	if r, err := RSS(os.Getpid()); err != nil || r < 1<<20 {
-		t.Errorf("RSS(self) = %d, %v", r, err)
+	if r, err := procfs.RSS(os.Getpid()); err != nil || r < 1<<20 {
+		t.Errorf("procfs.RSS(self) = %d, %v", r, err)
 	}
-	if _, err := RSS(1 << 30); err == nil {
+	if _, err := procfs.RSS(1 << 30); err == nil {
 		t.Error("RSS of a missing pid succeeded")
 	}
 	if len(Cmdline(os.Getpid())) == 0 {
@@ -110,13 +112,13 @@ func TestPluginsAndCleanup(t *testing.T) {
 			t.Fatalf("plugins %v, children %v; want 4 of each", pids, kids)
 		}
 		for alias, pid := range pids {
-			if ppid, _ := ProcStat(pid); ppid != c.PID() {
+			if ppid, _ := procfs.Stat(pid); ppid != c.PID() {
 				t.Errorf("plugin %s pid %d has parent %d, not the collector %d", alias, pid, ppid, c.PID())
 			}
 		}
 		old := c.KillPlugin("dedup")
 		pid := c.WaitPluginRestart(20*time.Second, "dedup", old)
-		if Alive(old) {
+		if procfs.Alive(old) {
 			t.Errorf("killed plugin %d still alive", old)
 		}
 		e.Stream(StreamOptions{Address: mq.Addr, Format: "nvidia-smi-csv"}, smiFile)
@@ -136,7 +138,7 @@ func TestPluginsAndCleanup(t *testing.T) {
 		leftovers = append(leftovers, s.PID())
 	})
 	for _, pid := range leftovers {
-		if Alive(pid) {
+		if procfs.Alive(pid) {
 			t.Errorf("pid %d (%v) outlived its test", pid, Cmdline(pid))
 		}
 	}

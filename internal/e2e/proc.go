@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/telemetry-collector/telemetry-collector/internal/procfs"
 )
 
 // Proc is one child process started by the harness (mq-service, the
@@ -227,7 +228,7 @@ func (p *Proc) RSS() (int64, error) {
 	if !p.Running() {
 		return 0, fmt.Errorf("e2e: %s is not running", p.Name)
 	}
-	return RSS(p.PID())
+	return procfs.RSS(p.PID())
 }
 
 // Children lists the live (non-zombie) processes whose parent is the
@@ -236,76 +237,7 @@ func (p *Proc) Children() []int {
 	if !p.Running() {
 		return nil
 	}
-	return ChildPIDs(p.PID())
-}
-
-// RSS reads a process's resident set size (VmRSS in /proc/PID/status) in
-// bytes.
-func RSS(pid int) (int64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0, fmt.Errorf("e2e: rss of %d: %w", pid, err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			if len(f) != 2 || f[1] != "kB" {
-				return 0, fmt.Errorf("e2e: rss of %d: unexpected line %q", pid, line)
-			}
-			kb, err := strconv.ParseInt(f[0], 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("e2e: rss of %d: %w", pid, err)
-			}
-			return kb * 1024, nil
-		}
-	}
-	return 0, fmt.Errorf("e2e: rss of %d: no VmRSS (a zombie or kernel thread?)", pid)
-}
-
-// ChildPIDs lists the live (non-zombie) processes whose parent is pid, from
-// /proc.
-func ChildPIDs(pid int) []int {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var out []int
-	for _, e := range ents {
-		c, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if ppid, state := ProcStat(c); ppid == pid && state != 'Z' && state != 0 {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// ProcStat returns a process's parent pid and state letter from
-// /proc/PID/stat (0, 0 when it is gone).
-func ProcStat(pid int) (ppid int, state byte) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, 0
-	}
-	// pid (comm) state ppid ...; comm may hold spaces and parentheses.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
-		return 0, 0
-	}
-	ppid, _ = strconv.Atoi(f[1])
-	return ppid, f[0][0]
-}
-
-// Alive reports whether pid exists and is not a zombie.
-func Alive(pid int) bool {
-	_, st := ProcStat(pid)
-	return st != 0 && st != 'Z'
+	return procfs.Children(p.PID())
 }
 
 // Cmdline returns /proc/PID/cmdline split into arguments.

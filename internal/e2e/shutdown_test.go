@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/telemetry-collector/telemetry-collector/internal/procfs"
 )
 
 // TestGracefulShutdown: after the data landed, SIGTERM makes the collector
@@ -32,7 +34,7 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Errorf("the log does not say it stopped cleanly:\n%s", c.LogTail(15))
 	}
 	for alias, pid := range pids {
-		if Alive(pid) {
+		if procfs.Alive(pid) {
 			t.Errorf("plugin %s (pid %d) outlived the collector", alias, pid)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/telemetry-collector/telemetry-collector/internal/e2e"
+	"github.com/telemetry-collector/telemetry-collector/internal/procfs"
 )
 
 // suiteAckTimeout is the input's ack_timeout in TestFaults: much shorter
@@ -39,7 +40,7 @@ func TestFaults(t *testing.T) {
 				r.e.Fatalf("collector ended with %s, want a SIGKILL", r.c.ExitState())
 			}
 			r.e.Eventually(10*time.Second, "the dead collector's plugins to exit", func() (bool, string) {
-				kids := e2e.ChildPIDs(pid)
+				kids := procfs.Children(pid)
 				return len(kids) == 0, fmt.Sprint(kids)
 			})
 			n, _ := r.stored()

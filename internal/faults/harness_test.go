@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/telemetry-collector/telemetry-collector/internal/e2e"
+	"github.com/telemetry-collector/telemetry-collector/internal/procfs"
 	"github.com/telemetry-collector/telemetry-collector/mq/client"
 	"github.com/telemetry-collector/telemetry-collector/mq/mqpb"
 )
@@ -292,7 +293,7 @@ func treeMem(c *e2e.Collector) memSample {
 	var m memSample
 	var parts []string
 	for _, pid := range append([]int{c.PID()}, c.Children()...) {
-		rss, err := e2e.RSS(pid)
+		rss, err := procfs.RSS(pid)
 		if err != nil {
 			continue
 		}

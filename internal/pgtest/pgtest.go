@@ -34,6 +34,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/telemetry-collector/telemetry-collector/internal/procfs"
 )
 
 // DefaultBinDir is where Debian/Ubuntu install the PostgreSQL 15 server.
@@ -229,7 +231,7 @@ func (s *Server) Kill() error {
 	pid := s.cmd.Process.Pid
 	// Backends call setsid(), so they are not in the postmaster's process
 	// group: find them by parent pid and kill them together with it.
-	children := childPIDs(pid)
+	children := procfs.Children(pid)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("pgtest: kill: %w", err)
 	}
@@ -241,7 +243,7 @@ func (s *Server) Kill() error {
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		alive := false
 		for _, c := range children {
-			if syscall.Kill(c, 0) == nil && !isZombie(c) {
+			if procfs.Alive(c) {
 				alive = true
 			}
 		}
@@ -251,49 +253,6 @@ func (s *Server) Kill() error {
 	}
 	s.cmd = nil
 	return nil
-}
-
-// childPIDs lists the processes whose parent is pid (from /proc).
-func childPIDs(pid int) []int {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var out []int
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if ppid, _ := procStat(p); ppid == pid {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// procStat returns a process's parent pid and state letter.
-func procStat(pid int) (int, byte) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, 0
-	}
-	// pid (comm) state ppid ...; comm may contain spaces and parentheses.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
-		return 0, 0
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	return ppid, f[0][0]
-}
-
-func isZombie(pid int) bool {
-	_, st := procStat(pid)
-	return st == 'Z' || st == 0
 }
 
 // StartAgain starts the server after Shutdown, Restart's stop or Kill, on the

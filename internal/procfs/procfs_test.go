@@ -1,0 +1,57 @@
+package procfs
+
+import (
+	"os"
+	"os/exec"
+	"slices"
+	"testing"
+)
+
+func TestSelf(t *testing.T) {
+	ppid, st := Stat(os.Getpid())
+	if ppid != os.Getppid() || st == 0 || st == 'Z' {
+		t.Errorf("Stat(self) = %d, %q; want parent %d", ppid, st, os.Getppid())
+	}
+	if !Alive(os.Getpid()) {
+		t.Error("Alive(self) = false")
+	}
+	if r, err := RSS(os.Getpid()); err != nil || r < 1<<20 {
+		t.Errorf("RSS(self) = %d, %v", r, err)
+	}
+}
+
+func TestGone(t *testing.T) {
+	const none = 1 << 30 // above pid_max
+	if ppid, st := Stat(none); ppid != 0 || st != 0 {
+		t.Errorf("Stat(gone) = %d, %q", ppid, st)
+	}
+	if Alive(none) {
+		t.Error("Alive(gone) = true")
+	}
+	if _, err := RSS(none); err == nil {
+		t.Error("RSS(gone) succeeded")
+	}
+}
+
+func TestChildrenAndZombies(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	if !slices.Contains(Children(os.Getpid()), pid) {
+		t.Fatalf("Children(self) lacks %d", pid)
+	}
+	_ = cmd.Process.Kill()
+	// Not yet reaped: a zombie, neither alive nor listed.
+	for i := 0; i < 200 && Alive(pid); i++ {
+		exec.Command("sleep", "0.01").Run()
+	}
+	if Alive(pid) {
+		t.Fatal("killed child still alive")
+	}
+	if slices.Contains(Children(os.Getpid()), pid) {
+		t.Error("Children lists a zombie")
+	}
+	_ = cmd.Wait()
+}
