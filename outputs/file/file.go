@@ -242,3 +242,8 @@ func appendJSONString(buf []byte, s string) []byte {
 	}
 	return append(buf, '"')
 }
+
+// ReadsLabelsOnly implements sdk.LabelReader: Output never writes into the
+// label slices it receives (it reads them, or builds new ones), so the sdk
+// may hand it slices shared between batches instead of a copy per series.
+func (*Output) ReadsLabelsOnly() bool { return true }

@@ -313,3 +313,8 @@ func ParseInterval(s string) (time.Duration, error) {
 	}
 	return d, nil
 }
+
+// ReadsLabelsOnly implements sdk.LabelReader: Output never writes into the
+// label slices it receives (it reads them, or builds new ones), so the sdk
+// may hand it slices shared between batches instead of a copy per series.
+func (*Output) ReadsLabelsOnly() bool { return true }

@@ -522,3 +522,8 @@ func (d *Dedup) compact(b *sdk.Batch) {
 	clear(b.Series[j:])
 	b.Series = b.Series[:j]
 }
+
+// ReadsLabelsOnly implements sdk.LabelReader: Dedup never writes into the
+// label slices it receives (it reads them, or builds new ones), so the sdk
+// may hand it slices shared between batches instead of a copy per series.
+func (*Dedup) ReadsLabelsOnly() bool { return true }

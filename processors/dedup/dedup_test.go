@@ -528,3 +528,21 @@ func TestHashClash(t *testing.T) {
 		t.Fatal("state left")
 	}
 }
+
+// TestLeavesReceivedLabelsAlone backs ReadsLabelsOnly.
+func TestLeavesReceivedLabelsAlone(t *testing.T) {
+	d := newTest(nil)
+	shared := sdk.Labels{{Key: "gpu_uuid", Value: "GPU-1"}, {Key: "host", Value: "h1"}}
+	before := append(sdk.Labels(nil), shared...)
+	for i := 0; i < 2; i++ { // the second batch is all duplicates
+		b := &sdk.Batch{}
+		b.Add(b.AddSeries("gpu_power_watts", shared), t0, 1)
+		b.Add(b.AddSeries("gpu_temperature_celsius", shared), t0, 2)
+		if _, err := d.Process(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !d.ReadsLabelsOnly() || shared.String() != before.String() {
+		t.Fatalf("received labels changed: %v -> %v", before, shared)
+	}
+}

@@ -571,3 +571,8 @@ func hostOf(instance string) string {
 	}
 	return strings.TrimSuffix(strings.TrimPrefix(instance, "["), "]")
 }
+
+// ReadsLabelsOnly implements sdk.LabelReader: Normalize never writes into the
+// label slices it receives (it reads them, or builds new ones), so the sdk
+// may hand it slices shared between batches instead of a copy per series.
+func (*Normalize) ReadsLabelsOnly() bool { return true }

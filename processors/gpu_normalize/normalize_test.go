@@ -698,3 +698,27 @@ func TestRowsReferToCanonicalNames(t *testing.T) {
 		t.Errorf("%d rows for %d canonical metrics", len(names), len(gpumetrics.Canonical))
 	}
 }
+
+// TestLeavesReceivedLabelsAlone backs ReadsLabelsOnly: whatever Process does
+// to a batch, the label slices it received keep their contents (the sdk may
+// share them between batches).
+func TestLeavesReceivedLabelsAlone(t *testing.T) {
+	n := New()
+	if err := n.Init(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	shared := sdk.Labels{{Key: "Hostname", Value: "h1"}, {Key: "UUID", Value: "GPU-1"}, {Key: "gpu", Value: "0"}, {Key: "instance", Value: "h1:9400"}}
+	canonical := sdk.Labels{{Key: "gpu_uuid", Value: "GPU-2"}, {Key: "host", Value: "h2"}}
+	before := append(sdk.Labels(nil), shared...)
+	beforeC := append(sdk.Labels(nil), canonical...)
+	b := &sdk.Batch{}
+	b.Add(b.AddSeries("DCGM_FI_DEV_GPU_UTIL", shared), 1, 50)
+	b.Add(b.AddSeries("DCGM_FI_DEV_POWER_USAGE", shared), 1, 300)
+	b.Add(b.AddSeries("gpu_power_watts", canonical), 1, 200)
+	if _, err := n.Process(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if !n.ReadsLabelsOnly() || shared.String() != before.String() || canonical.String() != beforeC.String() {
+		t.Fatalf("received labels changed: %v -> %v, %v -> %v", before, shared, beforeC, canonical)
+	}
+}
