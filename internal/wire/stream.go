@@ -3,6 +3,7 @@ package wire
 import (
 	"fmt"
 	"hash/maphash"
+	"strings"
 	"unsafe"
 
 	"github.com/telemetry-collector/telemetry-collector/internal/pluginpb"
@@ -51,7 +52,10 @@ const (
 // The dictionary keeps the strings of the series it defined (references,
 // not copies: strings are immutable) and its own copy of their label
 // slices, for the stream's life or until it starts over; a string that is
-// a substring of a larger one keeps the larger one alive meanwhile.
+// a substring of a larger one keeps the larger one alive meanwhile. Series
+// defined in one Encode from one label slice (a decoder's shared slices, a
+// parser's per-host labels) share one copy: its memory grows with the
+// distinct label sets, not with series x labels.
 // Series are found by identity first (the same string data as when they
 // were defined: the common case when batches come from a decoder's or a
 // parser's dictionary, a few ns) and by content otherwise.
@@ -78,6 +82,10 @@ type encSeries struct {
 	name   string
 	labels []metric.Label
 	ih     uint64 // identity hash of name and labels, as indexed
+	// own: labels is this entry's alone (realias may overwrite it in
+	// place); otherwise other entries share it (series defined in one
+	// Encode from one label slice share one copy).
+	own bool
 }
 
 // hashSlot remembers, during one Encode, the hashes of a label slice
@@ -89,6 +97,10 @@ type hashSlot struct {
 	hasH bool
 	ih   uint64 // identity hash
 	h    uint64 // content hash, if hasH
+	// cp is the dictionary's copy of the slice, once an entry defined
+	// (or realiased) in this Encode made one; owner is that entry.
+	cp    []metric.Label
+	owner uint32
 }
 
 // NewStreamEncoder returns an empty StreamEncoder for one stream.
@@ -178,6 +190,20 @@ func sameStrings(name string, labels []metric.Label, s *metric.Series) bool {
 	return true
 }
 
+// sameLabelStrings reports whether a and b are made of the very same
+// strings.
+func sameLabelStrings(a, b []metric.Label) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !sameString(a[i].Key, b[i].Key) || !sameString(a[i].Value, b[i].Value) {
+			return false
+		}
+	}
+	return true
+}
+
 func labelsEqual(a, b []metric.Label) bool {
 	if len(a) != len(b) {
 		return false
@@ -243,9 +269,48 @@ func (e *StreamEncoder) realias(id uint32, ih uint64, s *metric.Series) {
 	}
 	e.iindex.remove(d.ih, id+1)
 	d.name = s.Name
-	copy(d.labels, s.Labels)
+	if !sameLabelStrings(d.labels, s.Labels) {
+		if d.own {
+			copy(d.labels, s.Labels)
+		} else {
+			// Shared with other entries: never change it in place. An
+			// entry gets at most one copy of its own this way.
+			e.setLabels(id, s.Labels)
+		}
+	}
 	d.ih = ih
 	e.iindex.insert(ih, id+1)
+}
+
+// setLabels points entry id's labels at the dictionary's copy of ls made
+// in this Encode, making one if there is none yet; entries sharing a copy
+// are marked not owning it.
+func (e *StreamEncoder) setLabels(id uint32, ls []metric.Label) {
+	d := &e.ser[id]
+	n := len(ls)
+	if n == 0 {
+		d.labels, d.own = nil, true
+		return
+	}
+	slot := e.labelSlot(ls)
+	if slot.cp != nil {
+		d.labels, d.own = slot.cp, false
+		if int(slot.owner) < len(e.ser) {
+			e.ser[slot.owner].own = false
+		}
+		return
+	}
+	// Label copies come from chunks, in definition order: the entries of
+	// series defined together sit together in memory.
+	if len(e.slab) < n {
+		e.slab = make([]metric.Label, max(n, 1024))
+	}
+	cp := e.slab[:n:n]
+	e.slab = e.slab[n:]
+	copy(cp, ls)
+	e.bytes += n * labelCost
+	slot.cp, slot.owner = cp, id
+	d.labels, d.own = cp, true
 }
 
 // str returns the stream id of s, defining it in dst if it is new.
@@ -264,24 +329,14 @@ func (e *StreamEncoder) define(dst *pluginpb.Batch, h, ih uint64, s *metric.Seri
 	id := int32(len(e.ser))
 	n := len(s.Labels)
 	dst.Series = append(dst.Series, e.str(dst, s.Name), uint32(n))
-	d := encSeries{name: s.Name, ih: ih}
-	if n > 0 {
-		// Label copies come from chunks, in definition order: the entries
-		// of series defined together sit together in memory.
-		if len(e.slab) < n {
-			e.slab = make([]metric.Label, max(n, 4096))
-		}
-		d.labels = e.slab[:n:n]
-		e.slab = e.slab[n:]
-		copy(d.labels, s.Labels)
-		for _, l := range s.Labels {
-			dst.Series = append(dst.Series, e.str(dst, l.Key), e.str(dst, l.Value))
-		}
+	for _, l := range s.Labels {
+		dst.Series = append(dst.Series, e.str(dst, l.Key), e.str(dst, l.Value))
 	}
+	e.ser = append(e.ser, encSeries{name: s.Name, ih: ih, own: true})
+	e.setLabels(uint32(id), s.Labels)
 	e.index.insert(h, uint32(id)+1)
 	e.iindex.insert(ih, uint32(id)+1)
-	e.ser = append(e.ser, d)
-	e.bytes += seriesCost + n*labelCost
+	e.bytes += seriesCost
 	return uint32(id)
 }
 
@@ -372,7 +427,8 @@ encode:
 // error; it never panics.
 type StreamDecoder struct {
 	// ShareLabels makes every decoded batch use the dictionary's label
-	// slice of a series (one per series for the stream's life) instead of
+	// slice of a series (for the stream's life; series defined in one
+	// batch with the same labels share one) instead of
 	// a copy of its own: no per-batch label copying, and an Encoder
 	// re-encoding the batch hashes each shared slice once. The decoded
 	// labels are then read-only, in this batch and every later one: set
@@ -498,18 +554,43 @@ func (d *StreamDecoder) apply(src *pluginpb.Batch) error {
 	if len(ser)+nseries > 2*DefaultMaxSeries || bytes > 2*DefaultMaxBytes {
 		return fmt.Errorf("wire: the stream dictionary would grow to %d series, ~%d bytes, past twice the limits: the sender does not reset it", len(ser)+nseries, bytes)
 	}
-	strs = append(strs, newStrs...)
-	slab := make([]metric.Label, nlabels)
+	// Copy the new strings out of the message (they must not keep it, or
+	// a larger buffer it was decoded from, alive).
+	for _, s := range newStrs {
+		strs = append(strs, strings.Clone(s))
+	}
+	// Series defined in one batch with the same label refs (a host's GPU
+	// with many fields) share one label slice: the dictionary is read-only.
+	var sets map[string][]metric.Label
+	if nseries > 1 {
+		sets = make(map[string][]metric.Label)
+	}
+	var slab []metric.Label
 	for i := 0; i < len(defs); {
 		n := int(defs[i+1])
 		s := metric.Series{Name: strs[defs[i]]}
 		if n > 0 {
-			ls := slab[:n:n]
-			slab = slab[n:]
-			for j := 0; j < n; j++ {
-				ls[j] = metric.Label{Key: strs[defs[i+2+2*j]], Value: strs[defs[i+3+2*j]]}
+			refs := defs[i+2 : i+2+2*n]
+			var key string
+			if sets != nil {
+				// The key aliases the message only while the map lives.
+				key = unsafe.String((*byte)(unsafe.Pointer(&refs[0])), len(refs)*4)
+				s.Labels = sets[key]
 			}
-			s.Labels = ls
+			if s.Labels == nil {
+				if len(slab) < n {
+					slab = make([]metric.Label, max(n, min(nlabels, 1024)))
+				}
+				ls := slab[:n:n]
+				slab = slab[n:]
+				for j := 0; j < n; j++ {
+					ls[j] = metric.Label{Key: strs[refs[2*j]], Value: strs[refs[2*j+1]]}
+				}
+				s.Labels = ls
+				if sets != nil {
+					sets[key] = ls
+				}
+			}
 		}
 		ser = append(ser, s)
 		i += 2 + 2*n

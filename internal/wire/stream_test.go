@@ -303,3 +303,57 @@ func TestStreamEncodeFindsByContent(t *testing.T) {
 		t.Fatalf("identity index grew to %d slots for %d series", n, enc.Len())
 	}
 }
+
+// Series defined together with the same labels (a GPU's fields) share one
+// label slice in both dictionaries: what each side keeps per stream grows
+// with the distinct label sets, not with series x labels.
+func TestStreamDictionariesShareLabels(t *testing.T) {
+	enc := NewStreamEncoder()
+	dec := StreamDecoder{ShareLabels: true}
+	src := hostBatch(1, 30, 1) // 8 GPUs x 30 series, one label slice per GPU
+	out := &metric.Batch{}
+	if err := dec.Decode(send(t, enc.Encode(nil, 1, src)), out); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(normalize(out), normalize(src)) {
+		t.Fatal("decoded batch differs")
+	}
+	distinct := func(n int, labels func(i int) []metric.Label) int {
+		seen := map[*metric.Label]bool{}
+		for i := 0; i < n; i++ {
+			seen[&labels(i)[0]] = true
+		}
+		return len(seen)
+	}
+	if n := distinct(len(dec.ser), func(i int) []metric.Label { return dec.ser[i].Labels }); n != 8 {
+		t.Errorf("decoder dictionary: %d label slices for 8 label sets", n)
+	}
+	if n := distinct(len(enc.ser), func(i int) []metric.Label { return enc.ser[i].labels }); n != 8 {
+		t.Errorf("encoder dictionary: %d label slices for 8 label sets", n)
+	}
+	// A later batch of equal series made of other strings, one label slice
+	// per series, re-aliases the entries without changing shared copies in
+	// place: the series not in it still find themselves by identity.
+	fresh := &metric.Batch{}
+	for _, s := range src.Series[:1] {
+		ls := make(metric.Labels, len(s.Labels))
+		for i, l := range s.Labels {
+			ls[i] = metric.Label{Key: strings.Clone(l.Key), Value: strings.Clone(l.Value)}
+		}
+		fresh.Add(fresh.AddSeries(strings.Clone(s.Name), ls), 2, 1)
+	}
+	if m := enc.Encode(nil, 2, fresh); len(m.Series) != 0 {
+		t.Fatal("equal series defined again")
+	}
+	if !sameStrings(enc.ser[0].name, enc.ser[0].labels, &fresh.Series[0]) {
+		t.Fatal("series 0 not re-aliased")
+	}
+	for i := 1; i < len(src.Series); i++ {
+		if d := &enc.ser[i]; !sameStrings(d.name, d.labels, &src.Series[i]) {
+			t.Fatalf("series %d: its shared labels were changed by another series' re-aliasing", i)
+		}
+	}
+	if m := enc.Encode(nil, 3, src); len(m.Series) != 0 {
+		t.Fatal("series defined again")
+	}
+}

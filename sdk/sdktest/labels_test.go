@@ -12,7 +12,7 @@ import (
 )
 
 // labelProbe records, per received batch, whether its series' label slices
-// are the ones an earlier batch received (shared); Mutate writes into them
+// are ones an earlier batch received (shared); Mutate writes into them
 // in place in the first batch (allowed unless the plugin is a
 // LabelReader): later batches must not see the change.
 type labelProbe struct {
@@ -31,10 +31,16 @@ func (p *labelProbe) Process(_ context.Context, b *sdk.Batch) ([]*sdk.Batch, err
 	if p.seen == nil {
 		p.seen = map[*sdk.Label]bool{}
 	}
+	// Only slices an earlier batch received count: series of one batch may
+	// share a slice among themselves (the dictionary's, one per label set).
 	shared := false
 	for _, s := range b.Series {
 		if len(s.Labels) > 0 {
 			shared = shared || p.seen[&s.Labels[0]]
+		}
+	}
+	for _, s := range b.Series {
+		if len(s.Labels) > 0 {
 			p.seen[&s.Labels[0]] = true
 		}
 	}
