@@ -81,7 +81,7 @@ type StreamEncoder struct {
 type encSeries struct {
 	name   string
 	labels []metric.Label
-	ih     uint64 // identity hash of name and labels, as indexed
+	ih     uint32 // identity hash of name and labels, as indexed (low bits)
 	// own: labels is this entry's alone (realias may overwrite it in
 	// place); otherwise other entries share it (series defined in one
 	// Encode from one label slice share one copy).
@@ -230,7 +230,7 @@ func (e *StreamEncoder) lookup(s *metric.Series) (id uint32, ok bool, h, ih uint
 			if sl.id == 0 {
 				break
 			}
-			if sl.h == ih && sl.id != tombstone {
+			if sl.h == uint32(ih) && sl.id != tombstone {
 				if d := &e.ser[sl.id-1]; sameStrings(d.name, d.labels, s) {
 					return sl.id - 1, true, 0, ih
 				}
@@ -247,7 +247,7 @@ func (e *StreamEncoder) lookup(s *metric.Series) (id uint32, ok bool, h, ih uint
 			if sl.id == 0 {
 				break
 			}
-			if sl.h == h {
+			if sl.h == uint32(h) {
 				if d := &e.ser[sl.id-1]; d.name == s.Name && labelsEqual(d.labels, s.Labels) {
 					e.realias(sl.id-1, ih, s)
 					return sl.id - 1, true, h, ih
@@ -264,10 +264,10 @@ func (e *StreamEncoder) lookup(s *metric.Series) (id uint32, ok bool, h, ih uint
 // an input's batch and from then on what came back from a processor.
 func (e *StreamEncoder) realias(id uint32, ih uint64, s *metric.Series) {
 	d := &e.ser[id]
-	if d.ih == ih && sameStrings(d.name, d.labels, s) {
+	if d.ih == uint32(ih) && sameStrings(d.name, d.labels, s) {
 		return
 	}
-	e.iindex.remove(d.ih, id+1)
+	e.iindex.remove(uint64(d.ih), id+1)
 	d.name = s.Name
 	if !sameLabelStrings(d.labels, s.Labels) {
 		if d.own {
@@ -278,7 +278,7 @@ func (e *StreamEncoder) realias(id uint32, ih uint64, s *metric.Series) {
 			e.setLabels(id, s.Labels)
 		}
 	}
-	d.ih = ih
+	d.ih = uint32(ih)
 	e.iindex.insert(ih, id+1)
 }
 
@@ -332,7 +332,7 @@ func (e *StreamEncoder) define(dst *pluginpb.Batch, h, ih uint64, s *metric.Seri
 	for _, l := range s.Labels {
 		dst.Series = append(dst.Series, e.str(dst, l.Key), e.str(dst, l.Value))
 	}
-	e.ser = append(e.ser, encSeries{name: s.Name, ih: ih, own: true})
+	e.ser = append(e.ser, encSeries{name: s.Name, ih: uint32(ih), own: true})
 	e.setLabels(uint32(id), s.Labels)
 	e.index.insert(h, uint32(id)+1)
 	e.iindex.insert(ih, uint32(id)+1)
@@ -599,17 +599,19 @@ func (d *StreamDecoder) apply(src *pluginpb.Batch) error {
 	return nil
 }
 
-// hashTable is an open-addressing (linear probing) multimap from a 64-bit
-// hash to series ids + 1 (0 marks an empty slot, tombstone a removed
-// entry), at most half full counting tombstones. Equal
-// hashes get several slots; callers verify each candidate.
+// hashTable is an open-addressing (linear probing) multimap from a hash
+// to series ids + 1 (0 marks an empty slot, tombstone a removed entry), at
+// most half full counting tombstones. It keeps the low 32 bits of each
+// hash (8 bytes an entry): they place the entry (tables stay far below 2^32
+// slots) and filter candidates. Equal hashes get several slots; callers
+// verify each candidate.
 type hashTable struct {
 	slots []hashEntry
 	n     int
 }
 
 type hashEntry struct {
-	h  uint64
+	h  uint32 // low 32 bits of the hash
 	id uint32
 }
 
@@ -625,7 +627,7 @@ func (t *hashTable) remove(h uint64, id uint32) {
 	}
 	m := t.mask()
 	for i := h & m; t.slots[i].id != 0; i = (i + 1) & m {
-		if t.slots[i].h == h && t.slots[i].id == id {
+		if t.slots[i].h == uint32(h) && t.slots[i].id == id {
 			t.slots[i].id = tombstone
 			return
 		}
@@ -650,7 +652,7 @@ func (t *hashTable) insert(h uint64, id uint32) {
 		t.n = 0
 		for _, e := range old {
 			if e.id != 0 && e.id != tombstone {
-				t.insert(e.h, e.id)
+				t.insert(uint64(e.h), e.id)
 			}
 		}
 	}
@@ -659,6 +661,6 @@ func (t *hashTable) insert(h uint64, id uint32) {
 	for t.slots[i].id != 0 {
 		i = (i + 1) & m
 	}
-	t.slots[i] = hashEntry{h: h, id: id}
+	t.slots[i] = hashEntry{h: uint32(h), id: id}
 	t.n++
 }
