@@ -43,6 +43,9 @@ const (
 const (
 	labelCost  = int(unsafe.Sizeof(metric.Label{}))
 	seriesCost = 64
+	// labelSetCost is the encoder's per-copy index entry (map entry and
+	// its share of the map's overhead).
+	labelSetCost = 64
 )
 
 // StreamEncoder is the sending side of a stream dictionary. It is not safe
@@ -53,9 +56,10 @@ const (
 // not copies: strings are immutable) and its own copy of their label
 // slices, for the stream's life or until it starts over; a string that is
 // a substring of a larger one keeps the larger one alive meanwhile. Series
-// defined in one Encode from one label slice (a decoder's shared slices, a
-// parser's per-host labels) share one copy: its memory grows with the
-// distinct label sets, not with series x labels.
+// whose labels are made of the very same strings (one label slice, as a
+// decoder shares them, or several, as a processor builds them per series)
+// share one copy: the dictionary grows with the distinct label sets, not
+// with series x labels.
 // Series are found by identity first (the same string data as when they
 // were defined: the common case when batches come from a decoder's or a
 // parser's dictionary, a few ns) and by content otherwise.
@@ -76,6 +80,16 @@ type StreamEncoder struct {
 	slots    [labelSlots]hashSlot
 	noLabels hashSlot
 	slab     []metric.Label // free part of the current label chunk
+	lsets    map[uint64]labelSet
+}
+
+// labelSet is a label copy of the dictionary, by the identity hash of the
+// strings it was made of: series whose labels are other slices of the very
+// same strings (a processor's per-series output of one GPU's labels) share
+// it, whichever Encode defines them.
+type labelSet struct {
+	labels []metric.Label
+	owner  uint32 // the entry that made it
 }
 
 type encSeries struct {
@@ -131,6 +145,7 @@ func (e *StreamEncoder) clearTable() {
 	e.iindex = hashTable{}
 	e.ser = nil
 	e.slab = nil
+	e.lsets = make(map[uint64]labelSet)
 	e.bytes = 0
 }
 
@@ -293,6 +308,11 @@ func (e *StreamEncoder) setLabels(id uint32, ls []metric.Label) {
 		return
 	}
 	slot := e.labelSlot(ls)
+	if slot.cp == nil {
+		if set, ok := e.lsets[slot.ih]; ok && sameLabelStrings(set.labels, ls) {
+			slot.cp, slot.owner = set.labels, set.owner
+		}
+	}
 	if slot.cp != nil {
 		d.labels, d.own = slot.cp, false
 		if int(slot.owner) < len(e.ser) {
@@ -308,8 +328,9 @@ func (e *StreamEncoder) setLabels(id uint32, ls []metric.Label) {
 	cp := e.slab[:n:n]
 	e.slab = e.slab[n:]
 	copy(cp, ls)
-	e.bytes += n * labelCost
+	e.bytes += n*labelCost + labelSetCost
 	slot.cp, slot.owner = cp, id
+	e.lsets[slot.ih] = labelSet{labels: cp, owner: id}
 	d.labels, d.own = cp, true
 }
 

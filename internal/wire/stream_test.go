@@ -357,3 +357,37 @@ func TestStreamDictionariesShareLabels(t *testing.T) {
 		t.Fatal("series defined again")
 	}
 }
+
+// Series whose labels are separate slices of the very same strings (a
+// processor's output), defined over several batches, share one copy.
+func TestStreamEncoderSharesLabelSetsAcrossBatches(t *testing.T) {
+	src := hostBatch(1, 4, 1) // 8 GPUs x 4 series
+	perSeries := func(from, to int) *metric.Batch {
+		b := &metric.Batch{}
+		for _, s := range src.Series[from:to] {
+			b.Add(b.AddSeries(s.Name, append(metric.Labels(nil), s.Labels...)), 1, 1)
+		}
+		return b
+	}
+	enc := NewStreamEncoder()
+	var dec StreamDecoder
+	for i, b := range []*metric.Batch{perSeries(0, 10), perSeries(10, 32), perSeries(0, 32)} {
+		out := &metric.Batch{}
+		if err := dec.Decode(send(t, enc.Encode(nil, uint64(i), b)), out); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(normalize(out), normalize(b)) {
+			t.Fatalf("batch %d: decoded batch differs", i)
+		}
+	}
+	if enc.Len() != 32 {
+		t.Fatalf("%d series in the dictionary, want 32", enc.Len())
+	}
+	seen := map[*metric.Label]bool{}
+	for i := range enc.ser {
+		seen[&enc.ser[i].labels[0]] = true
+	}
+	if len(seen) != 8 {
+		t.Fatalf("%d label copies for 8 label sets", len(seen))
+	}
+}
