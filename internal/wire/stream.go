@@ -459,6 +459,7 @@ type StreamDecoder struct {
 
 	strs  []string
 	ser   []metric.Series
+	sets  map[uint64][]metric.Label // hash of label refs -> the dictionary's labels
 	bytes int
 }
 
@@ -527,15 +528,15 @@ func (d *StreamDecoder) Decode(src *pluginpb.Batch, dst *metric.Batch) error {
 
 // apply validates and applies src's dictionary changes.
 func (d *StreamDecoder) apply(src *pluginpb.Batch) error {
-	strs, ser := d.strs, d.ser
+	strs, ser, sets := d.strs, d.ser, d.sets
 	bytes := d.bytes
 	if src.GetResetDictionary() {
-		strs, ser, bytes = nil, nil, 0
+		strs, ser, sets, bytes = nil, nil, nil, 0
 	}
 	newStrs, defs := src.GetStrings(), src.GetSeries()
 	if len(newStrs) == 0 && len(defs) == 0 {
 		if src.GetResetDictionary() {
-			d.strs, d.ser, d.bytes = nil, nil, 0
+			d.strs, d.ser, d.sets, d.bytes = nil, nil, nil, 0
 		}
 		return nil
 	}
@@ -580,11 +581,11 @@ func (d *StreamDecoder) apply(src *pluginpb.Batch) error {
 	for _, s := range newStrs {
 		strs = append(strs, strings.Clone(s))
 	}
-	// Series defined in one batch with the same label refs (a host's GPU
-	// with many fields) share one label slice: the dictionary is read-only.
-	var sets map[string][]metric.Label
-	if nseries > 1 {
-		sets = make(map[string][]metric.Label)
+	// Series with the same label refs (a host's GPU with many fields)
+	// share one label slice, whichever batch defines them: the dictionary
+	// is read-only.
+	if sets == nil && nlabels > 0 {
+		sets = make(map[uint64][]metric.Label)
 	}
 	var slab []metric.Label
 	for i := 0; i < len(defs); {
@@ -592,13 +593,13 @@ func (d *StreamDecoder) apply(src *pluginpb.Batch) error {
 		s := metric.Series{Name: strs[defs[i]]}
 		if n > 0 {
 			refs := defs[i+2 : i+2+2*n]
-			var key string
-			if sets != nil {
-				// The key aliases the message only while the map lives.
-				key = unsafe.String((*byte)(unsafe.Pointer(&refs[0])), len(refs)*4)
-				s.Labels = sets[key]
+			h := uint64(n)
+			for _, r := range refs {
+				h = mix(h, uint64(r))
 			}
-			if s.Labels == nil {
+			if ls, ok := sets[h]; ok && labelsOf(ls, refs, strs) {
+				s.Labels = ls
+			} else {
 				if len(slab) < n {
 					slab = make([]metric.Label, max(n, min(nlabels, 1024)))
 				}
@@ -608,16 +609,29 @@ func (d *StreamDecoder) apply(src *pluginpb.Batch) error {
 					ls[j] = metric.Label{Key: strs[refs[2*j]], Value: strs[refs[2*j+1]]}
 				}
 				s.Labels = ls
-				if sets != nil {
-					sets[key] = ls
-				}
+				sets[h] = ls
+				bytes += labelSetCost
 			}
 		}
 		ser = append(ser, s)
 		i += 2 + 2*n
 	}
-	d.strs, d.ser, d.bytes = strs, ser, bytes
+	d.strs, d.ser, d.sets, d.bytes = strs, ser, sets, bytes
 	return nil
+}
+
+// labelsOf reports whether ls is made of the strings refs refers to
+// (pairs of key and value string ids).
+func labelsOf(ls []metric.Label, refs []uint32, strs []string) bool {
+	if 2*len(ls) != len(refs) {
+		return false
+	}
+	for j := range ls {
+		if !sameString(ls[j].Key, strs[refs[2*j]]) || !sameString(ls[j].Value, strs[refs[2*j+1]]) {
+			return false
+		}
+	}
+	return true
 }
 
 // hashTable is an open-addressing (linear probing) multimap from a hash

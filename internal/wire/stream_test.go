@@ -359,7 +359,8 @@ func TestStreamDictionariesShareLabels(t *testing.T) {
 }
 
 // Series whose labels are separate slices of the very same strings (a
-// processor's output), defined over several batches, share one copy.
+// processor's output), defined over several batches, share one copy; in
+// the decoder, series with the same label refs share one slice.
 func TestStreamEncoderSharesLabelSetsAcrossBatches(t *testing.T) {
 	src := hostBatch(1, 4, 1) // 8 GPUs x 4 series
 	perSeries := func(from, to int) *metric.Batch {
@@ -389,5 +390,13 @@ func TestStreamEncoderSharesLabelSetsAcrossBatches(t *testing.T) {
 	}
 	if len(seen) != 8 {
 		t.Fatalf("%d label copies for 8 label sets", len(seen))
+	}
+	// So do the decoder's series with the same label refs.
+	clear(seen)
+	for i := range dec.ser {
+		seen[&dec.ser[i].Labels[0]] = true
+	}
+	if len(seen) != 8 {
+		t.Fatalf("decoder: %d label slices for 8 label sets", len(seen))
 	}
 }
