@@ -3,7 +3,6 @@ package wire
 import (
 	"fmt"
 	"reflect"
-	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -102,78 +101,8 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-func TestEncoderReuseAndDedup(t *testing.T) {
-	enc := NewEncoder()
-	b1 := gpuBatch(1000, 8, 30)
-	m := enc.Encode(nil, 1, b1)
-	// 30 names + 4 keys + 8 indexes + 1 model + 8 uuids + 1 host
-	if want := 30 + 4 + 8 + 1 + 8 + 1; len(m.Strings) != want {
-		t.Fatalf("dictionary has %d strings, want %d", len(m.Strings), want)
-	}
-	b2 := &metric.Batch{}
-	b2.Add(b2.AddSeries("other", metric.Labels{{Key: "k", Value: "v"}}), 5, 6)
-	m = enc.Encode(m, 2, b2)
-	if !reflect.DeepEqual(m.Strings, []string{"other", "k", "v"}) || len(m.PointValue) != 1 {
-		t.Fatalf("reused encode kept stale data: %v %v", m.Strings, m.PointValue)
-	}
-	got, err := Decode(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(normalize(got), normalize(b2)) {
-		t.Fatalf("got %+v", got)
-	}
-}
 
-func TestDecodeInternsStrings(t *testing.T) {
-	b := gpuBatch(1000, 2, 3)
-	raw, _ := proto.Marshal(NewEncoder().Encode(nil, 1, b))
-	var msg pluginpb.Batch
-	if err := proto.Unmarshal(raw, &msg); err != nil {
-		t.Fatal(err)
-	}
-	got, err := Decode(&msg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Every host label must share the one dictionary string's memory.
-	h0 := got.Series[0].Labels[3].Value
-	for _, s := range got.Series {
-		h := s.Labels[3].Value
-		if h != h0 || unsafeData(h) != unsafeData(h0) {
-			t.Fatalf("host label not interned")
-		}
-	}
-	allocs := testing.AllocsPerRun(20, func() {
-		var d Decoder
-		out := &metric.Batch{}
-		_ = d.Decode(&msg, out)
-	})
-	// batch + series slice + label slab + points slice (+ slack); not per point.
-	if allocs > 6 {
-		t.Fatalf("decode made %v allocations", allocs)
-	}
-}
 
-func TestDecodeRejectsMalformed(t *testing.T) {
-	cases := map[string]*pluginpb.Batch{
-		"truncated series":  {Strings: []string{"a"}, Series: []uint32{0}},
-		"labels overrun":    {Strings: []string{"a"}, Series: []uint32{0, 3, 0, 0}},
-		"name ref":          {Strings: []string{"a"}, Series: []uint32{1, 0}},
-		"label ref":         {Strings: []string{"a"}, Series: []uint32{0, 1, 0, 9}},
-		"point series":      {Strings: []string{"a"}, Series: []uint32{0, 0}, PointSeries: []uint32{1}, PointTime: []int64{1}, PointValue: []float64{1}},
-		"column lengths":    {Strings: []string{"a"}, Series: []uint32{0, 0}, PointSeries: []uint32{0}, PointTime: []int64{1}},
-		"points, no series": {PointSeries: []uint32{0}, PointTime: []int64{1}, PointValue: []float64{1}},
-		"huge label counts": {Strings: []string{"a"}, Series: []uint32{0, 1 << 31}},
-	}
-	for name, m := range cases {
-		t.Run(name, func(t *testing.T) {
-			if _, err := Decode(m); err == nil || !strings.HasPrefix(err.Error(), "wire: ") {
-				t.Fatalf("want wire error, got %v", err)
-			}
-		})
-	}
-}
 
 func TestHandshake(t *testing.T) {
 	h := Handshake()
