@@ -101,9 +101,6 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-
-
-
 func TestHandshake(t *testing.T) {
 	h := Handshake()
 	if h.ProtocolVersion != ProtocolVersion || ProtocolVersion != 2 || h.MagicCookieKey == "" || h.MagicCookieValue == "" {
