@@ -366,56 +366,37 @@ func (o *Output) ensurePartitions(ctx context.Context, tbl string, ts []int64) e
 	if len(missing) == 0 {
 		return nil
 	}
-	conn, err := o.pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Release()
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey("telemetry-collector partitions", o.Schema, tbl)); err != nil {
-		return err
-	}
-	ps, err := o.loadPartitions(ctx, tx, tbl)
-	if err != nil {
-		return err
-	}
-	rs := rangesOf(ps)
-	iv := o.PartitionInterval.D().Microseconds()
-	parent := qualify(o.Schema, tbl)
-	for _, t := range missing {
-		if coveredIn(rs, t) {
-			continue
+	return o.changePartitions(ctx, tbl, func(tx pgx.Tx, ps []partInfo) ([]prange, error) {
+		rs := rangesOf(ps)
+		iv := o.PartitionInterval.D().Microseconds()
+		parent := qualify(o.Schema, tbl)
+		for _, t := range missing {
+			if coveredIn(rs, t) {
+				continue
+			}
+			from := floorDiv(t, iv) * iv
+			to := from + iv
+			// Clip against neighbours.
+			i := sort.Search(len(rs), func(i int) bool { return rs[i].to > t })
+			if i > 0 && rs[i-1].to > from {
+				from = rs[i-1].to
+			}
+			if i < len(rs) && rs[i].from < to {
+				to = rs[i].from
+			}
+			ft, tt := time.UnixMicro(from).UTC(), time.UnixMicro(to).UTC()
+			name := partitionName(tbl, ft, tt)
+			sql := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s PARTITION OF %s FOR VALUES FROM ('%s') TO ('%s')",
+				qualify(o.Schema, name), parent, ft.Format(pgTimeLayout), tt.Format(pgTimeLayout))
+			if _, err := tx.Exec(ctx, sql); err != nil {
+				return nil, fmt.Errorf("outputs.postgresql: create partition %s: %w", name, err)
+			}
+			o.log.Debug("partition created", "table", tbl, "name", name)
+			rs = append(rs, prange{from, to})
+			sort.Slice(rs, func(i, j int) bool { return rs[i].from < rs[j].from })
 		}
-		from := floorDiv(t, iv) * iv
-		to := from + iv
-		// Clip against neighbours.
-		i := sort.Search(len(rs), func(i int) bool { return rs[i].to > t })
-		if i > 0 && rs[i-1].to > from {
-			from = rs[i-1].to
-		}
-		if i < len(rs) && rs[i].from < to {
-			to = rs[i].from
-		}
-		ft, tt := time.UnixMicro(from).UTC(), time.UnixMicro(to).UTC()
-		name := partitionName(tbl, ft, tt)
-		sql := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s PARTITION OF %s FOR VALUES FROM ('%s') TO ('%s')",
-			qualify(o.Schema, name), parent, ft.Format(pgTimeLayout), tt.Format(pgTimeLayout))
-		if _, err := tx.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("outputs.postgresql: create partition %s: %w", name, err)
-		}
-		o.log.Debug("partition created", "table", tbl, "name", name)
-		rs = append(rs, prange{from, to})
-		sort.Slice(rs, func(i, j int) bool { return rs[i].from < rs[j].from })
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return err
-	}
-	o.parts.set(tbl, rs)
-	return nil
+		return rs, nil
+	})
 }
 
 func partitionName(tbl string, from, to time.Time) string {
@@ -428,6 +409,28 @@ func partitionName(tbl string, from, to time.Time) string {
 
 // dropExpired drops tbl's partitions that end at or before horizon.
 func (o *Output) dropExpired(ctx context.Context, tbl string, horizon time.Time) error {
+	return o.changePartitions(ctx, tbl, func(tx pgx.Tx, ps []partInfo) ([]prange, error) {
+		h := horizon.UnixMicro()
+		var keep []partInfo
+		for _, p := range ps {
+			if p.r.to <= h {
+				if _, err := tx.Exec(ctx, "DROP TABLE IF EXISTS "+qualify(o.Schema, p.name)); err != nil {
+					return nil, fmt.Errorf("outputs.postgresql: drop partition %s: %w", p.name, err)
+				}
+				o.log.Info("retention: partition dropped", "table", tbl, "name", p.name)
+				continue
+			}
+			keep = append(keep, p)
+		}
+		return rangesOf(keep), nil
+	})
+}
+
+// changePartitions runs change on tbl's partitions (as they are in the
+// database) inside a transaction holding the partition advisory lock, so
+// collectors never create or drop partitions concurrently; on commit the
+// ranges change returns become the cached set.
+func (o *Output) changePartitions(ctx context.Context, tbl string, change func(tx pgx.Tx, ps []partInfo) ([]prange, error)) error {
 	conn, err := o.pool.Acquire(ctx)
 	if err != nil {
 		return err
@@ -445,22 +448,14 @@ func (o *Output) dropExpired(ctx context.Context, tbl string, horizon time.Time)
 	if err != nil {
 		return err
 	}
-	h := horizon.UnixMicro()
-	var keep []partInfo
-	for _, p := range ps {
-		if p.r.to <= h {
-			if _, err := tx.Exec(ctx, "DROP TABLE IF EXISTS "+qualify(o.Schema, p.name)); err != nil {
-				return fmt.Errorf("outputs.postgresql: drop partition %s: %w", p.name, err)
-			}
-			o.log.Info("retention: partition dropped", "table", tbl, "name", p.name)
-			continue
-		}
-		keep = append(keep, p)
+	rs, err := change(tx, ps)
+	if err != nil {
+		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return err
 	}
-	o.parts.set(tbl, rangesOf(keep))
+	o.parts.set(tbl, rs)
 	return nil
 }
 
