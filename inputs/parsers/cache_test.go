@@ -109,7 +109,92 @@ func cachePayloads(t *testing.T) map[string][][]byte {
 			obj(`[{"timestamp":@TS@,"metric_name":"A","value":@V@},{"timestamp":@TS@,"metric_name":"B","value":@V@}]`))
 	}
 	out[FormatGPUTelJSON] = append(tel, toBytes(telVar)...)
+	out[FormatPrometheus] = promVariants(t)
 	return out
+}
+
+// promVariants are the real dcgm-exporter scrape and variations of it
+// that the Prometheus fast path must either emit exactly as expfmt does or
+// hand to expfmt: other values and timestamps, other spacing, lines the
+// cache knows in shapes or contexts expfmt rejects or reads otherwise.
+func promVariants(t testing.TB) [][]byte {
+	scrape := string(readTestdata(t, "dcgm-exporter-metrics.txt"))
+	lines := strings.Split(strings.TrimSuffix(scrape, "\n"), "\n")
+	// each rewrites every sample line with f.
+	each := func(f func(i int, series, value string) string) string {
+		var sb strings.Builder
+		for i, l := range lines {
+			if strings.HasPrefix(l, "#") {
+				sb.WriteString(l)
+			} else {
+				sp := strings.LastIndexByte(l, ' ')
+				sb.WriteString(f(i, l[:sp], l[sp+1:]))
+			}
+			sb.WriteByte('\n')
+		}
+		return sb.String()
+	}
+	first := lines[2] // the first sample line
+	sp := strings.LastIndexByte(first, ' ')
+	firstSeries := first[:sp]
+	vs := []string{
+		scrape,
+		scrape,
+		each(func(i int, s, v string) string { return fmt.Sprintf("%s %d", s, i) }),
+		each(func(i int, s, v string) string { return s + " " + v + " 1735787045123" }),
+		each(func(i int, s, v string) string { return s + "\t" + v + "  \t1735787045123" }),
+		// Values and timestamps expfmt parses its own way.
+		each(func(i int, s, v string) string {
+			return s + " " + []string{"NaN", "+Inf", "-Inf", "1.5e3", ".5", "Nan", "inf", "-0", "1e-400"}[i%9]
+		}),
+		each(func(i int, s, v string) string { return s + " " + v + " " }),
+		each(func(i int, s, v string) string { return s + v }),
+		each(func(i int, s, v string) string { return s + " " + v + "\r" }),
+		each(func(i int, s, v string) string { return " " + s + " " + v }),
+		// DCGM blank sentinels.
+		each(func(i int, s, v string) string { return s + " 9223372036854775794" }),
+		each(func(i int, s, v string) string { return s + " 140737488355328" }),
+		// A second HELP line inside the family.
+		lines[0] + "\n" + lines[1] + "\n" + first + "\n" + lines[0] + "\n" + first + "\n",
+		// No newline at the end; a generic comment; only comments.
+		strings.TrimSuffix(scrape, "\n"),
+		"# hello\n" + scrape,
+		"# HELP DCGM_FI_DEV_SM_CLOCK SM clock frequency (in MHz).\n# TYPE DCGM_FI_DEV_SM_CLOCK gauge\n",
+		// A second HELP or TYPE line; a TYPE line after the samples.
+		scrape + lines[0] + "\n",
+		scrape + lines[1] + "\n",
+		first + "\n" + lines[0] + "\n" + lines[1] + "\n",
+		lines[0] + "\n" + first + "\n" + lines[1] + "\n",
+		strings.Replace(lines[1], "gauge", "GAUGE", 1) + "\n" + first + "\n",
+		strings.Replace(lines[1], "gauge", "counter", 1) + "\n" + first + "\n",
+		strings.Replace(lines[1], "gauge", "histogram", 1) + "\n" + firstSeries + " 1\n",
+		strings.Replace(lines[1], "gauge", "summary", 1) + "\n" + firstSeries + " 1\n",
+		strings.Replace(lines[1], "gauge", "bogus", 1) + "\n" + first + "\n",
+		strings.Replace(lines[0], "(in MHz)", `(in \q)`, 1) + "\n" + first + "\n",
+		// A family's samples apart; the same sample twice.
+		first + "\n" + lines[5] + "\n" + first + "\n",
+		first + "\n" + first + "\n",
+		// A histogram beside the scrape.
+		scrape + "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\nh_count 2\n",
+		// A changed label; an empty label; quoting inside values.
+		strings.Replace(scrape, `gpu="0"`, `gpu="1"`, -1),
+		strings.Replace(scrape, `container="cuda"`, `container=""`, -1),
+		strings.Replace(scrape, `container="cuda"`, `container="a} 5 \"b\" \\"`, -1),
+		strings.Replace(scrape, `container="cuda"`, `container="cuda",container="x"`, -1),
+		strings.Replace(scrape, `{gpu="0"`, ` {gpu="0"`, -1),
+		strings.Replace(scrape, `{gpu="0"`, `{"gpu"="0"`, -1),
+		"up 1\nup 2 1735787045123\n",
+		"up 1\nbad line\nup 3\n",
+	}
+	// Values and timestamps that expfmt rejects, or parses its own way, each
+	// in a payload of its own.
+	for _, v := range []string{"1e400", "1_0", "0x1p3", "0x10", "0X1P-2", "abc", "", "1.", "+5", "١"} {
+		vs = append(vs, each(func(i int, s, _ string) string { return s + " " + v }))
+	}
+	for _, ts := range []string{"12.5", "1 2", "-5", "x", "9223372036854775808", "+7", "0x10", "1_000"} {
+		vs = append(vs, each(func(i int, s, v string) string { return s + " " + v + " " + ts }))
+	}
+	return toBytes(vs)
 }
 
 func toBytes(ss []string) [][]byte {
@@ -128,6 +213,8 @@ func uncached(format string) Parser {
 		return newDCGMCSVWith(true)
 	case FormatGPUTelJSON:
 		return newGPUTelJSONWith(true)
+	case FormatPrometheus:
+		return newPrometheusWith(true)
 	}
 	panic(format)
 }

@@ -34,10 +34,27 @@ type promState struct {
 	labels []sdk.Label
 	names  []string
 	name   []byte
+
+	// The fast path (promfast.go): comment lines of accepted payloads
+	// (hash -> length), and scratch space.
+	meta      map[key128]int
+	fastRows  []promFastRow
+	fastNames []promName
+	fastNext  map[string]int
 }
 
 func newPrometheus() *prometheusText {
-	return &prometheusText{pool: statePool[promState]{make: func() *promState { return &promState{cache: newSeriesCache(false)} }}}
+	return &prometheusText{pool: statePool[promState]{make: func() *promState { return newPromState(false) }}}
+}
+
+// newPrometheusWith returns a prometheus parser; noRows turns its row
+// cache, and with it the fast path, off (tests compare against it).
+func newPrometheusWith(noRows bool) *prometheusText {
+	return &prometheusText{pool: statePool[promState]{make: func() *promState { return newPromState(noRows) }}}
+}
+
+func newPromState(noRows bool) *promState {
+	return &promState{cache: newSeriesCache(noRows), meta: make(map[key128]int), fastNext: make(map[string]int)}
 }
 
 // parseText runs expfmt over text, which must end in a newline.
@@ -81,9 +98,13 @@ func (p *prometheusText) Parse(payload []byte, msgTime time.Time, pos string, b 
 
 func (em *promEmitter) parse(payload []byte, pos string) error {
 	b := em.b
+	if em.fastParse(payload) {
+		return nil
+	}
 	fams, err := em.st.parseText(payload)
 	if err == nil {
-		em.emit(fams)
+		em.emit(payload, fams)
+		em.learn(payload, fams)
 		return nil
 	}
 	var pe expfmt.ParseError
@@ -233,7 +254,7 @@ func (em *promEmitter) parseBlock(blk block, pos string) {
 		fams, err := em.st.parseText(buf)
 		if err == nil {
 			em.goodBlocks++
-			em.emit(fams)
+			em.emit(buf, fams)
 			return
 		}
 		var pe expfmt.ParseError
@@ -249,14 +270,38 @@ func (em *promEmitter) parseBlock(blk block, pos string) {
 	}
 }
 
-// emit appends the samples of fams, in family name order.
-func (em *promEmitter) emit(fams map[string]*dto.MetricFamily) {
+// emit appends the samples of fams, which expfmt made of payload: the
+// families in the order their first sample line comes in payload (any
+// other in name order), the metrics of each in expfmt's order (the lines'
+// order for counters, gauges and untyped metrics). The fast path
+// (promfast.go) emits in the same order.
+func (em *promEmitter) emit(payload []byte, fams map[string]*dto.MetricFamily) {
 	st := em.st
 	st.names = st.names[:0]
-	for name := range fams {
-		st.names = append(st.names, name)
+	for off := 0; off < len(payload); {
+		line := payload[off:]
+		if i := bytes.IndexByte(line, '\n'); i >= 0 {
+			line = line[:i]
+		}
+		off += len(line) + 1
+		t := trimSpace(line)
+		if len(t) == 0 || t[0] == '#' {
+			continue
+		}
+		name := familyOf(fams, sampleName(t))
+		if name != "" && (len(st.names) == 0 || st.names[len(st.names)-1] != name) && !slices.Contains(st.names, name) {
+			st.names = append(st.names, name)
+		}
 	}
-	slices.Sort(st.names)
+	if len(st.names) < len(fams) {
+		n := len(st.names)
+		for name := range fams {
+			if !slices.Contains(st.names[:n], name) {
+				st.names = append(st.names, name)
+			}
+		}
+		slices.Sort(st.names[n:])
+	}
 	em.rows = 0
 	for _, mf := range fams {
 		em.rows += len(mf.GetMetric())
@@ -303,6 +348,22 @@ func (em *promEmitter) emit(fams map[string]*dto.MetricFamily) {
 	}
 }
 
+// familyOf returns the family of fams that sample name n belongs to, or
+// "".
+func familyOf(fams map[string]*dto.MetricFamily, n string) string {
+	if _, ok := fams[n]; ok {
+		return n
+	}
+	for _, s := range [...]string{"_bucket", "_sum", "_count"} {
+		if f, ok := strings.CutSuffix(n, s); ok {
+			if _, ok := fams[f]; ok {
+				return f
+			}
+		}
+	}
+	return ""
+}
+
 // add appends one sample of metric m under name+suffix, with an extra
 // label (le/quantile) when extraKey is set. NaN, and DCGM blank sentinels
 // on DCGM_ metrics, give no sample.
@@ -310,6 +371,13 @@ func (em *promEmitter) add(name string, m *dto.Metric, extraKey, extraVal string
 	if math.IsNaN(v) || (dcgm && isDCGMBlank(v)) {
 		return
 	}
+	e := em.seriesOf(name, m, extraKey, extraVal, suffix)
+	em.st.cache.add(em.b, e, ts, v, em.rows, 0)
+}
+
+// seriesOf returns the cached series of metric m under name+suffix, with
+// an extra label (le/quantile) when extraKey is set.
+func (em *promEmitter) seriesOf(name string, m *dto.Metric, extraKey, extraVal, suffix string) *cachedSeries {
 	st := em.st
 	in := st.cache.in
 	ls := st.labels[:0]
@@ -325,8 +393,7 @@ func (em *promEmitter) add(name string, m *dto.Metric, extraKey, extraVal string
 	ls = sortLabels(ls)
 	st.labels = ls
 	st.name = append(append(st.name[:0], name...), suffix...)
-	e := st.cache.series(in.get(st.name), ls)
-	st.cache.add(em.b, e, ts, v, em.rows, 0)
+	return st.cache.series(in.get(st.name), ls)
 }
 
 // getString interns s.

@@ -1,0 +1,398 @@
+package parsers
+
+import (
+	"bytes"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+	"unsafe"
+
+	dto "github.com/prometheus/client_model/go"
+)
+
+// The Prometheus fast path.
+//
+// expfmt's TextParser costs ~9 µs per dcgm-exporter sample (it builds a
+// protobuf LabelPair per label and a map per family on every scrape),
+// while a cluster scrapes the same series again and again. Like
+// Prometheus's own scrape cache, the parser remembers the series part of
+// every sample line that expfmt accepted (the bytes before the value:
+// name and label set) and the series it gave; a payload whose every line
+// is known this way is emitted from the cache, with only the value and
+// timestamp parsed, exactly as expfmt parses them. expfmt stays the parser
+// of record: any line the cache does not know, and anything unusual (a
+// summary or histogram family, a comment line not seen in an accepted
+// payload, a second HELP or TYPE line for a name, a TYPE line after samples
+// of its name, other spacing), sends the whole payload through expfmt,
+// which also fills the cache. TestPrometheusFastPath and FuzzPrometheus
+// check that both paths give the same samples and the same errors.
+
+// promFastMaxMeta bounds the comment lines a state remembers as accepted.
+const promFastMaxMeta = 1 << 14
+
+// promFastRow is one sample of a payload on the fast path.
+type promFastRow struct {
+	e       *cachedSeries
+	ts      int64
+	v       float64
+	lineLen int
+	rest    int
+}
+
+// promName is a metric name a payload's HELP, TYPE or sample line named,
+// with what kinds of line named it.
+type promName struct {
+	name                 []byte
+	help, typ, hasSample bool
+}
+
+// fastParse emits payload from the cache when every line is known; it
+// returns false, having appended nothing, otherwise.
+func (em *promEmitter) fastParse(payload []byte) bool {
+	st := em.st
+	if st.cache.noRows {
+		return false
+	}
+	rows := st.fastRows[:0]
+	names := st.fastNames[:0]
+	defer func() {
+		clear(rows)
+		st.fastRows = rows[:0]
+		st.fastNames = names[:0]
+	}()
+	// seen returns the entry of name, adding it.
+	seen := func(name []byte) *promName {
+		// Scrapes name a few dozen families: a linear scan beats a map.
+		for i := len(names) - 1; i >= 0; i-- {
+			if bytes.Equal(names[i].name, name) {
+				return &names[i]
+			}
+		}
+		names = append(names, promName{name: name})
+		return &names[len(names)-1]
+	}
+	var last []byte // the name of the last sample line
+	for off := 0; off < len(payload); {
+		line := payload[off:]
+		if i := bytes.IndexByte(line, '\n'); i >= 0 {
+			line = line[:i]
+		}
+		off += len(line) + 1
+		if len(line) == 0 {
+			continue
+		}
+		if line[0] == '#' {
+			kind, name, ok := promMetaLine(line)
+			if !ok || !st.metaOK(line) {
+				return false
+			}
+			n := seen(name)
+			if kind == 'H' {
+				if n.help {
+					return false // expfmt: second HELP line
+				}
+				n.help = true
+			} else {
+				if n.typ || n.hasSample {
+					return false // expfmt: second TYPE line, or TYPE after samples
+				}
+				n.typ = true
+			}
+			continue
+		}
+		series, name, value, ts, ok := splitPromSample(line)
+		if !ok {
+			return false
+		}
+		e := st.cache.row(series)
+		if e == nil {
+			return false
+		}
+		v, err := expfmtFloat(value)
+		if err != nil {
+			return false
+		}
+		t := em.msgNanos
+		if ts != nil {
+			ms, err := strconv.ParseInt(bstr(ts), 10, 64)
+			if err != nil {
+				return false
+			}
+			t = ms * int64(time.Millisecond)
+		}
+		if !bytes.Equal(name, last) {
+			n := seen(name)
+			if n.hasSample {
+				// Samples of a family apart: expfmt's output groups them,
+				// so the order would differ.
+				return false
+			}
+			n.hasSample = true
+			last = name
+		}
+		rows = append(rows, promFastRow{e: e, ts: t, v: v, lineLen: len(line), rest: len(payload) - off})
+	}
+	if len(rows) == 0 {
+		return false
+	}
+	for _, r := range rows {
+		if math.IsNaN(r.v) || (strings.HasPrefix(r.e.name, "DCGM_") && isDCGMBlank(r.v)) {
+			continue
+		}
+		st.cache.add(em.b, r.e, r.ts, r.v, r.rest, r.lineLen)
+	}
+	return true
+}
+
+// learn remembers the lines of payload, which expfmt parsed into fams
+// without error, for the fast path: the comment lines, and the series of
+// each sample line of a counter, gauge or untyped family. It learns
+// nothing from a payload with a summary or histogram family, or with a
+// line it cannot match to expfmt's result.
+func (em *promEmitter) learn(payload []byte, fams map[string]*dto.MetricFamily) {
+	st := em.st
+	if st.cache.noRows {
+		return
+	}
+	for _, mf := range fams {
+		switch mf.GetType() {
+		case dto.MetricType_COUNTER, dto.MetricType_GAUGE, dto.MetricType_UNTYPED:
+		default:
+			return
+		}
+	}
+	// next[name] is the index of the next metric of family name.
+	next := st.fastNext
+	clear(next)
+	type learned struct {
+		series []byte
+		e      *cachedSeries
+	}
+	var rows []learned
+	var metas [][]byte
+	for off := 0; off < len(payload); {
+		line := payload[off:]
+		if i := bytes.IndexByte(line, '\n'); i >= 0 {
+			line = line[:i]
+		}
+		off += len(line) + 1
+		if len(line) == 0 {
+			continue
+		}
+		if line[0] == '#' {
+			if _, _, ok := promMetaLine(line); ok {
+				metas = append(metas, line)
+			}
+			continue
+		}
+		series, name, value, ts, ok := splitPromSample(line)
+		if !ok {
+			return
+		}
+		mf := fams[bstr(name)]
+		if mf == nil {
+			return
+		}
+		i := next[mf.GetName()]
+		next[mf.GetName()] = i + 1
+		if i >= len(mf.GetMetric()) {
+			return
+		}
+		m := mf.GetMetric()[i]
+		// The line must be the metric expfmt made of it.
+		v, err := expfmtFloat(value)
+		if err != nil || !sameFloat(v, promValue(mf, m)) {
+			return
+		}
+		if (ts == nil) != (m.TimestampMs == nil) {
+			return
+		}
+		if ts != nil {
+			ms, err := strconv.ParseInt(bstr(ts), 10, 64)
+			if err != nil || ms != m.GetTimestampMs() {
+				return
+			}
+		}
+		rows = append(rows, learned{series: series, e: em.seriesOf(mf.GetName(), m, "", "", "")})
+	}
+	for _, r := range rows {
+		st.cache.setRow(r.series, r.e)
+	}
+	if len(st.meta)+len(metas) > promFastMaxMeta {
+		clear(st.meta)
+	}
+	for _, l := range metas {
+		st.meta[st.cache.hash(l)] = len(l)
+	}
+}
+
+// metaOK reports whether comment line was seen in a payload expfmt
+// accepted.
+func (st *promState) metaOK(line []byte) bool {
+	n, ok := st.meta[st.cache.hash(line)]
+	return ok && n == len(line)
+}
+
+// promValue is the value of a counter, gauge or untyped metric.
+func promValue(mf *dto.MetricFamily, m *dto.Metric) float64 {
+	switch mf.GetType() {
+	case dto.MetricType_COUNTER:
+		return m.GetCounter().GetValue()
+	case dto.MetricType_GAUGE:
+		return m.GetGauge().GetValue()
+	}
+	return m.GetUntyped().GetValue()
+}
+
+func sameFloat(a, b float64) bool {
+	return math.Float64bits(a) == math.Float64bits(b) || (math.IsNaN(a) && math.IsNaN(b))
+}
+
+// promMetaLine recognises "# HELP name ..." and "# TYPE name type" with
+// single spaces, the type one the fast path handles (counter, gauge,
+// untyped). kind is 'H' or 'T'.
+func promMetaLine(line []byte) (kind byte, name []byte, ok bool) {
+	var rest []byte
+	switch {
+	case bytes.HasPrefix(line, []byte("# HELP ")):
+		kind, rest = 'H', line[len("# HELP "):]
+	case bytes.HasPrefix(line, []byte("# TYPE ")):
+		kind, rest = 'T', line[len("# TYPE "):]
+	default:
+		return 0, nil, false
+	}
+	sp := bytes.IndexByte(rest, ' ')
+	if sp <= 0 {
+		return 0, nil, false
+	}
+	name, rest = rest[:sp], rest[sp+1:]
+	for _, c := range name {
+		if !isPromNameByte(c) {
+			return 0, nil, false
+		}
+	}
+	if kind == 'T' {
+		switch strings.ToLower(bstr(rest)) {
+		case "counter", "gauge", "untyped":
+		default:
+			return 0, nil, false
+		}
+	}
+	return kind, name, true
+}
+
+// splitPromSample splits "name{labels} value[ timestamp]" (the name in the
+// legacy character set, blanks or tabs between the parts, nothing after
+// them) into its series part (name and label set), name, value and
+// timestamp (nil when absent). ok is false for any other shape.
+func splitPromSample(line []byte) (series, name, value, ts []byte, ok bool) {
+	i := 0
+	for i < len(line) && isPromNameByte(line[i]) {
+		i++
+	}
+	if i == 0 || (line[0] >= '0' && line[0] <= '9') {
+		return nil, nil, nil, nil, false
+	}
+	name = line[:i]
+	if i < len(line) && line[i] == '{' {
+		j, found := closeBrace(line, i+1)
+		if !found {
+			return nil, nil, nil, nil, false
+		}
+		i = j + 1
+	}
+	series = line[:i]
+	rest := line[i:]
+	k := skipBlanks(rest)
+	if k == 0 || k == len(rest) {
+		return nil, nil, nil, nil, false
+	}
+	rest = rest[k:]
+	end := tokenEnd(rest)
+	value, rest = rest[:end], rest[end:]
+	if len(rest) == 0 {
+		return series, name, value, nil, true
+	}
+	k = skipBlanks(rest)
+	if k == len(rest) {
+		return nil, nil, nil, nil, false // trailing blanks: expfmt wants a timestamp
+	}
+	rest = rest[k:]
+	end = tokenEnd(rest)
+	if end != len(rest) {
+		return nil, nil, nil, nil, false
+	}
+	return series, name, value, rest, true
+}
+
+// closeBrace returns the index of the '}' closing a label set that starts
+// at line[from:], skipping quoted values (with backslash escapes).
+func closeBrace(line []byte, from int) (int, bool) {
+	for j := from; j < len(line); {
+		switch line[j] {
+		case '}':
+			return j, true
+		case '"':
+			// A quoted value: find its closing quote, one not escaped by
+			// an odd number of backslashes.
+			j++
+			for {
+				q := bytes.IndexByte(line[j:], '"')
+				if q < 0 {
+					return 0, false
+				}
+				bs := 0
+				for p := j + q - 1; p >= j && line[p] == '\\'; p-- {
+					bs++
+				}
+				j += q + 1
+				if bs%2 == 0 {
+					break
+				}
+			}
+		default:
+			j++
+		}
+	}
+	return 0, false
+}
+
+func skipBlanks(b []byte) int {
+	i := 0
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
+		i++
+	}
+	return i
+}
+
+func tokenEnd(b []byte) int {
+	i := 0
+	for i < len(b) && b[i] != ' ' && b[i] != '\t' {
+		i++
+	}
+	return i
+}
+
+// isPromNameByte reports the legacy metric name characters
+// [a-zA-Z0-9_:].
+func isPromNameByte(c byte) bool {
+	return c == '_' || c == ':' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+}
+
+// expfmtFloat parses a sample value the way expfmt does.
+func expfmtFloat(b []byte) (float64, error) {
+	if bytes.ContainsAny(b, "pP_") {
+		return 0, strconv.ErrSyntax
+	}
+	return strconv.ParseFloat(bstr(b), 64)
+}
+
+// bstr views b as a string without copying; the string must not outlive
+// b's contents or be kept.
+func bstr(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
