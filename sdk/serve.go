@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/telemetry-collector/telemetry-collector/internal/pluginpb"
+	"github.com/telemetry-collector/telemetry-collector/internal/profiling"
 	"github.com/telemetry-collector/telemetry-collector/internal/wire"
 )
 
@@ -74,6 +75,11 @@ func Serve(regs ...Registration) {
 		os.Exit(1)
 	}
 	srv := newServer(logger, regs)
+	stopProfile, err := profiling.Start("plugin-" + envOr(PluginAliasEnv, "unnamed"))
+	if err != nil {
+		logger.Warn("no CPU profile", "error", err)
+	}
+	defer stopProfile()
 	go watchParent(logger, os.Getppid(), time.Second)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: wire.Handshake(),

@@ -23,6 +23,7 @@ import (
 
 	"github.com/telemetry-collector/telemetry-collector/agent"
 	"github.com/telemetry-collector/telemetry-collector/conf"
+	"github.com/telemetry-collector/telemetry-collector/internal/profiling"
 	"github.com/telemetry-collector/telemetry-collector/plugins"
 )
 
@@ -119,6 +120,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logger.Error("second signal: exiting without draining")
 		os.Exit(exitFailure)
 	}()
+
+	stopProfile, err := profiling.Start("collector")
+	if err != nil {
+		logger.Warn("no CPU profile", "error", err)
+	}
+	defer stopProfile()
 
 	factory := &pluginFactory{launcher: launcher}
 	a, err := agent.New(cfg, factory, agent.Options{Logger: logger})

@@ -20,6 +20,7 @@ import (
 
 	"github.com/telemetry-collector/telemetry-collector/internal/e2e"
 	"github.com/telemetry-collector/telemetry-collector/internal/procfs"
+	"github.com/telemetry-collector/telemetry-collector/internal/profiling"
 	"github.com/telemetry-collector/telemetry-collector/mq/client"
 	"github.com/telemetry-collector/telemetry-collector/outputs/postgresql"
 )
@@ -36,6 +37,8 @@ func TestMain(m *testing.M) { os.Exit(e2e.Main(m)) }
 //	BENCH_INPUT_BATCH, BENCH_MAX_IN_FLIGHT  override the input's batch_size
 //	                 and max_in_flight (messages)
 //	BENCH_CREDITS    the agent's input_credits
+//	BENCH_CPUPROFILE DIR: the collector and every plugin process write a
+//	                 CPU profile there (internal/profiling)
 //	BENCH_GOGC, BENCH_GOMEMLIMIT  GOGC / GOMEMLIMIT of the collector and
 //	                 (inherited) its plugin processes
 type settings struct {
@@ -70,6 +73,16 @@ func readSettings(t *testing.T) settings {
 	}
 	if v := os.Getenv("BENCH_GOMEMLIMIT"); v != "" {
 		s.goEnv = append(s.goEnv, "GOMEMLIMIT="+v)
+	}
+	if v := os.Getenv("BENCH_CPUPROFILE"); v != "" {
+		abs, err := filepath.Abs(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(abs, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		s.goEnv = append(s.goEnv, profiling.CPUProfileEnv+"="+abs)
 	}
 	if s.gpus%GPUsPerHost != 0 {
 		t.Fatalf("BENCH_GPUS=%d: want a multiple of %d", s.gpus, GPUsPerHost)
