@@ -45,9 +45,11 @@ func (i *Input) Run(ctx context.Context, acc sdk.Accumulator) error {
 
 	pc := &parserCache{
 		newParser: i.parserFactory(),
-		opts:      parsers.Options{Location: loc},
-		ok:        make(map[string]parsers.Parser),
-		bad:       make(map[string]error),
+		// The builder and the SDK only read labels: batches can share the
+		// parser's label slices instead of copying them per payload.
+		opts: parsers.Options{Location: loc, SharedLabels: true},
+		ok:   make(map[string]parsers.Parser),
+		bad:  make(map[string]error),
 	}
 	maxPoints := i.EmitMaxPoints
 	if maxPoints < 1 {

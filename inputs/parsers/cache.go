@@ -30,7 +30,9 @@ import (
 // statePool hands to one Parse call at a time; it is not safe for
 // concurrent use. Cached names, label templates and strings are never
 // handed out mutable: a batch gets its own copy of each label slice
-// (processors may change labels in place); the strings are shared.
+// (processors may change labels in place); the strings are shared. With
+// Options.SharedLabels (shared) batches get the templates themselves, and
+// their owners promise not to modify them.
 //
 // Size: the cache is emptied at the end of a payload once it holds more
 // than maxCachedSeries series or row keys, or about maxCacheBytes (label
@@ -49,6 +51,9 @@ type seriesCache struct {
 	// noRows turns the row cache off (row always misses): every row takes
 	// the slow path. Tests compare against it.
 	noRows bool
+	// shared hands batches the cached label slices themselves, not
+	// copies (Options.SharedLabels): they are never modified here.
+	shared bool
 }
 
 // key128 is a 128-bit hash of identity bytes.
@@ -159,7 +164,9 @@ func (c *seriesCache) series(name string, ls []sdk.Label) *cachedSeries {
 	collision := e != nil
 	e = &cachedSeries{name: name}
 	if len(ls) > 0 {
-		e.labels = slices.Clone(ls)
+		// Clipped: with SharedLabels an append by a batch's owner must
+		// reallocate, never write into the template's spare capacity.
+		e.labels = slices.Clip(slices.Clone(ls))
 	}
 	if !collision {
 		c.canon[h] = e
@@ -201,7 +208,11 @@ func (c *seriesCache) add(b *sdk.Batch, e *cachedSeries, ts int64, v float64, re
 func (c *seriesCache) id(b *sdk.Batch, e *cachedSeries, rows int) uint32 {
 	if e.gen != c.gen {
 		e.gen = c.gen
-		e.id = b.AddSeries(e.name, c.slab.takeHint(e.labels, rows))
+		ls := e.labels
+		if !c.shared {
+			ls = c.slab.takeHint(e.labels, rows)
+		}
+		e.id = b.AddSeries(e.name, ls)
 	}
 	return e.id
 }

@@ -265,3 +265,46 @@ func TestCacheBatchOwnsLabels(t *testing.T) {
 		t.Fatalf("second batch sees the first batch's edit: %s", got)
 	}
 }
+
+// TestSharedLabels: with Options.SharedLabels every batch gets the same
+// label slice for a series (clipped, so an append cannot write into it);
+// without it each batch gets its own copy. Both give the same samples.
+func TestSharedLabels(t *testing.T) {
+	payloads := cachePayloads(t)
+	for _, format := range []string{FormatDCGMCSV, FormatGPUTelJSON, FormatPrometheus} {
+		t.Run(format, func(t *testing.T) {
+			pl := payloads[format][0]
+			shared := mustParser(t, format, Options{Location: time.UTC, SharedLabels: true})
+			own := mustParser(t, format, Options{Location: time.UTC})
+			var s1, s2, o1, o2 sdk.Batch
+			for _, c := range []struct {
+				p Parser
+				b *sdk.Batch
+			}{{shared, &s1}, {shared, &s2}, {own, &o1}, {own, &o2}} {
+				if err := c.p.Parse(pl, testMsgTime, "m", c.b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !sameBatch(&s1, &o1) || !sameBatch(&s2, &o2) {
+				t.Fatalf("shared labels change the samples:\n%s\nwant:\n%s", dumpBatch(&s1), dumpBatch(&o1))
+			}
+			labelled := 0
+			for i := range s1.Series {
+				ls1, ls2 := s1.Series[i].Labels, s2.Series[i].Labels
+				if len(ls1) == 0 {
+					continue
+				}
+				labelled++
+				if &ls1[0] != &ls2[0] || cap(ls1) != len(ls1) {
+					t.Fatalf("series %d: shared labels not shared or not clipped (cap %d, len %d)", i, cap(ls1), len(ls1))
+				}
+				if &o1.Series[i].Labels[0] == &o2.Series[i].Labels[0] {
+					t.Fatalf("series %d: without SharedLabels two batches share a label slice", i)
+				}
+			}
+			if labelled == 0 {
+				t.Fatal("no labelled series")
+			}
+		})
+	}
+}

@@ -36,6 +36,13 @@ type Options struct {
 	// Location is the zone of timestamps written without one (nvidia-smi
 	// prints local time). Nil means time.Local.
 	Location *time.Location
+	// SharedLabels lets batches share the parser's label slices: the
+	// label slice of a series is the same (immutable) slice in every
+	// batch the parser fills, instead of a copy per batch. The caller
+	// must then never modify a batch's labels in place (replace the
+	// slice instead). It saves a copy of every series's labels per
+	// payload, and lets callers recognise a series by its slice.
+	SharedLabels bool
 }
 
 // New returns the parser for format (one of the Format constants).

@@ -13,14 +13,42 @@ func newParser(format string, opts Options) (Parser, error) {
 	}
 	switch format {
 	case FormatDCGMCSV:
-		return newDCGMCSV(), nil
+		p := newDCGMCSV()
+		if opts.SharedLabels {
+			shareLabels(&p.pool, func(st *dcgmState) *seriesCache { return &st.cache })
+		}
+		return p, nil
 	case FormatNvidiaSMICSV:
-		return newNvidiaSMICSV(loc), nil
+		p := newNvidiaSMICSV(loc)
+		if opts.SharedLabels {
+			shareLabels(&p.pool, func(st *smiState) *seriesCache { return &st.cache })
+		}
+		return p, nil
 	case FormatPrometheus:
-		return newPrometheus(), nil
+		p := newPrometheus()
+		if opts.SharedLabels {
+			shareLabels(&p.pool, func(st *promState) *seriesCache { return &st.cache })
+		}
+		return p, nil
 	case FormatGPUTelJSON:
-		return newGPUTelJSON(), nil
+		p := newGPUTelJSON()
+		if opts.SharedLabels {
+			shareLabels(&p.pool, func(st *telState) *seriesCache { return &st.cache })
+		}
+		return p, nil
 	}
 	return nil, fmt.Errorf("parsers: unknown data format %q (want %s, %s, %s or %s)", format,
 		FormatDCGMCSV, FormatNvidiaSMICSV, FormatPrometheus, FormatGPUTelJSON)
+}
+
+// shareLabels makes the states pool hands out share their series caches'
+// label slices with the batches (Options.SharedLabels). It must be called
+// before the parser's first Parse.
+func shareLabels[T any](pool *statePool[T], cache func(*T) *seriesCache) {
+	mk := pool.make
+	pool.make = func() *T {
+		st := mk()
+		cache(st).shared = true
+		return st
+	}
 }
