@@ -25,7 +25,14 @@ import (
 	"github.com/telemetry-collector/telemetry-collector/outputs/postgresql"
 )
 
-func TestMain(m *testing.M) { os.Exit(e2e.Main(m)) }
+func TestMain(m *testing.M) {
+	// The product acknowledges a message once its rows are durably
+	// committed: measure against a PostgreSQL that makes commits durable,
+	// as deployments do. BENCH_PG_FSYNC=off measures with fsync,
+	// synchronous_commit and full_page_writes off instead.
+	e2e.DurablePostgres(os.Getenv("BENCH_PG_FSYNC") != "off")
+	os.Exit(e2e.Main(m))
+}
 
 // Settings (environment):
 //
@@ -37,6 +44,8 @@ func TestMain(m *testing.M) { os.Exit(e2e.Main(m)) }
 //	BENCH_INPUT_BATCH, BENCH_MAX_IN_FLIGHT  override the input's batch_size
 //	                 and max_in_flight (messages)
 //	BENCH_CREDITS    the agent's input_credits
+//	BENCH_PG_FSYNC   "off": PostgreSQL with fsync, synchronous_commit and
+//	                 full_page_writes off (default: on, durable commits)
 //	BENCH_CPUPROFILE DIR: the collector and every plugin process write a
 //	                 CPU profile there (internal/profiling)
 //	BENCH_GOGC, BENCH_GOMEMLIMIT  GOGC / GOMEMLIMIT of the collector and
@@ -111,8 +120,12 @@ func readSettings(t *testing.T) settings {
 //	workload=NAME pipeline_samples_per_sec=N ceiling_samples_per_sec=M ratio=R peak_rss_mib=X
 func TestBench(t *testing.T) {
 	s := readSettings(t)
-	fmt.Printf("bench: %s; %d CPUs (%s); %s; load average at start: %s\n",
-		runtime.Version(), runtime.NumCPU(), cpuModel(), memTotal(), loadAvg())
+	pgMode := "PostgreSQL durable (fsync, synchronous_commit on)"
+	if os.Getenv("BENCH_PG_FSYNC") == "off" {
+		pgMode = "PostgreSQL fsync off (BENCH_PG_FSYNC=off)"
+	}
+	fmt.Printf("bench: %s; %d CPUs (%s); %s; %s; load average at start: %s\n",
+		runtime.Version(), runtime.NumCPU(), cpuModel(), memTotal(), pgMode, loadAvg())
 	var lines []string
 	for _, name := range s.workloads {
 		i := slices.IndexFunc(Workloads, func(w Workload) bool { return w.Name == name })

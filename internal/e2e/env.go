@@ -54,6 +54,21 @@ var shared struct {
 	pg      *pgtest.Server
 	pgErr   error
 	dbSeq   atomic.Int64
+	// durable starts the shared cluster with PostgreSQL's durability
+	// settings (fsync, synchronous_commit, full_page_writes on) instead of
+	// fsync off; see DurablePostgres.
+	durable bool
+}
+
+// DurablePostgres makes SharedPostgres start the cluster with PostgreSQL's
+// default durability (a commit is on disk when it returns) rather than
+// fsync off, for measurements that must reflect a real deployment (make
+// bench). It must be called before the cluster is first used, typically
+// in TestMain before Main.
+func DurablePostgres(on bool) {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	shared.durable = on
 }
 
 // Main runs a package's tests with the harness's shared resources and
@@ -181,8 +196,8 @@ func SharedBinaries(t testing.TB) *Binaries {
 	return shared.bins
 }
 
-// SharedPostgres returns the test binary's PostgreSQL cluster (fsync off),
-// starting it on first use. Needs Main.
+// SharedPostgres returns the test binary's PostgreSQL cluster (fsync off
+// unless DurablePostgres), starting it on first use. Needs Main.
 func SharedPostgres(t testing.TB) *pgtest.Server {
 	t.Helper()
 	shared.mu.Lock()
@@ -192,7 +207,7 @@ func SharedPostgres(t testing.TB) *pgtest.Server {
 		// pgtest makes its directory under os.TempDir (world-searchable
 		// parents, as running PostgreSQL as the postgres user needs when we
 		// are root) and removes it at Stop.
-		shared.pg, shared.pgErr = pgtest.Start(context.Background(), pgtest.Options{FsyncOff: true,
+		shared.pg, shared.pgErr = pgtest.Start(context.Background(), pgtest.Options{FsyncOff: !shared.durable,
 			Settings: []string{"max_connections=200"}})
 	}
 	if shared.pgErr != nil {
