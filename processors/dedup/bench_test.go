@@ -76,3 +76,60 @@ func BenchmarkProcess(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkProcessStream is the end-to-end benchmark's shape: 1024 GPUs x
+// 30 metrics = 30,720 series (the fields of a GPU share one label slice,
+// the same slice round after round, as the sdk's stream dictionary hands
+// them to a LabelReader), one point per series per round, 66 rounds one
+// second apart, each round sent as 3 batches of 10,240 points (one point
+// per series per batch), window 10m, max_entries at its default (the last
+// round evicts). One op is the whole stream, 2,027,520 samples, through a
+// fresh processor. heap-B/series is the heap the processor retains after
+// the 66 rounds (after a GC), per series.
+func BenchmarkProcessStream(b *testing.B) {
+	const rounds, perBatch = 66, 10_240
+	tmpl := syntheticBatch(1024, 30)
+	nSeries := len(tmpl.Series)
+	batch := &sdk.Batch{Series: make([]sdk.Series, 0, perBatch), Points: make([]sdk.Point, 0, perBatch)}
+	ctx := context.Background()
+	var m0, m1, h0, h1 runtime.MemStats
+	var d *Dedup
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	b.ResetTimer()
+	for range b.N {
+		d = New()
+		d.now = func() time.Time { return time.Unix(0, t0).Add(time.Hour) }
+		for r := range rounds {
+			step := int64(r) * int64(time.Second)
+			for lo := 0; lo < nSeries; lo += perBatch {
+				hi := min(lo+perBatch, nSeries)
+				batch.Series = append(batch.Series[:0], tmpl.Series[lo:hi]...)
+				batch.Points = batch.Points[:0]
+				for i, p := range tmpl.Points[lo:hi] {
+					batch.Points = append(batch.Points, sdk.Point{Series: uint32(i), Time: p.Time + step, Value: p.Value})
+				}
+				if _, err := d.Process(ctx, batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	b.StopTimer()
+	runtime.ReadMemStats(&m1)
+	samples := float64(b.N) * float64(rounds*nSeries)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/samples, "ns/sample")
+	b.ReportMetric(float64(m1.TotalAlloc-m0.TotalAlloc)/samples, "B/sample")
+	b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/samples, "allocs/sample")
+	// Retained heap: the last processor's state, against none.
+	runtime.GC()
+	runtime.ReadMemStats(&h1)
+	keep := d
+	d = nil
+	runtime.KeepAlive(keep)
+	keep = nil
+	runtime.GC()
+	runtime.ReadMemStats(&h0)
+	b.ReportMetric(float64(int64(h1.HeapAlloc)-int64(h0.HeapAlloc))/float64(nSeries), "heap-B/series")
+	b.ReportMetric(float64(int64(h1.HeapAlloc)-int64(h0.HeapAlloc))/(1<<20), "heap-MiB")
+}
