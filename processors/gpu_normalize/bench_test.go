@@ -73,3 +73,92 @@ func BenchmarkProcess(b *testing.B) {
 		})
 	}
 }
+
+// streamBatches splits the series of a 1024-GPU x 30-field scrape into
+// batches of about size points, one point per series per batch, in the
+// order a dcgm-exporter scrape lists them (field by field, every GPU per
+// field). The fields of one GPU share a label slice, as the sdk's stream
+// dictionary hands them to a sdk.LabelReader batch after batch; with fresh,
+// each batch gets its own copy of every label slice (a caller that does not
+// share them).
+func streamBatches(tmpl *sdk.Batch, gpus, metrics, size int) [][]sdk.Series {
+	var order []sdk.Series
+	for m := range metrics {
+		for g := range gpus {
+			order = append(order, tmpl.Series[g*metrics+m])
+		}
+	}
+	var out [][]sdk.Series
+	for len(order) > 0 {
+		k := min(size, len(order))
+		out = append(out, order[:k])
+		order = order[k:]
+	}
+	return out
+}
+
+// BenchmarkProcessStream is the end-to-end benchmark's shape: 30,720
+// distinct series cycling through batches of ~10,000 points, one point per
+// series per batch. Reports ns/sample, allocs/sample and the heap retained
+// per series (after GC) by the processor.
+func BenchmarkProcessStream(b *testing.B) {
+	const gpus, metrics, size = 1024, 30, 10000
+	for _, fresh := range []bool{false, true} {
+		b.Run(fmt.Sprintf("shared=%v", !fresh), func(b *testing.B) {
+			tmpl := syntheticBatch(gpus, metrics)
+			parts := streamBatches(tmpl, gpus, metrics, size)
+			batch := &sdk.Batch{Series: make([]sdk.Series, 0, size), Points: make([]sdk.Point, 0, size)}
+			var slab []sdk.Label
+			fill := func(part []sdk.Series) {
+				batch.Series = append(batch.Series[:0], part...)
+				batch.Points = batch.Points[:0]
+				if fresh {
+					slab = make([]sdk.Label, 0, len(part)*12)
+				}
+				for i := range batch.Series {
+					if fresh {
+						ls := batch.Series[i].Labels
+						slab = append(slab, ls...)
+						batch.Series[i].Labels = slab[len(slab)-len(ls) : len(slab) : len(slab)]
+					}
+					batch.Points = append(batch.Points, sdk.Point{Series: uint32(i), Time: 1752871354000000000, Value: float64(i % 100)})
+				}
+			}
+			ctx := context.Background()
+			var m0, m1, m2 runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&m0)
+			n := New()
+			for _, part := range parts { // warm the series cache
+				fill(part)
+				if _, err := n.Process(ctx, batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			runtime.ReadMemStats(&m1)
+			b.ResetTimer()
+			samples := 0
+			for i := range b.N {
+				b.StopTimer() // building the batch is the caller's work
+				fill(parts[i%len(parts)])
+				samples += len(batch.Points)
+				b.StartTimer()
+				if _, err := n.Process(ctx, batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			runtime.ReadMemStats(&m2)
+			b.ReportMetric(float64(m2.Mallocs-m1.Mallocs)/float64(samples), "allocs/sample")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(samples), "ns/sample")
+			b.ReportMetric(0, "ns/op")
+			slab, batch = nil, nil
+			runtime.GC()
+			runtime.ReadMemStats(&m2)
+			b.ReportMetric(float64(int64(m2.HeapAlloc)-int64(m0.HeapAlloc))/float64(gpus*metrics), "heapB/series")
+			runtime.KeepAlive(n)
+			runtime.KeepAlive(tmpl)
+		})
+	}
+}
