@@ -244,11 +244,19 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
-// seriesKey hashes a series' identity: name and labels.
-func (d *Dedup) seriesKey(s *sdk.Series) key {
-	k := append(d.keyBuf[:0], s.Name...)
-	k = append(k, 0xff)
-	for _, l := range s.Labels {
+// seriesKey hashes a series' identity: name and labels. The name and the
+// labels are hashed apart (each with both seeds) and combined: lab is the
+// labels' hash, which consecutive series sharing one label slice (a GPU's
+// fields) reuse (see labelsKey).
+func (d *Dedup) seriesKey(name string, lab key) key {
+	return key{maphash.String(d.seedA, name) ^ lab.a, maphash.String(d.seedB, name) ^ lab.b}
+}
+
+// labelsKey hashes a label set: each key and value, a 0 after a key, a 1
+// after a value.
+func (d *Dedup) labelsKey(ls sdk.Labels) key {
+	k := d.keyBuf[:0]
+	for _, l := range ls {
 		k = append(k, l.Key...)
 		k = append(k, 0)
 		k = append(k, l.Value...)
@@ -256,6 +264,13 @@ func (d *Dedup) seriesKey(s *sdk.Series) key {
 	}
 	d.keyBuf = k
 	return key{maphash.Bytes(d.seedA, k), maphash.Bytes(d.seedB, k)}
+}
+
+// sameSlice reports whether a and b are the same slice: same backing
+// array, same length. Within one Process call (the batch is the callee's,
+// nobody writes it meanwhile) the same slice has the same contents.
+func sameSlice(a, b sdk.Labels) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // Process drops duplicate (and, when configured, unchanged) points of b in
@@ -277,8 +292,14 @@ func (d *Dedup) Process(ctx context.Context, b *sdk.Batch) ([]*sdk.Batch, error)
 		d.states = make([]*seriesState, nIn)
 	}
 	hashes, states := d.hashes[:nIn], d.states[:nIn]
+	var prevLabels sdk.Labels
+	var lab key
 	for i := range b.Series {
-		h := d.seriesKey(&b.Series[i])
+		s := &b.Series[i]
+		if i == 0 || !sameSlice(s.Labels, prevLabels) {
+			prevLabels, lab = s.Labels, d.labelsKey(s.Labels)
+		}
+		h := d.seriesKey(s.Name, lab)
 		hashes[i], states[i] = h, d.lookup(h)
 	}
 	horizon := d.nowNanos() + d.window // the watermark never moves past it
