@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/telemetry-collector/telemetry-collector/inputs/parsers"
 	"github.com/telemetry-collector/telemetry-collector/mq/mqpb"
@@ -69,6 +70,20 @@ type builder struct {
 	ids  map[uint64]uint32 // series hash -> index in cur's batch
 	seed maphash.Seed
 	key  []byte // scratch for series keys
+
+	// idents interns the series of messages whose parser shares its label
+	// slices (parsers.SharesLabels) by the identity of their name and
+	// label slice, instead of a hash of their contents.
+	idents map[seriesIdent]uint32 // -> index in cur's batch
+}
+
+// seriesIdent is the identity of a series: where its name and label slice
+// live, and their lengths.
+type seriesIdent struct {
+	name   *byte
+	labels *sdk.Label
+	nlen   int
+	llen   int
 }
 
 func newBuilder(maxPoints int) *builder { return &builder{maxPoints: maxPoints} }
@@ -76,6 +91,10 @@ func newBuilder(maxPoints int) *builder { return &builder{maxPoints: maxPoints} 
 // newCur starts a new batch.
 func (bl *builder) newCur() {
 	bl.cur = &pendingBatch{b: &sdk.Batch{}}
+	if bl.idents == nil {
+		bl.idents = make(map[seriesIdent]uint32)
+	}
+	clear(bl.idents)
 	if bl.ids == nil {
 		bl.ids = make(map[uint64]uint32)
 		bl.seed = maphash.MakeSeed()
@@ -95,7 +114,27 @@ func (bl *builder) rotate() {
 
 // seriesID returns the index of series (name, labels) in cur's batch,
 // adding it when new.
-func (bl *builder) seriesID(name string, labels sdk.Labels) uint32 {
+//
+// With byIdentity (the labels come from a parser that shares its label
+// slices: parsers.SharesLabels), a series is recognised by where its name
+// and label slice live, which costs a small fixed-size map key instead of
+// hashing every label: such a parser hands out one immutable slice (and
+// one interned name) per series, so points of one series from different
+// messages carry the same slice. Equal series with different slices (from
+// another parser, or after a parser emptied its cache) are then not
+// merged: the batch holds the series twice, which is valid. The batch
+// keeps every interned slice alive until the map is cleared with it, so an
+// address in the map cannot be reused by another slice meanwhile.
+func (bl *builder) seriesID(name string, labels sdk.Labels, byIdentity bool) uint32 {
+	if byIdentity {
+		k := seriesIdent{name: unsafe.StringData(name), nlen: len(name), labels: unsafe.SliceData(labels), llen: len(labels)}
+		if id, ok := bl.idents[k]; ok {
+			return id
+		}
+		id := bl.cur.b.AddSeries(name, labels)
+		bl.idents[k] = id
+		return id
+	}
 	k := append(bl.key[:0], name...)
 	for _, l := range labels {
 		k = append(k, 0)
@@ -119,7 +158,12 @@ func (bl *builder) seriesID(name string, labels sdk.Labels) uint32 {
 
 // add merges the points and rejects of one parsed message (src) into the
 // batches. It copies what it keeps; src may be reused afterwards.
-func (bl *builder) add(m *msgTrack, src *sdk.Batch) {
+func (bl *builder) add(m *msgTrack, src *sdk.Batch) { bl.merge(m, src, false) }
+
+// merge is add; sharedLabels: src's labels come from a parser that shares
+// its label slices (parsers.SharesLabels), and series are interned by
+// identity (see seriesID).
+func (bl *builder) merge(m *msgTrack, src *sdk.Batch, sharedLabels bool) {
 	if bl.cur == nil {
 		bl.newCur()
 	}
@@ -141,7 +185,7 @@ func (bl *builder) add(m *msgTrack, src *sdk.Batch) {
 		s := bl.remap[p.Series]
 		if s < 0 {
 			ser := src.Series[p.Series]
-			s = int32(bl.seriesID(ser.Name, ser.Labels))
+			s = int32(bl.seriesID(ser.Name, ser.Labels, sharedLabels))
 			bl.remap[p.Series] = s
 		}
 		bl.cur.b.Add(uint32(s), p.Time, p.Value)
@@ -274,7 +318,10 @@ func contentType(md map[string]string) string {
 // parseMessage parses m into dst (empty on entry). On error dst holds
 // nothing but one reject carrying the (truncated) payload; the returned
 // error says why, for counting.
-func (i *Input) parseMessage(pc *parserCache, m *mqpb.Message, dst *sdk.Batch, now time.Time) error {
+//
+// sharedLabels reports that dst's labels come from a parser that shares
+// its label slices (parsers.SharesLabels).
+func (i *Input) parseMessage(pc *parserCache, m *mqpb.Message, dst *sdk.Batch, now time.Time) (sharedLabels bool, err error) {
 	pos := "message " + m.GetId()
 	format := contentType(m.GetMetadata())
 	if format == "" {
@@ -305,9 +352,9 @@ func (i *Input) parseMessage(pc *parserCache, m *mqpb.Message, dst *sdk.Batch, n
 			reason += fmt.Sprintf(", first %d kept", len(raw))
 		}
 		dst.Reject(reason+")", pos, append([]byte(nil), raw...))
-		return err
+		return false, err
 	}
-	return nil
+	return parsers.SharesLabels(p), nil
 }
 
 // safeParse runs a parser, turning a panic on bad input into an error.

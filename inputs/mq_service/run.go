@@ -384,7 +384,8 @@ func (r *runner) process(resp *mqpb.SubscribeResponse) {
 		i.inflightAdd(m.GetId())
 		tr := &msgTrack{id: m.GetId()}
 		r.scratch.Reset()
-		if err := i.parseMessage(r.pc, m, r.scratch, now); err != nil {
+		shared, err := i.parseMessage(r.pc, m, r.scratch, now)
+		if err != nil {
 			i.stats.rejected.Add(1)
 			i.log.Debug("message rejected", "message_id", m.GetId(), "error", err)
 		} else {
@@ -399,7 +400,7 @@ func (r *runner) process(resp *mqpb.SubscribeResponse) {
 			i.finish(tr)
 			continue
 		}
-		r.bl.add(tr, r.scratch)
+		r.bl.merge(tr, r.scratch, shared)
 	}
 }
 

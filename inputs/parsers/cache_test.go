@@ -276,6 +276,9 @@ func TestSharedLabels(t *testing.T) {
 			pl := payloads[format][0]
 			shared := mustParser(t, format, Options{Location: time.UTC, SharedLabels: true})
 			own := mustParser(t, format, Options{Location: time.UTC})
+			if !SharesLabels(shared) || SharesLabels(own) {
+				t.Fatalf("SharesLabels: %v with the option, %v without", SharesLabels(shared), SharesLabels(own))
+			}
 			var s1, s2, o1, o2 sdk.Batch
 			for _, c := range []struct {
 				p Parser
