@@ -410,6 +410,9 @@ func (d *Dedup) forget(s *seriesState) {
 func (s *seriesState) insert(t int64) bool {
 	n := len(s.times)
 	if n == 0 || t > s.times[n-1] { // the common case: in order
+		if n == cap(s.times) {
+			s.grow()
+		}
 		s.times = append(s.times, t)
 		return true
 	}
@@ -417,8 +420,22 @@ func (s *seriesState) insert(t int64) bool {
 	if found {
 		return false
 	}
+	if n == cap(s.times) {
+		s.grow()
+	}
 	s.times = slices.Insert(s.times, i, t)
 	return true
+}
+
+// grow makes room in a full times slice for half as many times again, at
+// least 4: append's doubling would leave a series that stopped growing
+// with up to half its slice unused, and the window's times are most of the
+// memory.
+func (s *seriesState) grow() {
+	n := len(s.times)
+	t := make([]int64, n, n+max(min(n, 32), n/2, 4))
+	copy(t, s.times)
+	s.times = t
 }
 
 // count adds one remembered time to t's bucket.
