@@ -299,8 +299,12 @@ func (d *Dedup) Process(ctx context.Context, b *sdk.Batch) ([]*sdk.Batch, error)
 		if i == 0 || !sameSlice(s.Labels, prevLabels) {
 			prevLabels, lab = s.Labels, d.labelsKey(s.Labels)
 		}
-		h := d.seriesKey(s.Name, lab)
-		hashes[i], states[i] = h, d.lookup(h)
+		hashes[i] = d.seriesKey(s.Name, lab)
+	}
+	// Apart from the hashing, the lookups (cache misses, most of them) of
+	// consecutive series overlap.
+	for i, h := range hashes {
+		states[i] = d.lookup(h)
 	}
 	horizon := d.nowNanos() + d.window // the watermark never moves past it
 
