@@ -8,8 +8,9 @@
 // The work is per series, not per point: each source series (name plus
 // labels) is resolved once into an output series, a unit conversion and a
 // sentinel check, and the result is cached across batches, so the steady
-// state costs one map lookup per source series in a batch and a tight loop
-// over the points, with no allocation.
+// state costs a few map lookups per source series in a batch (by exact ids;
+// see the Normalize fields) and a tight loop over the points, with no
+// allocation.
 package gpunormalize
 
 import (
@@ -24,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -69,7 +71,11 @@ type Mapping struct {
 // Stats may be called at any time from any goroutine.
 //
 // Ownership: the label sets of the output series are shared with the
-// processor's cache and with other batches: treat them as read-only.
+// processor's cache, with other batches and with the other output series
+// of the same source label set: treat them as read-only. The processor
+// keeps no reference to the received batches or their label slices (it
+// stores copies of the labels, and slice addresses only as hints that it
+// checks against the copies).
 type Normalize struct {
 	// DropUnknown drops fields that have no rule instead of keeping them
 	// under a derived name.
@@ -96,37 +102,66 @@ type Normalize struct {
 	rules    map[string]rule
 	labels   map[string]labelSource // lower-case source key -> target
 	keep     map[string]string      // lower-case source key -> output key
-	// cache and canonIDs are keyed by 128-bit hashes of the series keys
-	// (two maphash sums under random seeds), not by the ~300-byte keys:
-	// ~600 bytes less per series. A canonical id found is checked against
-	// canon; a source key cannot be (it is not stored): two source series
-	// would have to collide on 128 bits under random seeds (~n²/2¹²⁹).
-	cache    map[hkey]cacheEntry // source series key hash -> resolution
-	canonIDs map[hkey]int32      // output series key hash -> canonical id
-	seeds    [2]maphash.Seed
+	// The cache is built in layers, each keyed by exact ids, never by an
+	// unverified hash:
+	//   - nameIDs: source metric name (content) -> names[id] (its rule);
+	//   - aliases: identity of a source label slice (address and length of
+	//     its backing array, as the sdk shares one slice per label set
+	//     batch after batch) -> sets[id]; a hint only: a set is compared
+	//     with the slice's contents before use, once per batch and slice;
+	//   - setIDs: 64-bit hash of the label contents -> sets[id], compared
+	//     too (the fallback for callers passing fresh slices);
+	//   - cache: (label set id, name id) -> canonical id (-1: dropped);
+	//   - canonIDs: (output name id, output label set id) -> canonical id.
+	nameIDs  map[string]int32
+	names    []nameInfo
+	outNames map[string]int32 // output metric name -> id
+	aliases  map[uint64]int32 // labelsKey of a source label slice -> set id
+	setIDs   map[uint64]int32 // label contents hash -> set id
+	sets     []labelSet
+	outIDs   map[uint64]int32 // output label contents hash -> outSets index
+	outSets  []sdk.Labels
+	cache    map[uint64]int32 // set id << 32 | name id -> canonical id, -1: drop
+	canonIDs map[uint64]int32 // output name id << 32 | outSets index -> canonical id
+	seed     maphash.Seed
 	canon    []sdk.Series // by canonical id
+	canonKey []uint64     // by canonical id: its canonIDs key
 	stamp    []stamp      // by canonical id: position in the current batch
 	gen      uint32
 	key      []byte
-	ckey     []byte
 	info     []seriesInfo // by source series index, current batch
 	used     []bool       // by output series index, current batch
-	loggedUn map[string]struct{}
+	lastName string       // memo of the batch's previous series
+	lastNID  int32
+	lastKey  uint64
+	lastSet  int32
+	// Whether this batch uses aliases: not while a caller passes fresh
+	// label slices (the previous batch found its sets by hash, not by
+	// address), except every 16th batch, to notice when that changes.
+	useAliases          bool
+	aliasHits, hashHits int
+	loggedUn            map[string]struct{}
 
 	stats counters
 }
 
-// hkey is a 128-bit hash of a series key.
-type hkey [2]uint64
-
-func (n *Normalize) hash(k []byte) hkey {
-	return hkey{maphash.Bytes(n.seeds[0], k), maphash.Bytes(n.seeds[1], k)}
-}
-
-type cacheEntry struct {
-	canon    int32 // -1: drop the series
+// nameInfo is the resolution of a source metric name.
+type nameInfo struct {
 	conv     conversion
 	sentinel bool
+	drop     bool  // a mapping drops it, or drop_unknown and no rule
+	unknown  bool  // no rule
+	out      int32 // output name id (outNames), -1 when drop
+	name     string
+}
+
+// labelSet is a source label set: a copy of the labels (to verify a slice
+// found by its address against) and the resolved output label set.
+type labelSet struct {
+	labels sdk.Labels // a copy: the source slice may change after a batch
+	out    int32      // outSets index, -1: not resolved yet
+	vgen   uint32     // gen in which vkey was last verified to hold labels
+	vkey   uint64     // labelsKey verified in vgen
 }
 
 type stamp struct {
@@ -135,9 +170,8 @@ type stamp struct {
 }
 
 type seriesInfo struct {
-	out      int32 // output series index, -1: dropped field
-	sentinel bool
-	conv     conversion
+	out  int32 // output series index, -1: dropped field
+	name int32 // names index
 }
 
 type counters struct {
@@ -305,12 +339,26 @@ func (n *Normalize) compile() {
 }
 
 func (n *Normalize) resetCache() {
-	n.cache = make(map[hkey]cacheEntry, 1024)
-	n.canonIDs = make(map[hkey]int32, 1024)
-	n.seeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
+	n.nameIDs = make(map[string]int32)
+	clear(n.names)
+	n.names = n.names[:0]
+	n.outNames = make(map[string]int32)
+	n.aliases = make(map[uint64]int32)
+	n.setIDs = make(map[uint64]int32)
+	clear(n.sets)
+	n.sets = n.sets[:0]
+	n.outIDs = make(map[uint64]int32)
+	clear(n.outSets)
+	n.outSets = n.outSets[:0]
+	n.cache = make(map[uint64]int32, 1024)
+	n.canonIDs = make(map[uint64]int32, 1024)
+	n.seed = maphash.MakeSeed()
+	clear(n.canon)
 	n.canon = n.canon[:0]
+	n.canonKey = n.canonKey[:0]
 	n.stamp = n.stamp[:0]
 	n.gen = 0
+	n.lastName, n.lastNID, n.lastKey, n.lastSet = "", -1, 0, -1
 }
 
 // Stats returns the counters.
@@ -353,8 +401,18 @@ func (n *Normalize) Process(ctx context.Context, b *sdk.Batch) ([]*sdk.Batch, er
 	n.gen++
 	if n.gen == 0 { // wrapped: old stamps could look current
 		clear(n.stamp)
+		for i := range n.sets {
+			n.sets[i].vgen = 0
+		}
 		n.gen = 1
 	}
+	n.useAliases = n.hashHits < 64 || n.aliasHits >= n.hashHits/8 || n.gen%16 == 0
+	n.aliasHits, n.hashHits = 0, 0
+	if len(n.aliases) > 2*len(n.sets)+1024 {
+		// A caller passing fresh label slices: forget their addresses.
+		clear(n.aliases)
+	}
+	n.lastName, n.lastNID, n.lastKey, n.lastSet = "", -1, 0, -1
 
 	// Per series: resolve, and rewrite b.Series in place. Output series j
 	// is written only after every source series <= j was read (j <= i).
@@ -365,18 +423,18 @@ func (n *Normalize) Process(ctx context.Context, b *sdk.Batch) ([]*sdk.Batch, er
 	info := n.info[:nIn]
 	nOut := 0
 	for i := range nIn {
-		e := n.lookup(&b.Series[i])
-		if e.canon < 0 {
+		canon, name := n.lookup(&b.Series[i])
+		if canon < 0 {
 			info[i] = seriesInfo{out: -1}
 			continue
 		}
-		st := &n.stamp[e.canon]
+		st := &n.stamp[canon]
 		if st.gen != n.gen {
 			st.gen, st.idx = n.gen, uint32(nOut)
-			b.Series[nOut] = n.canon[e.canon]
+			b.Series[nOut] = n.canon[canon]
 			nOut++
 		}
-		info[i] = seriesInfo{out: int32(st.idx), sentinel: e.sentinel, conv: e.conv}
+		info[i] = seriesInfo{out: int32(st.idx), name: name}
 	}
 	clear(b.Series[nOut:nIn])
 	b.Series = b.Series[:nOut]
@@ -389,6 +447,7 @@ func (n *Normalize) Process(ctx context.Context, b *sdk.Batch) ([]*sdk.Batch, er
 	clear(used)
 	var nonFinite, sentinel, dropped, rejected uint64
 	pts := b.Points
+	names := n.names
 	w := 0
 	for k := range pts {
 		p := pts[k]
@@ -407,11 +466,12 @@ func (n *Normalize) Process(ctx context.Context, b *sdk.Batch) ([]*sdk.Batch, er
 			nonFinite++
 			continue
 		}
-		if si.sentinel && isSentinel(v) {
+		nm := &names[si.name]
+		if nm.sentinel && isSentinel(v) {
 			sentinel++
 			continue
 		}
-		pts[w] = sdk.Point{Series: uint32(si.out), Time: p.Time, Value: v * si.conv.mul / si.conv.div}
+		pts[w] = sdk.Point{Series: uint32(si.out), Time: p.Time, Value: v * nm.conv.mul / nm.conv.div}
 		used[si.out] = true
 		w++
 	}
@@ -458,70 +518,175 @@ func (n *Normalize) Process(ctx context.Context, b *sdk.Batch) ([]*sdk.Batch, er
 	return []*sdk.Batch{b}, nil
 }
 
-// lookup returns the resolution of a source series, from the cache or
-// computed and cached.
-func (n *Normalize) lookup(s *sdk.Series) cacheEntry {
-	k := append(n.key[:0], s.Name...)
-	k = append(k, 0xff)
-	for _, l := range s.Labels {
+// labelsKey returns the identity of a label slice (the address of its
+// backing array and its length) as one word, or 0 when it does not fit
+// (an address over 48 bits, 65,536 labels or more, no labels).
+func labelsKey(ls sdk.Labels) uint64 {
+	if len(ls) == 0 || len(ls) >= 1<<16 {
+		return 0
+	}
+	p := uint64(uintptr(unsafe.Pointer(unsafe.SliceData(ls))))
+	if p>>48 != 0 {
+		return 0
+	}
+	return p<<16 | uint64(len(ls))
+}
+
+// lookup returns the canonical id of a source series (-1: dropped) and the
+// id of its name, from the cache or resolved and cached.
+func (n *Normalize) lookup(s *sdk.Series) (canon, name int32) {
+	name = n.lastNID
+	if name < 0 || s.Name != n.lastName {
+		name = n.nameID(s.Name)
+		n.lastName, n.lastNID = s.Name, name
+	}
+	set := n.lastSet
+	if k := labelsKey(s.Labels); k == 0 || k != n.lastKey || set < 0 {
+		set = n.setID(s.Labels, k)
+		n.lastKey, n.lastSet = k, set
+	}
+	ck := uint64(set)<<32 | uint64(uint32(name))
+	if c, ok := n.cache[ck]; ok {
+		return c, name
+	}
+	c := n.resolve(s, set, name)
+	n.cache[ck] = c
+	return c, name
+}
+
+// nameID returns the id of a source metric name, adding it if new.
+func (n *Normalize) nameID(name string) int32 {
+	if id, ok := n.nameIDs[name]; ok {
+		return id
+	}
+	nm := nameInfo{out: -1, name: strings.Clone(name)}
+	r, ok := n.rules[sourceKey(name)]
+	switch {
+	case !ok && n.DropUnknown:
+		nm.unknown, nm.drop = true, true
+	case !ok:
+		r = rule{name: derivedName(name), conv: convOne, sentinel: true, unknown: true}
+		nm.unknown = true
+	case r.drop:
+		nm.drop = true
+	}
+	if !nm.drop {
+		nm.conv, nm.sentinel = r.conv, r.sentinel
+		out, ok := n.outNames[r.name]
+		if !ok {
+			out = int32(len(n.outNames))
+			n.outNames[r.name] = out
+		}
+		nm.out = out
+		nm.name = r.name
+	}
+	id := int32(len(n.names))
+	n.names = append(n.names, nm)
+	n.nameIDs[strings.Clone(name)] = id
+	return id
+}
+
+// setID returns the id of the source label set ls (k = labelsKey(ls)),
+// adding it if new. A set found by the slice's address is compared with
+// the slice once per batch; one found by a hash is compared always.
+func (n *Normalize) setID(ls sdk.Labels, k uint64) int32 {
+	if !n.useAliases {
+		k = 0
+	}
+	if k != 0 {
+		if id, ok := n.aliases[k]; ok {
+			st := &n.sets[id]
+			if st.vgen == n.gen && st.vkey == k {
+				n.aliasHits++
+				return id
+			}
+			if slices.Equal(st.labels, ls) {
+				st.vgen, st.vkey = n.gen, k
+				n.aliasHits++
+				return id
+			}
+		}
+	}
+	h := n.labelsHash(ls)
+	id, ok := n.setIDs[h]
+	if ok && !slices.Equal(n.sets[id].labels, ls) {
+		ok = false // a collision: a set of its own, not indexed by hash
+		h = 0
+	}
+	if ok {
+		n.hashHits++
+	} else {
+		id = int32(len(n.sets))
+		n.sets = append(n.sets, labelSet{labels: slices.Clone(ls), out: -1})
+		if h != 0 {
+			n.setIDs[h] = id
+		}
+	}
+	if k != 0 {
+		n.aliases[k] = id
+		n.sets[id].vgen, n.sets[id].vkey = n.gen, k
+	}
+	return id
+}
+
+// labelsHash returns a 64-bit hash of the contents of ls (never 0).
+func (n *Normalize) labelsHash(ls sdk.Labels) uint64 {
+	k := n.key[:0]
+	for _, l := range ls {
 		k = append(k, l.Key...)
 		k = append(k, 0)
 		k = append(k, l.Value...)
 		k = append(k, 1)
 	}
 	n.key = k
-	h := n.hash(k)
-	if e, ok := n.cache[h]; ok {
-		return e
-	}
-	e := n.resolve(s)
-	n.cache[h] = e
-	return e
+	return maphash.Bytes(n.seed, k) | 1
 }
 
-// resolve computes the resolution of a source series.
-func (n *Normalize) resolve(s *sdk.Series) cacheEntry {
-	r, ok := n.rules[sourceKey(s.Name)]
-	if !ok {
+// resolve computes the canonical id of the source series s, whose label
+// set and name ids are given.
+func (n *Normalize) resolve(s *sdk.Series, set, name int32) int32 {
+	nm := &n.names[name]
+	if nm.unknown {
 		n.stats.unknownSeries.Add(1)
 		if _, logged := n.loggedUn[s.Name]; !logged && len(n.loggedUn) < 1024 {
 			n.loggedUn[s.Name] = struct{}{}
 			n.log.Debug("field has no rule", "field", s.Name, "dropped", n.DropUnknown)
 		}
-		if n.DropUnknown {
-			return cacheEntry{canon: -1}
+	}
+	if nm.drop {
+		return -1
+	}
+	st := &n.sets[set]
+	if st.out < 0 {
+		labels := n.resolveLabels(st.labels)
+		h := n.labelsHash(labels)
+		id, ok := n.outIDs[h]
+		if ok && !slices.Equal(n.outSets[id], labels) {
+			ok = false // a collision: not indexed by hash
+			h = 0
 		}
-		r = rule{name: derivedName(s.Name), conv: convOne, sentinel: true, unknown: true}
+		if !ok {
+			id = int32(len(n.outSets))
+			n.outSets = append(n.outSets, labels)
+			if h != 0 {
+				n.outIDs[h] = id
+			}
+		}
+		st.out = id
 	}
-	if r.drop {
-		return cacheEntry{canon: -1}
-	}
-	labels := n.resolveLabels(s.Labels)
-	ck := n.ckey[:0]
-	ck = append(ck, r.name...)
-	ck = append(ck, 0xff)
-	for _, l := range labels {
-		ck = append(ck, l.Key...)
-		ck = append(ck, 0)
-		ck = append(ck, l.Value...)
-		ck = append(ck, 1)
-	}
-	n.ckey = ck
-	h := n.hash(ck)
-	id, ok := n.canonIDs[h]
-	if ok && (n.canon[id].Name != r.name || !slices.Equal(n.canon[id].Labels, labels)) {
-		ok = false // a collision: a canonical series of its own, not indexed
-		h = hkey{}
+	ck := uint64(nm.out)<<32 | uint64(st.out)
+	id, ok := n.canonIDs[ck]
+	if ok && (int(id) >= len(n.canon) || n.canonKey[id] != ck) {
+		ok = false // the index is wrong: a canonical series of its own
 	}
 	if !ok {
 		id = int32(len(n.canon))
-		if h != (hkey{}) {
-			n.canonIDs[h] = id
-		}
-		n.canon = append(n.canon, sdk.Series{Name: r.name, Labels: labels})
+		n.canonIDs[ck] = id
+		n.canon = append(n.canon, sdk.Series{Name: nm.name, Labels: n.outSets[st.out]})
+		n.canonKey = append(n.canonKey, ck)
 		n.stamp = append(n.stamp, stamp{})
 	}
-	return cacheEntry{canon: id, conv: r.conv, sentinel: r.sentinel}
+	return id
 }
 
 // resolveLabels maps source labels to the output label set, sorted.

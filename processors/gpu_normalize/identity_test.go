@@ -1,0 +1,61 @@
+package gpunormalize
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/telemetry-collector/telemetry-collector/sdk"
+)
+
+// TestLabelsChangedInPlace: a label slice found by its address is compared
+// with its contents, so a caller that rewrites a slice between batches
+// gets the new labels, not the cached ones.
+func TestLabelsChangedInPlace(t *testing.T) {
+	n := New()
+	ls := labelsOf("gpu", "0", "Hostname", "a")
+	for round := range 4 {
+		b := &sdk.Batch{}
+		b.Add(b.AddSeries("DCGM_FI_DEV_GPU_TEMP", ls), 1, 40)
+		b.Add(b.AddSeries("DCGM_FI_DEV_FB_USED", ls), 1, 1)
+		got := run(t, n, b)
+		want := []out{
+			{"gpu_temperature_celsius", fmt.Sprintf(`{gpu_index="%d",host="a"}`, round), 40},
+			{"gpu_memory_used_bytes", fmt.Sprintf(`{gpu_index="%d",host="a"}`, round), 1048576},
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("round %d: got %v, want %v", round, got, want)
+		}
+		ls[slices.IndexFunc(ls, func(l sdk.Label) bool { return l.Key == "gpu" })].Value = fmt.Sprint(round + 1)
+	}
+}
+
+// TestSharedFreshSlicesAgree: whether the label slices are shared between
+// batches (as the sdk hands them to a LabelReader), copied per batch, or
+// a mix, the output is the same as a fresh processor's.
+func TestSharedFreshSlicesAgree(t *testing.T) {
+	tmpl := syntheticBatch(16, 30)
+	n := New()
+	copyOf := func(fresh bool) *sdk.Batch {
+		b := &sdk.Batch{Series: slices.Clone(tmpl.Series), Points: slices.Clone(tmpl.Points)}
+		if fresh {
+			for i := range b.Series {
+				b.Series[i].Labels = slices.Clone(b.Series[i].Labels)
+			}
+		}
+		return b
+	}
+	want := run(t, New(), copyOf(true))
+	for round := range 60 {
+		fresh := round%20 >= 5 && round%20 < 15 // runs of each, past the alias heuristics
+		if got := run(t, n, copyOf(fresh)); !slices.Equal(got, want) {
+			t.Fatalf("round %d (fresh %v): output differs", round, fresh)
+		}
+	}
+	if len(n.sets) != 16 {
+		t.Errorf("%d label sets, want 16", len(n.sets))
+	}
+	if len(n.cache) != 16*30 {
+		t.Errorf("%d cached series, want %d", len(n.cache), 16*30)
+	}
+}
