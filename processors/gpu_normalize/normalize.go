@@ -124,9 +124,8 @@ type Normalize struct {
 	cache    map[uint64]int32 // set id << 32 | name id -> canonical id, -1: drop
 	canonIDs map[uint64]int32 // output name id << 32 | outSets index -> canonical id
 	seed     maphash.Seed
-	canon    []sdk.Series // by canonical id
-	canonKey []uint64     // by canonical id: its canonIDs key
-	stamp    []stamp      // by canonical id: position in the current batch
+	canon    []canonical // by canonical id
+	outName  []string    // by output name id
 	gen      uint32
 	key      []byte
 	info     []seriesInfo // by source series index, current batch
@@ -152,7 +151,6 @@ type nameInfo struct {
 	drop     bool  // a mapping drops it, or drop_unknown and no rule
 	unknown  bool  // no rule
 	out      int32 // output name id (outNames), -1 when drop
-	name     string
 }
 
 // labelSet is a source label set: a copy of the labels (to verify a slice
@@ -164,7 +162,11 @@ type labelSet struct {
 	vkey   uint64     // labelsKey verified in vgen
 }
 
-type stamp struct {
+// canonical is an output series: its canonIDs key (output name id and
+// outSets index, from which the series is built) and its position in the
+// current batch (valid when gen is the batch's).
+type canonical struct {
+	key uint64
 	gen uint32
 	idx uint32
 }
@@ -353,10 +355,9 @@ func (n *Normalize) resetCache() {
 	n.cache = make(map[uint64]int32, 1024)
 	n.canonIDs = make(map[uint64]int32, 1024)
 	n.seed = maphash.MakeSeed()
-	clear(n.canon)
 	n.canon = n.canon[:0]
-	n.canonKey = n.canonKey[:0]
-	n.stamp = n.stamp[:0]
+	clear(n.outName)
+	n.outName = n.outName[:0]
 	n.gen = 0
 	n.lastName, n.lastNID, n.lastKey, n.lastSet = "", -1, 0, -1
 }
@@ -400,7 +401,9 @@ func (n *Normalize) Process(ctx context.Context, b *sdk.Batch) ([]*sdk.Batch, er
 	}
 	n.gen++
 	if n.gen == 0 { // wrapped: old stamps could look current
-		clear(n.stamp)
+		for i := range n.canon {
+			n.canon[i].gen = 0
+		}
 		for i := range n.sets {
 			n.sets[i].vgen = 0
 		}
@@ -428,10 +431,10 @@ func (n *Normalize) Process(ctx context.Context, b *sdk.Batch) ([]*sdk.Batch, er
 			info[i] = seriesInfo{out: -1}
 			continue
 		}
-		st := &n.stamp[canon]
+		st := &n.canon[canon]
 		if st.gen != n.gen {
 			st.gen, st.idx = n.gen, uint32(nOut)
-			b.Series[nOut] = n.canon[canon]
+			b.Series[nOut] = sdk.Series{Name: n.outName[st.key>>32], Labels: n.outSets[uint32(st.key)]}
 			nOut++
 		}
 		info[i] = seriesInfo{out: int32(st.idx), name: name}
@@ -559,7 +562,7 @@ func (n *Normalize) nameID(name string) int32 {
 	if id, ok := n.nameIDs[name]; ok {
 		return id
 	}
-	nm := nameInfo{out: -1, name: strings.Clone(name)}
+	nm := nameInfo{out: -1}
 	r, ok := n.rules[sourceKey(name)]
 	switch {
 	case !ok && n.DropUnknown:
@@ -574,11 +577,11 @@ func (n *Normalize) nameID(name string) int32 {
 		nm.conv, nm.sentinel = r.conv, r.sentinel
 		out, ok := n.outNames[r.name]
 		if !ok {
-			out = int32(len(n.outNames))
+			out = int32(len(n.outName))
 			n.outNames[r.name] = out
+			n.outName = append(n.outName, r.name)
 		}
 		nm.out = out
-		nm.name = r.name
 	}
 	id := int32(len(n.names))
 	n.names = append(n.names, nm)
@@ -676,15 +679,13 @@ func (n *Normalize) resolve(s *sdk.Series, set, name int32) int32 {
 	}
 	ck := uint64(nm.out)<<32 | uint64(st.out)
 	id, ok := n.canonIDs[ck]
-	if ok && (int(id) >= len(n.canon) || n.canonKey[id] != ck) {
+	if ok && (int(id) >= len(n.canon) || n.canon[id].key != ck) {
 		ok = false // the index is wrong: a canonical series of its own
 	}
 	if !ok {
 		id = int32(len(n.canon))
 		n.canonIDs[ck] = id
-		n.canon = append(n.canon, sdk.Series{Name: nm.name, Labels: n.outSets[st.out]})
-		n.canonKey = append(n.canonKey, ck)
-		n.stamp = append(n.stamp, stamp{})
+		n.canon = append(n.canon, canonical{key: ck})
 	}
 	return id
 }
