@@ -55,7 +55,48 @@ func TestSharedFreshSlicesAgree(t *testing.T) {
 	if len(n.sets) != 16 {
 		t.Errorf("%d label sets, want 16", len(n.sets))
 	}
-	if len(n.cache) != 16*30 {
-		t.Errorf("%d cached series, want %d", len(n.cache), 16*30)
+	if n.cached != 16*30 {
+		t.Errorf("%d cached series, want %d", n.cached, 16*30)
+	}
+}
+
+// TestSparseNames: a label set whose name ids are far apart keeps its
+// series in the sparse map, found again batch after batch (resolved once:
+// UnknownSeries counts each source series once), the output as a fresh
+// processor's.
+func TestSparseNames(t *testing.T) {
+	n := New()
+	a, b := labelsOf("gpu", "0"), labelsOf("gpu", "1")
+	batch := func(ls sdk.Labels, fields ...int) *sdk.Batch {
+		bt := &sdk.Batch{}
+		for _, f := range fields {
+			bt.Add(bt.AddSeries(fmt.Sprintf("X_FIELD_%d", f), ls), 1, float64(f))
+		}
+		return bt
+	}
+	var up, down, mixed []int
+	for f := range 40 {
+		up = append(up, f)
+		down = append(down, 39-f)
+		mixed = append(mixed, (f*7)%40)
+	}
+	for i, bt := range []func() *sdk.Batch{
+		func() *sdk.Batch { return batch(a, up...) },
+		func() *sdk.Batch { return batch(b, down...) },
+		func() *sdk.Batch { return batch(b, mixed...) },
+		func() *sdk.Batch { return batch(a, mixed...) },
+		func() *sdk.Batch { return batch(b, 40, 3, 41, 39) },
+		func() *sdk.Batch { return batch(b, mixed...) },
+	} {
+		got, want := run(t, n, bt()), run(t, New(), bt())
+		if !slices.Equal(got, want) {
+			t.Fatalf("batch %d: got %v, want %v", i, got, want)
+		}
+	}
+	if s := n.Stats(); s.UnknownSeries != 82 {
+		t.Errorf("UnknownSeries = %d, want 82", s.UnknownSeries)
+	}
+	if len(n.sparse) == 0 {
+		t.Error("no series in the sparse map")
 	}
 }

@@ -111,7 +111,10 @@ type Normalize struct {
 	//     with the slice's contents before use, once per batch and slice;
 	//   - setIDs: 64-bit hash of the label contents -> sets[id], compared
 	//     too (the fallback for callers passing fresh slices);
-	//   - cache: (label set id, name id) -> canonical id (-1: dropped);
+	//   - cache: (label set id, name id) -> canonical id: each label set
+	//     has a window of cache indexed by name id (the fields of a GPU
+	//     share a label set: a dense table), names too far past the
+	//     window for its use are in sparse;
 	//   - canonIDs: (output name id, output label set id) -> canonical id.
 	nameIDs  map[string]int32
 	names    []nameInfo
@@ -121,7 +124,9 @@ type Normalize struct {
 	sets     []labelSet
 	outIDs   map[uint64]int32 // output label contents hash -> outSets index
 	outSets  []sdk.Labels
-	cache    map[uint64]int32 // set id << 32 | name id -> canonical id, -1: drop
+	cache    []int32          // label set windows: 0 none, 1 drop, else canonical id + 2
+	sparse   map[uint64]int32 // set id << 32 | name id -> canonical id, -1: drop
+	cached   int              // entries in cache and sparse
 	canonIDs map[uint64]int32 // output name id << 32 | outSets index -> canonical id
 	seed     maphash.Seed
 	canon    []canonical // by canonical id
@@ -160,6 +165,9 @@ type labelSet struct {
 	out    int32      // outSets index, -1: not resolved yet
 	vgen   uint32     // gen in which vkey was last verified to hold labels
 	vkey   uint64     // labelsKey verified in vgen
+	base   int        // window in Normalize.cache: [base, base+size)
+	size   int32
+	count  int32 // entries in the window
 }
 
 // canonical is an output series: its canonIDs key (output name id and
@@ -352,7 +360,9 @@ func (n *Normalize) resetCache() {
 	n.outIDs = make(map[uint64]int32)
 	clear(n.outSets)
 	n.outSets = n.outSets[:0]
-	n.cache = make(map[uint64]int32, 1024)
+	n.cache = n.cache[:0]
+	n.sparse = make(map[uint64]int32)
+	n.cached = 0
 	n.canonIDs = make(map[uint64]int32, 1024)
 	n.seed = maphash.MakeSeed()
 	n.canon = n.canon[:0]
@@ -394,8 +404,8 @@ func (n *Normalize) Process(ctx context.Context, b *sdk.Batch) ([]*sdk.Batch, er
 	if !n.compiled {
 		n.compile()
 	}
-	if len(n.cache) > n.CacheSize {
-		n.log.Debug("series cache over its bound, emptied", "entries", len(n.cache), "cache_size", n.CacheSize)
+	if n.cached > n.CacheSize {
+		n.log.Debug("series cache over its bound, emptied", "entries", n.cached, "cache_size", n.CacheSize)
 		n.resetCache()
 		n.stats.cacheResets.Add(1)
 	}
@@ -548,13 +558,42 @@ func (n *Normalize) lookup(s *sdk.Series) (canon, name int32) {
 		set = n.setID(s.Labels, k)
 		n.lastKey, n.lastSet = k, set
 	}
-	ck := uint64(set)<<32 | uint64(uint32(name))
-	if c, ok := n.cache[ck]; ok {
-		return c, name
+	if st := &n.sets[set]; uint32(name) < uint32(st.size) {
+		if v := n.cache[st.base+int(name)]; v != 0 {
+			return v - 2, name
+		}
+	}
+	if len(n.sparse) > 0 {
+		if c, ok := n.sparse[uint64(set)<<32|uint64(uint32(name))]; ok {
+			return c, name
+		}
 	}
 	c := n.resolve(s, set, name)
-	n.cache[ck] = c
+	n.store(set, name, c)
 	return c, name
+}
+
+// store caches the canonical id c (-1: dropped) of the series (set, name):
+// in the set's window, grown (moved to the end of n.cache, twice as large)
+// while at least half of it would be used, else in n.sparse.
+func (n *Normalize) store(set, name, c int32) {
+	n.cached++
+	st := &n.sets[set]
+	if name >= st.size {
+		need := name + 1
+		if need > 2*st.count+4 {
+			n.sparse[uint64(set)<<32|uint64(uint32(name))] = c
+			return
+		}
+		size := max(need, 2*st.size)
+		base := len(n.cache)
+		n.cache = slices.Grow(n.cache, int(size))
+		n.cache = append(n.cache, n.cache[st.base:st.base+int(st.size)]...)
+		n.cache = append(n.cache, make([]int32, size-st.size)...)
+		st.base, st.size = base, size
+	}
+	n.cache[st.base+int(name)] = c + 2
+	st.count++
 }
 
 // nameID returns the id of a source metric name, adding it if new.
