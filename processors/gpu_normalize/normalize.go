@@ -129,8 +129,9 @@ type Normalize struct {
 	cached   int              // entries in cache and sparse
 	canonIDs map[uint64]int32 // output name id << 32 | outSets index -> canonical id
 	seed     maphash.Seed
-	canon    []canonical // by canonical id
-	outName  []string    // by output name id
+	canon    []stamp  // by canonical id: its position in the current batch
+	canonKey []uint64 // by canonical id: its canonIDs key
+	outName  []string // by output name id
 	gen      uint32
 	key      []byte
 	info     []seriesInfo // by source series index, current batch
@@ -170,11 +171,9 @@ type labelSet struct {
 	count  int32 // entries in the window
 }
 
-// canonical is an output series: its canonIDs key (output name id and
-// outSets index, from which the series is built) and its position in the
-// current batch (valid when gen is the batch's).
-type canonical struct {
-	key uint64
+// stamp is the position of an output series in the current batch (valid
+// when gen is the batch's).
+type stamp struct {
 	gen uint32
 	idx uint32
 }
@@ -366,6 +365,7 @@ func (n *Normalize) resetCache() {
 	n.canonIDs = make(map[uint64]int32, 1024)
 	n.seed = maphash.MakeSeed()
 	n.canon = n.canon[:0]
+	n.canonKey = n.canonKey[:0]
 	clear(n.outName)
 	n.outName = n.outName[:0]
 	n.gen = 0
@@ -411,9 +411,7 @@ func (n *Normalize) Process(ctx context.Context, b *sdk.Batch) ([]*sdk.Batch, er
 	}
 	n.gen++
 	if n.gen == 0 { // wrapped: old stamps could look current
-		for i := range n.canon {
-			n.canon[i].gen = 0
-		}
+		clear(n.canon)
 		for i := range n.sets {
 			n.sets[i].vgen = 0
 		}
@@ -436,7 +434,7 @@ func (n *Normalize) Process(ctx context.Context, b *sdk.Batch) ([]*sdk.Batch, er
 	info := n.info[:nIn]
 	nOut := 0
 	for i := range nIn {
-		canon, name := n.lookup(&b.Series[i])
+		canon, name, set := n.lookup(&b.Series[i])
 		if canon < 0 {
 			info[i] = seriesInfo{out: -1}
 			continue
@@ -444,7 +442,9 @@ func (n *Normalize) Process(ctx context.Context, b *sdk.Batch) ([]*sdk.Batch, er
 		st := &n.canon[canon]
 		if st.gen != n.gen {
 			st.gen, st.idx = n.gen, uint32(nOut)
-			b.Series[nOut] = sdk.Series{Name: n.outName[st.key>>32], Labels: n.outSets[uint32(st.key)]}
+			// The output series is (output name, output labels) of the
+			// source's name and label set, as its canonical id says.
+			b.Series[nOut] = sdk.Series{Name: n.outName[n.names[name].out], Labels: n.outSets[n.sets[set].out]}
 			nOut++
 		}
 		info[i] = seriesInfo{out: int32(st.idx), name: name}
@@ -547,30 +547,30 @@ func labelsKey(ls sdk.Labels) uint64 {
 
 // lookup returns the canonical id of a source series (-1: dropped) and the
 // id of its name, from the cache or resolved and cached.
-func (n *Normalize) lookup(s *sdk.Series) (canon, name int32) {
+func (n *Normalize) lookup(s *sdk.Series) (canon, name, set int32) {
 	name = n.lastNID
 	if name < 0 || s.Name != n.lastName {
 		name = n.nameID(s.Name)
 		n.lastName, n.lastNID = s.Name, name
 	}
-	set := n.lastSet
+	set = n.lastSet
 	if k := labelsKey(s.Labels); k == 0 || k != n.lastKey || set < 0 {
 		set = n.setID(s.Labels, k)
 		n.lastKey, n.lastSet = k, set
 	}
 	if st := &n.sets[set]; uint32(name) < uint32(st.size) {
 		if v := n.cache[st.base+int(name)]; v != 0 {
-			return v - 2, name
+			return v - 2, name, set
 		}
 	}
 	if len(n.sparse) > 0 {
 		if c, ok := n.sparse[uint64(set)<<32|uint64(uint32(name))]; ok {
-			return c, name
+			return c, name, set
 		}
 	}
 	c := n.resolve(s, set, name)
 	n.store(set, name, c)
-	return c, name
+	return c, name, set
 }
 
 // store caches the canonical id c (-1: dropped) of the series (set, name):
@@ -642,7 +642,7 @@ func (n *Normalize) setID(ls sdk.Labels, k uint64) int32 {
 				n.aliasHits++
 				return id
 			}
-			if slices.Equal(st.labels, ls) {
+			if sameLabels(st.labels, ls) {
 				st.vgen, st.vkey = n.gen, k
 				n.aliasHits++
 				return id
@@ -651,7 +651,7 @@ func (n *Normalize) setID(ls sdk.Labels, k uint64) int32 {
 	}
 	h := n.labelsHash(ls)
 	id, ok := n.setIDs[h]
-	if ok && !slices.Equal(n.sets[id].labels, ls) {
+	if ok && !sameLabels(n.sets[id].labels, ls) {
 		ok = false // a collision: a set of its own, not indexed by hash
 		h = 0
 	}
@@ -669,6 +669,28 @@ func (n *Normalize) setID(ls sdk.Labels, k uint64) int32 {
 		n.sets[id].vgen, n.sets[id].vkey = n.gen, k
 	}
 	return id
+}
+
+// sameLabels reports whether a and b hold the same labels in the same
+// order. Strings with the same data pointer and length are equal without
+// reading them (the sdk's label slices share their strings).
+func sameLabels(a, b sdk.Labels) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := &a[i], &b[i]
+		if len(x.Key) != len(y.Key) || len(x.Value) != len(y.Value) {
+			return false
+		}
+		if unsafe.StringData(x.Key) != unsafe.StringData(y.Key) && x.Key != y.Key {
+			return false
+		}
+		if unsafe.StringData(x.Value) != unsafe.StringData(y.Value) && x.Value != y.Value {
+			return false
+		}
+	}
+	return true
 }
 
 // labelsHash returns a 64-bit hash of the contents of ls (never 0).
@@ -718,13 +740,14 @@ func (n *Normalize) resolve(s *sdk.Series, set, name int32) int32 {
 	}
 	ck := uint64(nm.out)<<32 | uint64(st.out)
 	id, ok := n.canonIDs[ck]
-	if ok && (int(id) >= len(n.canon) || n.canon[id].key != ck) {
+	if ok && (int(id) >= len(n.canon) || n.canonKey[id] != ck) {
 		ok = false // the index is wrong: a canonical series of its own
 	}
 	if !ok {
 		id = int32(len(n.canon))
 		n.canonIDs[ck] = id
-		n.canon = append(n.canon, canonical{key: ck})
+		n.canon = append(n.canon, stamp{})
+		n.canonKey = append(n.canonKey, ck)
 	}
 	return id
 }
