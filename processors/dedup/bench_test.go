@@ -85,8 +85,16 @@ func BenchmarkProcess(b *testing.B) {
 // per series per batch), window 10m, max_entries at its default (the last
 // round evicts). One op is the whole stream, 2,027,520 samples, through a
 // fresh processor. heap-B/series is the heap the processor retains after
-// the 66 rounds (after a GC), per series.
+// the 66 rounds (after a GC), per series. labels=copied gives every batch
+// its own label slices, as the sdk does for a processor that is not a
+// LabelReader (one slab per batch).
 func BenchmarkProcessStream(b *testing.B) {
+	for _, labels := range []string{"shared", "copied"} {
+		b.Run("labels="+labels, func(b *testing.B) { benchmarkStream(b, labels == "copied") })
+	}
+}
+
+func benchmarkStream(b *testing.B, copyLabels bool) {
 	const rounds, perBatch = 66, 10_240
 	tmpl := syntheticBatch(1024, 30)
 	nSeries := len(tmpl.Series)
@@ -105,6 +113,17 @@ func BenchmarkProcessStream(b *testing.B) {
 			for lo := 0; lo < nSeries; lo += perBatch {
 				hi := min(lo+perBatch, nSeries)
 				batch.Series = append(batch.Series[:0], tmpl.Series[lo:hi]...)
+				if copyLabels {
+					var slab sdk.Labels
+					for i := range batch.Series {
+						ls := batch.Series[i].Labels
+						if len(slab) < len(ls) {
+							slab = make(sdk.Labels, 1024*len(ls))
+						}
+						batch.Series[i].Labels = slab[:len(ls):len(ls)]
+						slab = slab[copy(slab, ls):]
+					}
+				}
 				batch.Points = batch.Points[:0]
 				for i, p := range tmpl.Points[lo:hi] {
 					batch.Points = append(batch.Points, sdk.Point{Series: uint32(i), Time: p.Time + step, Value: p.Value})

@@ -79,34 +79,44 @@ type Dedup struct {
 	log hclog.Logger
 	now func() time.Time
 
-	mu      sync.Mutex
-	ready   bool
-	seedA   maphash.Seed
-	seedB   maphash.Seed
-	window  int64
-	width   int64 // bucket width, ns
-	maxAge  int64
-	series  map[uint64]*seriesState // by key.a (fast 64-bit map); state.key verifies
-	clash   map[key]*seriesState    // series whose key.a clashed with another's
-	buckets []bucketCount           // ascending by bucket number
-	entries int
-	wm      int64 // newest sample time seen (clamped to now+window)
-	hasWM   bool
-	floor   int64          // times below it were forgotten (pruned or evicted): copies pass
-	swept   int64          // floor at the last sweep
-	states  []*seriesState // by series index, current batch
-	hashes  []key          // by series index, current batch
-	keyBuf  []byte
-	remap   []int32
-	stats   counters
+	mu        sync.Mutex
+	ready     bool
+	seedA     maphash.Seed
+	seedB     maphash.Seed
+	window    int64
+	width     int64 // bucket width, ns
+	maxAge    int64
+	series    map[uint64]*seriesState // by key.a (fast 64-bit map); state.key verifies
+	clash     map[key]*seriesState    // series whose key.a clashed with another's
+	buckets   []bucketCount           // ascending by bucket number
+	entries   int
+	wm        int64 // newest sample time seen (clamped to now+window)
+	hasWM     bool
+	floor     int64                    // times below it were forgotten (pruned or evicted): copies pass
+	swept     int64                    // floor at the last sweep
+	states    []*seriesState           // by series index, current batch
+	hashes    []key                    // by series index, current batch
+	setOf     []*labelSet              // by series index, current batch
+	sets      map[*sdk.Label]*labelSet // by the backing array of a label slice
+	batch     uint64                   // Process calls so far
+	setsSwept uint64                   // batch of the last sweep of sets
+	setsOff   int                      // batches left with sets off (see adaptSets)
+	setsPause int                      // how many batches sets went off for last time
+	keyBuf    []byte
+	remap     []int32
+	stats     counters
 }
 
 // key is a 128-bit series hash.
 type key struct{ a, b uint64 }
 
+// seriesState is one series' state. Owned by its Dedup (and pointed at by
+// its label sets), used under its mutex.
 type seriesState struct {
 	key   key
-	times []int64 // sample times seen, ascending, >= roughly floor
+	times []int64   // sample times seen, ascending, >= roughly floor
+	set   *labelSet // the label set it was last found under (see adaptSets)
+	gone  bool      // forgotten: no longer in the series table
 	// suppress_unchanged
 	hasLast bool
 	bits    uint64 // value bits of the newest point
@@ -220,6 +230,7 @@ func (d *Dedup) init() {
 	d.maxAge = int64(d.SuppressMaxAge)
 	d.series = make(map[uint64]*seriesState)
 	d.clash = make(map[key]*seriesState)
+	d.sets = make(map[*sdk.Label]*labelSet)
 	d.floor = math.MinInt64
 	d.swept = math.MinInt64
 	d.ready = true
@@ -286,26 +297,58 @@ func (d *Dedup) Process(ctx context.Context, b *sdk.Batch) ([]*sdk.Batch, error)
 	if !d.ready {
 		d.init()
 	}
+	d.batch++
 	nIn := len(b.Series)
 	if cap(d.hashes) < nIn {
 		d.hashes = make([]key, nIn)
 		d.states = make([]*seriesState, nIn)
+		d.setOf = make([]*labelSet, nIn)
 	}
-	hashes, states := d.hashes[:nIn], d.states[:nIn]
+	hashes, states, setOf := d.hashes[:nIn], d.states[:nIn], d.setOf[:nIn]
 	var prevLabels sdk.Labels
+	var set *labelSet
+	hits, fresh := 0, 0
 	var lab key
 	for i := range b.Series {
 		s := &b.Series[i]
 		if i == 0 || !sameSlice(s.Labels, prevLabels) {
-			prevLabels, lab = s.Labels, d.labelsKey(s.Labels)
+			prevLabels, set = s.Labels, nil
+			if d.setsOff == 0 {
+				set = d.labelSetOf(s.Labels)
+			}
+			if set != nil {
+				lab = set.lab
+			} else {
+				lab = d.labelsKey(s.Labels)
+			}
+		}
+		setOf[i] = set
+		if set != nil {
+			if states[i] = set.find(s.Name); states[i] != nil {
+				hits++
+				continue
+			}
 		}
 		hashes[i] = d.seriesKey(s.Name, lab)
 	}
 	// Apart from the hashing, the lookups (cache misses, most of them) of
 	// consecutive series overlap.
-	for i, h := range hashes {
-		states[i] = d.lookup(h)
+	for i, st := range states {
+		if st != nil {
+			continue
+		}
+		if st = d.lookup(hashes[i]); st != nil {
+			states[i] = st
+			if set := setOf[i]; set != nil {
+				if prev := st.set; prev != nil && prev != set && prev.used == prev.made {
+					fresh++ // under a new slice, the last one served one batch
+				}
+				st.set = set
+				set.remember(b.Series[i].Name, st)
+			}
+		}
 	}
+	d.adaptSets(hits, fresh)
 	horizon := d.nowNanos() + d.window // the watermark never moves past it
 
 	var dups, expired, evicted, suppressed, rejected uint64
@@ -352,8 +395,12 @@ func (d *Dedup) Process(ctx context.Context, b *sdk.Batch) ([]*sdk.Batch, error)
 		w++
 	}
 	clear(states) // drop references until the next batch
+	clear(setOf)
 	b.Points = pts[:w]
 	d.prune()
+	if len(d.sets) > 2*len(d.series)+1024 { // fresh label slices every batch
+		d.sweepSets(d.batch)
+	}
 	d.compact(b)
 
 	c := &d.stats
@@ -403,6 +450,7 @@ func (d *Dedup) add(h key) *seriesState {
 
 // forget removes the state s.
 func (d *Dedup) forget(s *seriesState) {
+	s.gone, s.times, s.set = true, nil, nil // a label set may still point at it
 	if d.series[s.key.a] == s {
 		delete(d.series, s.key.a)
 	} else {
@@ -485,6 +533,7 @@ func (d *Dedup) prune() {
 		return
 	}
 	d.swept = d.floor
+	defer d.sweepSets(d.setsSwept)
 	stale := d.wm - max(d.window, d.maxAge)
 	sweep := func(s *seriesState) {
 		if len(s.times) > 0 && s.times[0] < d.floor {

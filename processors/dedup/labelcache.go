@@ -1,0 +1,170 @@
+package dedup
+
+import "github.com/telemetry-collector/telemetry-collector/sdk"
+
+// labelSet caches, for one label slice a caller keeps handing in (a
+// LabelReader's labels are the sdk's stream dictionary's, the same slice
+// batch after batch), the labels' hash and the states of the series seen
+// with it, by name: such a series costs no hashing and no lookup in the
+// series table.
+//
+// A hit is checked, never trusted: the labels must still equal the copy
+// taken when the set was made (same keys and values; a slice rewritten in
+// place is a miss), the name must equal the cached one, and the state must
+// not have been forgotten. Owned by its Dedup, used under its mutex.
+type labelSet struct {
+	labels sdk.Labels // a copy of the label headers (the strings are shared)
+	lab    key        // labelsKey(labels)
+	names  []string
+	states []*seriesState // parallel to names
+	index  map[string]int // names' positions, once there are many
+	next   int            // where the next name is expected (series come in the same order)
+	used   uint64         // the batch it was last used in (Dedup.batch)
+	made   uint64         // the batch it was made in
+}
+
+// manyNames is the count of names from which a labelSet indexes them (a
+// scan of fewer, only when series come in a new order, is cheaper than the
+// index's memory).
+const manyNames = 64
+
+// labelSetOf returns the cached set of ls (nil when ls has no labels: the
+// cache is keyed by the slice's backing array), made or remade as needed.
+func (d *Dedup) labelSetOf(ls sdk.Labels) *labelSet {
+	if len(ls) == 0 {
+		return nil
+	}
+	set := d.sets[&ls[0]]
+	if set != nil && set.matches(ls) {
+		set.used = d.batch
+		return set
+	}
+	set = &labelSet{labels: append(sdk.Labels(nil), ls...), lab: d.labelsKey(ls), used: d.batch, made: d.batch}
+	d.sets[&ls[0]] = set
+	return set
+}
+
+// matches reports whether ls still holds what the set was made from.
+func (s *labelSet) matches(ls sdk.Labels) bool {
+	if len(ls) != len(s.labels) {
+		return false
+	}
+	for i := range ls {
+		if ls[i] != s.labels[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// find returns the live state cached for name, or nil.
+func (s *labelSet) find(name string) *seriesState {
+	j := s.next
+	if j >= len(s.names) || s.names[j] != name {
+		var ok bool
+		if j, ok = s.position(name); !ok {
+			return nil
+		}
+	}
+	s.next = j + 1
+	if st := s.states[j]; !st.gone {
+		return st
+	}
+	return nil
+}
+
+func (s *labelSet) position(name string) (int, bool) {
+	if s.index != nil {
+		j, ok := s.index[name]
+		return j, ok
+	}
+	for j, n := range s.names {
+		if n == name {
+			return j, true
+		}
+	}
+	return 0, false
+}
+
+// remember caches st as the state of series name.
+func (s *labelSet) remember(name string, st *seriesState) {
+	if j, ok := s.position(name); ok {
+		s.states[j] = st
+		return
+	}
+	s.names = append(s.names, name)
+	s.states = append(s.states, st)
+	if s.index != nil {
+		s.index[name] = len(s.names) - 1
+	} else if len(s.names) > manyNames {
+		s.index = make(map[string]int, len(s.names))
+		for j, n := range s.names {
+			s.index[n] = j
+		}
+	}
+}
+
+// sweepSets forgets the sets not used since batch since (their slices
+// went out of use: a stream restarted, or a caller hands in fresh labels
+// every batch) and drops forgotten states from the others.
+func (d *Dedup) sweepSets(since uint64) {
+	for p, set := range d.sets {
+		if set.used < since {
+			delete(d.sets, p)
+			continue
+		}
+		live := 0
+		for j, st := range set.states {
+			if !st.gone {
+				set.names[live], set.states[live] = set.names[j], st
+				live++
+			}
+		}
+		if live < len(set.states) {
+			clear(set.names[live:])
+			clear(set.states[live:])
+			set.names, set.states, set.next = set.names[:live], set.states[:live], 0
+			if set.index != nil {
+				set.index = nil
+				if live > manyNames {
+					set.index = make(map[string]int, live)
+					for j, n := range set.names {
+						set.index[n] = j
+					}
+				}
+			}
+		}
+	}
+	d.setsSwept = d.batch
+}
+
+// adaptSets turns the label sets off for a while when a batch shows that
+// the caller does not share label slices between batches: known series
+// arrive under slices never seen while the slice they came under before was
+// used in one batch only (counted in fresh), more often than cached sets
+// hit. Sets would then cost allocations and save nothing. (A stream that
+// restarts also brings known series under new slices, but their old slices
+// served many batches: not counted.) Sets are tried again after 16 batches,
+// then after twice as many each time they fail again (up to 1024 batches);
+// a batch where they pay resets that.
+func (d *Dedup) adaptSets(hits, fresh int) {
+	if d.setsOff > 0 {
+		d.setsOff--
+		return
+	}
+	if fresh < 64 || fresh <= hits {
+		if hits > 2*fresh {
+			d.setsPause = 0
+		}
+		return
+	}
+	d.setsPause = min(max(2*d.setsPause, 16), 1024)
+	d.setsOff = d.setsPause
+	d.sets = make(map[*sdk.Label]*labelSet) // clear would keep its table
+	for _, st := range d.series {
+		st.set = nil
+	}
+	for _, st := range d.clash {
+		st.set = nil
+	}
+}

@@ -1,0 +1,183 @@
+package dedup
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/telemetry-collector/telemetry-collector/sdk"
+)
+
+// process runs b through d and returns the number of points passed on.
+func process(t *testing.T, d *Dedup, b *sdk.Batch) int {
+	t.Helper()
+	res, err := d.Process(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, rb := range res {
+		n += len(rb.Points)
+	}
+	return n
+}
+
+// TestLabelSetRewrittenInPlace: a label slice handed in again with other
+// contents (a caller that reuses its slices) is another series, never a
+// cache hit on the old one.
+func TestLabelSetRewrittenInPlace(t *testing.T) {
+	d := newTest(nil)
+	ls := sdk.Labels{{Key: "gpu_index", Value: "0"}, {Key: "host", Value: "h1"}}
+	one := func(ls sdk.Labels, name string, at int64) int {
+		b := &sdk.Batch{}
+		b.Add(b.AddSeries(name, ls), t0+at, 1)
+		return process(t, d, b)
+	}
+	if one(ls, "m", 0) != 1 || one(ls, "m", 0) != 0 {
+		t.Fatal("first copy not passed or second not dropped")
+	}
+	ls[1].Value = "h2" // rewritten in place: another series
+	if one(ls, "m", 0) != 1 {
+		t.Fatal("rewritten labels taken for the old series")
+	}
+	if one(ls, "m", 0) != 0 {
+		t.Fatal("copy of the rewritten series passed")
+	}
+	fresh := sdk.Labels{{Key: "gpu_index", Value: "0"}, {Key: "host", Value: "h1"}}
+	if one(fresh, "m", 0) != 0 {
+		t.Fatal("the first series under a fresh slice passed again")
+	}
+	if one(fresh, "other", 0) != 1 || one(ls, "other", 0) != 1 {
+		t.Fatal("another name under a cached label set dropped")
+	}
+	checkConsistent(t, d)
+}
+
+// TestLabelSetForgottenSeries: a series whose state was forgotten (idle
+// past the window) and that comes back under the same label slice gets a
+// new state in the series table, not the forgotten one.
+func TestLabelSetForgottenSeries(t *testing.T) {
+	d := newTest(func(d *Dedup) { d.Window = sdk.Duration(time.Second) })
+	ls := sdk.Labels{{Key: "gpu_index", Value: "0"}}
+	batch := func(at int64, names ...string) *sdk.Batch {
+		b := &sdk.Batch{}
+		for _, n := range names {
+			b.Add(b.AddSeries(n, ls), t0+at, 1)
+		}
+		return b
+	}
+	process(t, d, batch(0, "a", "b"))
+	for i := int64(1); i <= 10; i++ { // a goes idle and is forgotten
+		process(t, d, batch(i*sec, "b"))
+	}
+	if len(d.series) != 1 {
+		t.Fatalf("%d series remembered, want 1", len(d.series))
+	}
+	if process(t, d, batch(10*sec, "a", "b")) != 1 {
+		t.Fatal("a's return not passed (or b's copy passed)")
+	}
+	if process(t, d, batch(10*sec, "a")) != 0 {
+		t.Fatal("a's copy passed")
+	}
+	if len(d.series) != 2 {
+		t.Fatalf("%d series remembered, want 2", len(d.series))
+	}
+	checkConsistent(t, d)
+}
+
+// TestLabelSetManyNamesShuffled: many series under one label slice, in a
+// new order every batch, with copies.
+func TestLabelSetManyNamesShuffled(t *testing.T) {
+	d := newTest(nil)
+	ls := sdk.Labels{{Key: "host", Value: "h1"}}
+	names := make([]string, 3*manyNames)
+	for i := range names {
+		names[i] = fmt.Sprintf("m%03d", i)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for round := range int64(20) {
+		for rep := range 2 { // the second is all copies
+			r.Shuffle(len(names), func(i, j int) { names[i], names[j] = names[j], names[i] })
+			b := &sdk.Batch{}
+			for _, n := range names {
+				b.Add(b.AddSeries(n, ls), t0+round*sec, 1)
+			}
+			want := len(names)
+			if rep == 1 {
+				want = 0
+			}
+			if got := process(t, d, b); got != want {
+				t.Fatalf("round %d copy %d: %d passed, want %d", round, rep, got, want)
+			}
+		}
+	}
+	checkConsistent(t, d)
+}
+
+// TestLabelSetsBounded: fresh label slices every batch (a caller that is
+// not sharing them) do not grow the cache without bound.
+func TestLabelSetsBounded(t *testing.T) {
+	d := newTest(nil)
+	for i := range 2000 {
+		b := &sdk.Batch{}
+		for g := range 10 {
+			b.Add(b.AddSeries("m", sdk.Labels{{Key: "gpu_index", Value: fmt.Sprint(g)}}), t0+int64(i)*sec, 1)
+		}
+		if got := process(t, d, b); got != 10 {
+			t.Fatalf("batch %d: %d passed", i, got)
+		}
+		if len(d.sets) > 2*len(d.series)+1024+10 {
+			t.Fatalf("batch %d: %d label sets cached for %d series", i, len(d.sets), len(d.series))
+		}
+	}
+	checkConsistent(t, d)
+}
+
+// TestLabelSetsOffForFreshSlices: a caller that hands in fresh label
+// slices every batch turns the sets off (and their memory is let go);
+// copies are still dropped; sets come back once slices are shared.
+func TestLabelSetsOffForFreshSlices(t *testing.T) {
+	d := newTest(nil)
+	shared := make([]sdk.Labels, 200)
+	for g := range shared {
+		shared[g] = sdk.Labels{{Key: "gpu_index", Value: fmt.Sprint(g)}}
+	}
+	batch := func(at int64, fresh bool) *sdk.Batch {
+		b := &sdk.Batch{}
+		for g, ls := range shared {
+			if fresh {
+				ls = append(sdk.Labels(nil), ls...)
+			}
+			b.Add(b.AddSeries("m", ls), t0+at, float64(g))
+		}
+		return b
+	}
+	for i := range int64(40) {
+		if got := process(t, d, batch(i*sec, true)); got != len(shared) {
+			t.Fatalf("batch %d: %d passed", i, got)
+		}
+		if got := process(t, d, batch(i*sec, true)); got != 0 {
+			t.Fatalf("batch %d again: %d passed", i, got)
+		}
+		if i >= 2 && len(d.sets) > len(shared) {
+			t.Fatalf("batch %d: %d label sets kept for fresh slices", i, len(d.sets))
+		}
+	}
+	if d.setsPause == 0 {
+		t.Error("sets never turned off")
+	}
+	if d.setsOff > 0 && len(d.sets) > 0 {
+		t.Errorf("sets off, %d kept", len(d.sets))
+	}
+	for i := int64(40); i < 1200; i++ {
+		if got := process(t, d, batch(i*sec, false)); got != len(shared) {
+			t.Fatalf("shared batch %d: %d passed", i, got)
+		}
+	}
+	if len(d.sets) != len(shared) || d.setsOff != 0 || d.setsPause != 0 {
+		t.Errorf("sets not back: %d cached, off for %d, pause %d", len(d.sets), d.setsOff, d.setsPause)
+	}
+	checkConsistent(t, d)
+}
