@@ -3,10 +3,11 @@
 // copy arrives, so that redelivered messages do not reach the outputs twice.
 // Optionally it also suppresses points whose value did not change.
 //
-// Series identity is the metric name plus its sorted labels, hashed once per
-// series per batch into 128 bits with two randomly seeded hashes
-// (hash/maphash); a (series, time) entry is kept as a 128-bit key, so two
-// different points are confused with probability about 2^-128 per pair.
+// Series identity is the metric name plus its sorted labels, hashed into
+// 128 bits with two randomly seeded hashes (hash/maphash); a (series, time)
+// entry is kept as a 128-bit key, so two different points are confused with
+// probability about 2^-128 per pair. A label slice handed in batch after
+// batch is cached with its series' states (labelSet), checked on each hit.
 package dedup
 
 import (
@@ -56,7 +57,8 @@ const bucketsPerWindow = 16
 // within the window, and the suppression state; per time bucket (1/16 of
 // the window) the number of remembered times, to evict the oldest when
 // max_entries is reached. A point costs one check against its series' times
-// (usually only the newest), and a series one map lookup per batch.
+// (usually only the newest), and a series one map lookup per batch, or
+// none when its label set (labelSet) is cached.
 //
 // Concurrency: Process calls are serialised by an internal mutex (the
 // plugin does not implement sdk.Concurrent: order matters to it, so the
