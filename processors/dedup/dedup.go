@@ -602,7 +602,9 @@ func (d *Dedup) compact(b *sdk.Batch) {
 	for i := range remap {
 		if remap[i] == 0 {
 			remap[i] = j
-			b.Series[j] = b.Series[i]
+			if int(j) != i { // most batches keep every series: no copy
+				b.Series[j] = b.Series[i]
+			}
 			j++
 		}
 	}
