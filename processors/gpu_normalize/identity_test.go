@@ -100,3 +100,34 @@ func TestSparseNames(t *testing.T) {
 		t.Error("no series in the sparse map")
 	}
 }
+
+// TestAliasTable: put, overwrite, get through growth, reset.
+func TestAliasTable(t *testing.T) {
+	var a aliasTable
+	if _, ok := a.get(1); ok {
+		t.Fatal("empty table found a key")
+	}
+	for k := range uint64(5000) {
+		a.put(k<<20|k+1, int32(k))
+	}
+	a.put(7<<20|8, -7)
+	if a.n != 5000 {
+		t.Fatalf("n = %d, want 5000", a.n)
+	}
+	for k := range uint64(5000) {
+		want := int32(k)
+		if k == 7 {
+			want = -7
+		}
+		if v, ok := a.get(k<<20 | k + 1); !ok || v != want {
+			t.Fatalf("get(%d) = %d, %v, want %d", k, v, ok, want)
+		}
+	}
+	if _, ok := a.get(5001<<20 | 5002); ok {
+		t.Fatal("found a key never put")
+	}
+	a.reset()
+	if _, ok := a.get(1<<20 | 2); ok || a.n != 0 {
+		t.Fatal("reset table found a key")
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
+	"math/bits"
 	"net"
 	"slices"
 	"strings"
@@ -119,7 +120,7 @@ type Normalize struct {
 	nameIDs  map[string]int32
 	names    []nameInfo
 	outNames map[string]int32 // output metric name -> id
-	aliases  map[uint64]int32 // labelsKey of a source label slice -> set id
+	aliases  aliasTable       // labelsKey of a source label slice -> set id
 	setIDs   map[uint64]int32 // label contents hash -> set id
 	sets     []labelSet
 	outIDs   map[uint64]int32 // output label contents hash -> outSets index
@@ -352,7 +353,7 @@ func (n *Normalize) resetCache() {
 	clear(n.names)
 	n.names = n.names[:0]
 	n.outNames = make(map[string]int32)
-	n.aliases = make(map[uint64]int32)
+	n.aliases.reset()
 	n.setIDs = make(map[uint64]int32)
 	clear(n.sets)
 	n.sets = n.sets[:0]
@@ -419,9 +420,9 @@ func (n *Normalize) Process(ctx context.Context, b *sdk.Batch) ([]*sdk.Batch, er
 	}
 	n.useAliases = n.hashHits < 64 || n.aliasHits >= n.hashHits/8 || n.gen%16 == 0
 	n.aliasHits, n.hashHits = 0, 0
-	if len(n.aliases) > 2*len(n.sets)+1024 {
+	if n.aliases.n > 2*len(n.sets)+1024 {
 		// A caller passing fresh label slices: forget their addresses.
-		clear(n.aliases)
+		n.aliases.reset()
 	}
 	n.lastName, n.lastNID, n.lastKey, n.lastSet = "", -1, 0, -1
 
@@ -636,7 +637,7 @@ func (n *Normalize) setID(ls sdk.Labels, k uint64) int32 {
 		k = 0
 	}
 	if k != 0 {
-		if id, ok := n.aliases[k]; ok {
+		if id, ok := n.aliases.get(k); ok {
 			st := &n.sets[id]
 			if st.vgen == n.gen && st.vkey == k {
 				n.aliasHits++
@@ -665,7 +666,7 @@ func (n *Normalize) setID(ls sdk.Labels, k uint64) int32 {
 		}
 	}
 	if k != 0 {
-		n.aliases[k] = id
+		n.aliases.put(k, id)
 		n.sets[id].vgen, n.sets[id].vkey = n.gen, k
 	}
 	return id
@@ -804,3 +805,71 @@ func hostOf(instance string) string {
 // label slices it receives (it reads them, or builds new ones), so the sdk
 // may hand it slices shared between batches instead of a copy per series.
 func (*Normalize) ReadsLabelsOnly() bool { return true }
+
+// aliasTable maps label slice identities (labelsKey, never 0) to label set
+// ids: an open-addressing table (linear probing, no deletion, emptied as a
+// whole), a key and its value in one slot. It is a Normalize's, used under
+// its mutex.
+type aliasTable struct {
+	slots []aliasSlot // len a power of 2, at most half full
+	shift uint        // 64 - log2(len(slots))
+	n     int
+}
+
+type aliasSlot struct {
+	key uint64 // 0: empty
+	val int32
+}
+
+// reset empties the table and frees its slots.
+func (t *aliasTable) reset() {
+	*t = aliasTable{}
+}
+
+func (t *aliasTable) index(k uint64) int {
+	return int((k * 0x9e3779b97f4a7c15) >> t.shift)
+}
+
+func (t *aliasTable) get(k uint64) (int32, bool) {
+	if t.n == 0 {
+		return 0, false
+	}
+	mask := len(t.slots) - 1
+	for i := t.index(k); ; i = (i + 1) & mask {
+		s := &t.slots[i]
+		if s.key == k {
+			return s.val, true
+		}
+		if s.key == 0 {
+			return 0, false
+		}
+	}
+}
+
+func (t *aliasTable) put(k uint64, v int32) {
+	if 2*(t.n+1) > len(t.slots) {
+		old := t.slots
+		size := max(64, 2*len(old))
+		t.slots = make([]aliasSlot, size)
+		t.shift = uint(64 - bits.TrailingZeros(uint(size)))
+		t.n = 0
+		for _, s := range old {
+			if s.key != 0 {
+				t.put(s.key, s.val)
+			}
+		}
+	}
+	mask := len(t.slots) - 1
+	for i := t.index(k); ; i = (i + 1) & mask {
+		s := &t.slots[i]
+		if s.key == k {
+			s.val = v
+			return
+		}
+		if s.key == 0 {
+			s.key, s.val = k, v
+			t.n++
+			return
+		}
+	}
+}
