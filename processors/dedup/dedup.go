@@ -481,13 +481,17 @@ func (s *seriesState) insert(t int64) bool {
 	return true
 }
 
-// grow makes room in a full times slice for half as many times again, at
-// least 4: append's doubling would leave a series that stopped growing
-// with up to half its slice unused, and the window's times are most of the
-// memory.
+// grow makes room in a full times slice: doubling it up to 16, then by half
+// as many again, rounded up to the allocator's size class (append's
+// doubling would leave a series that stopped growing with up to half its
+// slice unused, and the window's times are most of the memory).
 func (s *seriesState) grow() {
 	n := len(s.times)
-	t := make([]int64, n, n+max(min(n, 32), n/2, 4))
+	want := max(2*n, 4)
+	if n >= 16 {
+		want = n + n/2
+	}
+	t := slices.Grow([]int64(nil), want)[:n] // capacity: want, size-class rounded
 	copy(t, s.times)
 	s.times = t
 }
