@@ -445,7 +445,8 @@ func (n *Normalize) Process(ctx context.Context, b *sdk.Batch) ([]*sdk.Batch, er
 			st.gen, st.idx = n.gen, uint32(nOut)
 			// The output series is (output name, output labels) of the
 			// source's name and label set, as its canonical id says.
-			b.Series[nOut] = sdk.Series{Name: n.outName[n.names[name].out], Labels: n.outSets[n.sets[set].out]}
+			o := &b.Series[nOut]
+			o.Name, o.Labels = n.outName[n.names[name].out], n.outSets[n.sets[set].out]
 			nOut++
 		}
 		info[i] = seriesInfo{out: int32(st.idx), name: name}
