@@ -314,14 +314,11 @@ func (d *Dedup) Process(ctx context.Context, b *sdk.Batch) ([]*sdk.Batch, error)
 	for i := range b.Series {
 		s := &b.Series[i]
 		if i == 0 || !sameSlice(s.Labels, prevLabels) {
-			prevLabels, set = s.Labels, nil
+			prevLabels = s.Labels
 			if d.setsOff == 0 {
-				set = d.labelSetOf(s.Labels)
-			}
-			if set != nil {
-				lab = set.lab
+				set, lab = d.labelSetOf(s.Labels)
 			} else {
-				lab = d.labelsKey(s.Labels)
+				set, lab = nil, d.labelsKey(s.Labels)
 			}
 		}
 		setOf[i] = set

@@ -28,20 +28,27 @@ type labelSet struct {
 // index's memory).
 const manyNames = 64
 
-// labelSetOf returns the cached set of ls (nil when ls has no labels: the
-// cache is keyed by the slice's backing array), made or remade as needed.
-func (d *Dedup) labelSetOf(ls sdk.Labels) *labelSet {
+// labelSetOf returns the cached set of ls, made or remade as needed, and
+// the labels' hash. It returns no set when ls has no labels (the cache is
+// keyed by the slice's backing array), or when sets are on trial again
+// (see adaptSets) and ls is not among the eighth of slices they are tried
+// with.
+func (d *Dedup) labelSetOf(ls sdk.Labels) (*labelSet, key) {
 	if len(ls) == 0 {
-		return nil
+		return nil, d.labelsKey(ls)
 	}
 	set := d.sets[&ls[0]]
 	if set != nil && set.matches(ls) {
 		set.used = d.batch
-		return set
+		return set, set.lab
 	}
-	set = &labelSet{labels: append(sdk.Labels(nil), ls...), lab: d.labelsKey(ls), used: d.batch, made: d.batch}
+	lab := d.labelsKey(ls)
+	if d.setsPause > 0 && lab.a%8 != 0 {
+		return nil, lab
+	}
+	set = &labelSet{labels: append(sdk.Labels(nil), ls...), lab: lab, used: d.batch, made: d.batch}
 	d.sets[&ls[0]] = set
-	return set
+	return set, lab
 }
 
 // matches reports whether ls still holds what the set was made from.
@@ -152,7 +159,11 @@ func (d *Dedup) adaptSets(hits, fresh int) {
 		d.setsOff--
 		return
 	}
-	if fresh < 64 || fresh <= hits {
+	enough := 64
+	if d.setsPause > 0 {
+		enough = 8 // on trial with an eighth of the slices
+	}
+	if fresh < enough || fresh <= hits {
 		if hits > 2*fresh {
 			d.setsPause = 0
 		}
