@@ -452,6 +452,7 @@ func (n *Normalize) Process(ctx context.Context, b *sdk.Batch) ([]*sdk.Batch, er
 		info[i] = seriesInfo{out: int32(st.idx), name: name}
 	}
 	clear(b.Series[nOut:nIn])
+	n.lastName = "" // keep nothing of the batch
 	b.Series = b.Series[:nOut]
 
 	// Per point: one tight loop.
