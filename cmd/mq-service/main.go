@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/telemetry-collector/telemetry-collector/internal/profiling"
 	"github.com/telemetry-collector/telemetry-collector/mq/broker"
 	"google.golang.org/grpc"
 )
@@ -79,6 +80,11 @@ func run(args []string, stderr io.Writer) int {
 	log := hclog.New(&hclog.LoggerOptions{Name: "mq-service", Level: hclog.LevelFromString(c.logLevel), Output: stderr})
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	stopProfile, err := profiling.Start("mq-service")
+	if err != nil {
+		log.Warn("no CPU profile", "error", err)
+	}
+	defer stopProfile()
 	if err := serve(ctx, c, log); err != nil {
 		log.Error("mq-service failed", "error", err)
 		return 1

@@ -53,6 +53,7 @@ func TestMain(m *testing.M) {
 type settings struct {
 	credits       int
 	goEnv         []string
+	profileEnv    []string // the CPU profile setting, for mq-service too
 	samples, gpus int
 	inputBatch    int
 	maxInFlight   int
@@ -91,7 +92,8 @@ func readSettings(t *testing.T) settings {
 		if err := os.MkdirAll(abs, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		s.goEnv = append(s.goEnv, profiling.CPUProfileEnv+"="+abs)
+		s.profileEnv = []string{profiling.CPUProfileEnv + "=" + abs}
+		s.goEnv = append(s.goEnv, s.profileEnv...)
 	}
 	if s.gpus%GPUsPerHost != 0 {
 		t.Fatalf("BENCH_GPUS=%d: want a multiple of %d", s.gpus, GPUsPerHost)
@@ -180,7 +182,7 @@ func collectorConfig(s settings, w Workload, mqAddr string) e2e.CollectorConfig 
 
 func runWorkload(t *testing.T, s settings, w Workload) string {
 	env := e2e.New(t)
-	mq := env.StartMQ(e2e.MQOptions{Memory: true, LogLevel: "warn"})
+	mq := env.StartMQ(e2e.MQOptions{Memory: true, LogLevel: "warn", Env: s.profileEnv})
 	cfg := collectorConfig(s, w, mq.Addr)
 	col := env.StartCollector(cfg)
 

@@ -31,6 +31,7 @@ type MQOptions struct {
 	ShutdownTimeout   time.Duration // --shutdown-timeout (0: default 10s)
 	LogLevel          string        // --log-level (default "info")
 	Args              []string      // more flags
+	Env               []string      // extra KEY=VALUE environment entries
 }
 
 // MQ is a running (or stopped) mq-service. Its addresses and data
@@ -57,6 +58,7 @@ func (e *Env) StartMQ(o MQOptions) *MQ {
 		}
 	}
 	m.Proc = e.NewProc(name, e.Bins.MQService)
+	m.Proc.Env = o.Env
 	e.cleanupProc(m.Proc, 10*time.Second)
 	for attempt := 1; ; attempt++ {
 		m.Addr, m.MetricsAddr = o.Addr, o.MetricsAddr
