@@ -41,13 +41,16 @@ import (
 // call, see statePool) has its own cache.
 type seriesCache struct {
 	in    interner                 // label and name strings
-	rows  map[key128]rowEntry      // row identity hash -> series
+	rows  map[key128]*rowEntry     // row identity hash -> series
 	canon map[key128]*cachedSeries // series key hash (name, labels) -> series
 	seeds [2]maphash.Seed
 	bytes int    // approximate memory held by series and entries
 	gen   uint64 // payload counter
 	ckey  []byte
 	slab  labelSlab // label slices of the current payload's batch
+	// prev is the row the payload's previous line was (nil: unknown): its
+	// next predicts this line's row (see row).
+	prev *rowEntry
 	// noRows turns the row cache off (row always misses): every row takes
 	// the slow path. Tests compare against it.
 	noRows bool
@@ -60,10 +63,14 @@ type seriesCache struct {
 type key128 [2]uint64
 
 // rowEntry is the series of a row identity, and the length of that
-// identity (a further check against hash collisions).
+// identity (a further check against hash collisions), its hash, and the
+// row that followed it in the last payload that had it (a prediction: a
+// host's scrapes list their rows in the same order every time).
 type rowEntry struct {
-	e *cachedSeries
-	n int
+	e    *cachedSeries
+	n    int
+	h    key128
+	next *rowEntry
 }
 
 // cachedSeries is one series: its name and labels (sorted, unique keys, no
@@ -86,7 +93,7 @@ const (
 	maxCacheBytes = 64 << 20
 	// rowEntryBytes and seriesEntryBytes are what a row key and a series
 	// cost besides their strings and labels (map slots, the struct).
-	rowEntryBytes    = 48
+	rowEntryBytes    = 96
 	seriesEntryBytes = 48 + 64
 	// internBytes is what an interned string costs besides its bytes.
 	internBytes = 48
@@ -95,7 +102,7 @@ const (
 func newSeriesCache(noRows bool) seriesCache {
 	return seriesCache{
 		in:     make(interner),
-		rows:   make(map[key128]rowEntry),
+		rows:   make(map[key128]*rowEntry),
 		canon:  make(map[key128]*cachedSeries),
 		seeds:  [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
 		noRows: noRows,
@@ -111,12 +118,14 @@ func (c *seriesCache) hash(b []byte) key128 {
 func (c *seriesCache) beginPayload() {
 	c.gen++
 	c.slab = labelSlab{}
+	c.prev = nil
 }
 
 // endPayload drops the label slab (it belongs to the batch now) and empties
 // the cache when it has grown too large.
 func (c *seriesCache) endPayload() {
 	c.slab = labelSlab{}
+	c.prev = nil
 	if len(c.rows) > maxCachedSeries || len(c.canon) > maxCachedSeries || c.size() > maxCacheBytes {
 		clear(c.rows)
 		clear(c.canon)
@@ -128,27 +137,52 @@ func (c *seriesCache) endPayload() {
 // size is the approximate memory the cache holds.
 func (c *seriesCache) size() int { return c.bytes + internBytes*len(c.in) }
 
-// row returns the series of a row identity key, or nil.
+// row returns the series of a row identity key, or nil. The row that
+// followed the previous line's row last time is tried first: when the
+// payload repeats an earlier one's order, that costs the hash and a
+// comparison instead of a map probe (the map of a cluster's rows does not
+// fit a CPU cache).
 func (c *seriesCache) row(key []byte) *cachedSeries {
 	if c.noRows {
 		return nil
 	}
-	if r, ok := c.rows[c.hash(key)]; ok && r.n == len(key) {
-		return r.e
+	h := c.hash(key)
+	prev := c.prev
+	if prev != nil {
+		if r := prev.next; r != nil && r.h == h && r.n == len(key) {
+			c.prev = r
+			return r.e
+		}
 	}
-	return nil
+	r := c.rows[h]
+	if r == nil || r.n != len(key) {
+		c.prev = nil
+		return nil
+	}
+	if prev != nil {
+		prev.next = r
+	}
+	c.prev = r
+	return r.e
 }
 
-// setRow remembers the series of a row identity key.
+// setRow remembers the series of a row identity key (the row of the line
+// after the previous row or setRow call).
 func (c *seriesCache) setRow(key []byte, e *cachedSeries) {
 	if c.noRows {
 		return
 	}
 	h := c.hash(key)
-	if _, ok := c.rows[h]; !ok {
-		c.rows[h] = rowEntry{e: e, n: len(key)}
+	r, ok := c.rows[h]
+	if !ok {
+		r = &rowEntry{e: e, n: len(key), h: h}
+		c.rows[h] = r
 		c.bytes += rowEntryBytes
 	}
+	if c.prev != nil && r.n == len(key) {
+		c.prev.next = r
+	}
+	c.prev = r
 }
 
 // series returns the cached series (name, ls), adding it when new. ls must

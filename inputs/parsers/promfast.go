@@ -54,6 +54,7 @@ func (em *promEmitter) fastParse(payload []byte) bool {
 	if st.cache.noRows {
 		return false
 	}
+	st.cache.prev = nil
 	rows := st.fastRows[:0]
 	names := st.fastNames[:0]
 	defer func() {
@@ -162,6 +163,7 @@ func (em *promEmitter) learn(payload []byte, fams map[string]*dto.MetricFamily) 
 			return
 		}
 	}
+	st.cache.prev = nil
 	// next[name] is the index of the next metric of family name.
 	next := st.fastNext
 	clear(next)
