@@ -284,25 +284,32 @@ func promMetaLine(line []byte) (kind byte, name []byte, ok bool) {
 	return kind, name, true
 }
 
-// splitPromSample splits "name{labels} value[ timestamp]" (the name in the
-// legacy character set, blanks or tabs between the parts, nothing after
-// them) into its series part (name and label set), name, value and
-// timestamp (nil when absent). ok is false for any other shape.
+// splitPromSample splits "name{labels} value[ timestamp]" (blanks or tabs
+// between the parts, nothing after them) into its series part (name and
+// label set), name, value and timestamp (nil when absent). ok is false for
+// other shapes.
+//
+// The label set ends at the line's last '}': only the value and the
+// timestamp, which hold no '}' when they are numbers, can follow it. The
+// split is not checked further: the fast path only uses a series part
+// that the cache learned from a line expfmt accepted with this same split
+// (learn compares the value and timestamp with expfmt's), and the cache
+// holds nothing else.
 func splitPromSample(line []byte) (series, name, value, ts []byte, ok bool) {
-	i := 0
-	for i < len(line) && isPromNameByte(line[i]) {
-		i++
-	}
-	if i == 0 || (line[0] >= '0' && line[0] <= '9') {
-		return nil, nil, nil, nil, false
-	}
-	name = line[:i]
-	if i < len(line) && line[i] == '{' {
-		j, found := closeBrace(line, i+1)
-		if !found {
+	var i int
+	if b := bytes.IndexByte(line, '{'); b >= 0 {
+		name = line[:b]
+		j := bytes.LastIndexByte(line, '}')
+		if j < b {
 			return nil, nil, nil, nil, false
 		}
 		i = j + 1
+	} else {
+		i = tokenEnd(line)
+		name = line[:i]
+	}
+	if len(name) == 0 || name[0] == '#' {
+		return nil, nil, nil, nil, false
 	}
 	series = line[:i]
 	rest := line[i:]
@@ -326,38 +333,6 @@ func splitPromSample(line []byte) (series, name, value, ts []byte, ok bool) {
 		return nil, nil, nil, nil, false
 	}
 	return series, name, value, rest, true
-}
-
-// closeBrace returns the index of the '}' closing a label set that starts
-// at line[from:], skipping quoted values (with backslash escapes).
-func closeBrace(line []byte, from int) (int, bool) {
-	for j := from; j < len(line); {
-		switch line[j] {
-		case '}':
-			return j, true
-		case '"':
-			// A quoted value: find its closing quote, one not escaped by
-			// an odd number of backslashes.
-			j++
-			for {
-				q := bytes.IndexByte(line[j:], '"')
-				if q < 0 {
-					return 0, false
-				}
-				bs := 0
-				for p := j + q - 1; p >= j && line[p] == '\\'; p-- {
-					bs++
-				}
-				j += q + 1
-				if bs%2 == 0 {
-					break
-				}
-			}
-		default:
-			j++
-		}
-	}
-	return 0, false
 }
 
 func skipBlanks(b []byte) int {
