@@ -74,7 +74,7 @@ type builder struct {
 	// idents interns the series of messages whose parser shares its label
 	// slices (parsers.SharesLabels) by the identity of their name and
 	// label slice, instead of a hash of their contents.
-	idents map[seriesIdent]uint32 // -> index in cur's batch
+	idents identTable // -> index in cur's batch
 }
 
 // seriesIdent is the identity of a series: where its name and label slice
@@ -86,15 +86,17 @@ type seriesIdent struct {
 	llen   int
 }
 
+// identOf returns the identity of series (name, labels).
+func identOf(name string, labels sdk.Labels) seriesIdent {
+	return seriesIdent{name: unsafe.StringData(name), nlen: len(name), labels: unsafe.SliceData(labels), llen: len(labels)}
+}
+
 func newBuilder(maxPoints int) *builder { return &builder{maxPoints: maxPoints} }
 
 // newCur starts a new batch.
 func (bl *builder) newCur() {
 	bl.cur = &pendingBatch{b: &sdk.Batch{}}
-	if bl.idents == nil {
-		bl.idents = make(map[seriesIdent]uint32)
-	}
-	clear(bl.idents)
+	bl.idents.reset()
 	if bl.ids == nil {
 		bl.ids = make(map[uint64]uint32)
 		bl.seed = maphash.MakeSeed()
@@ -127,12 +129,12 @@ func (bl *builder) rotate() {
 // address in the map cannot be reused by another slice meanwhile.
 func (bl *builder) seriesID(name string, labels sdk.Labels, byIdentity bool) uint32 {
 	if byIdentity {
-		k := seriesIdent{name: unsafe.StringData(name), nlen: len(name), labels: unsafe.SliceData(labels), llen: len(labels)}
-		if id, ok := bl.idents[k]; ok {
+		k := identOf(name, labels)
+		if id, ok := bl.idents.get(k); ok {
 			return id
 		}
 		id := bl.cur.b.AddSeries(name, labels)
-		bl.idents[k] = id
+		bl.idents.put(k, id)
 		return id
 	}
 	k := append(bl.key[:0], name...)
