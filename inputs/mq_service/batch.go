@@ -63,6 +63,9 @@ func (p *pendingBatch) attach(m *msgTrack) {
 // batch of n series).
 type builder struct {
 	maxPoints int
+	// hintPoints and hintSeries are the sizes of the last batch started
+	// before the current one (newCur sizes a new batch with them).
+	hintPoints, hintSeries int
 	full      []*pendingBatch // complete, waiting to be emitted
 	cur       *pendingBatch
 	remap     []int32 // message series -> cur series, -1 unknown
@@ -95,7 +98,18 @@ func newBuilder(maxPoints int) *builder { return &builder{maxPoints: maxPoints} 
 
 // newCur starts a new batch.
 func (bl *builder) newCur() {
-	bl.cur = &pendingBatch{b: &sdk.Batch{}}
+	if c := bl.cur; c != nil && c.b != nil {
+		// The next batch is sized like the last one: it grows once
+		// instead of doubling its way up (copying ~10,000 series and
+		// points several times).
+		bl.hintPoints, bl.hintSeries = len(c.b.Points), len(c.b.Series)
+	}
+	b := &sdk.Batch{}
+	if bl.hintPoints > 0 {
+		b.Points = make([]sdk.Point, 0, min(bl.hintPoints, bl.maxPoints))
+		b.Series = make([]sdk.Series, 0, min(bl.hintSeries, bl.hintPoints, bl.maxPoints))
+	}
+	bl.cur = &pendingBatch{b: b}
 	bl.idents.reset()
 	if bl.ids == nil {
 		bl.ids = make(map[uint64]uint32)
@@ -210,6 +224,7 @@ func (bl *builder) take(all bool) []*pendingBatch {
 	bl.full = nil
 	if bl.cur != nil && !bl.cur.empty() && (all || bl.cur.b.Len() >= bl.maxPoints) {
 		out = append(out, bl.cur)
+		bl.hintPoints, bl.hintSeries = len(bl.cur.b.Points), len(bl.cur.b.Series)
 		bl.cur = nil
 	}
 	return out

@@ -137,3 +137,22 @@ func TestSharedBuilderInternsByIdentity(t *testing.T) {
 		t.Fatalf("after rotate: %d series, point series %d", n, bl.cur.b.Points[0].Series)
 	}
 }
+
+// TestBuilderSizesLikeLastBatch: a new batch starts with room for as many
+// points and series as the previous one had (no regrowth per batch).
+func TestBuilderSizesLikeLastBatch(t *testing.T) {
+	bl := newBuilder(1000)
+	src := &sdk.Batch{}
+	for i := 0; i < 700; i++ {
+		src.Add(src.AddSeries("m", sdk.Labels{{Key: "i", Value: fmt.Sprint(i)}}), 1, 1)
+	}
+	bl.add(&msgTrack{id: "1"}, src)
+	if got := bl.take(true); len(got) != 1 || got[0].b.Len() != 700 {
+		t.Fatalf("took %d batches", len(got))
+	}
+	bl.add(&msgTrack{id: "2"}, src)
+	b := bl.cur.b
+	if cap(b.Points) < 700 || cap(b.Series) < 700 || cap(b.Points) > 1000 {
+		t.Fatalf("second batch: cap(points) %d, cap(series) %d, want 700..1000", cap(b.Points), cap(b.Series))
+	}
+}
