@@ -150,9 +150,9 @@ func TestBuilderSizesLikeLastBatch(t *testing.T) {
 	if got := bl.take(true); len(got) != 1 || got[0].b.Len() != 700 {
 		t.Fatalf("took %d batches", len(got))
 	}
-	bl.add(&msgTrack{id: "2"}, src)
+	bl.newCur() // what the next add does first
 	b := bl.cur.b
-	if cap(b.Points) < 700 || cap(b.Series) < 700 || cap(b.Points) > 1000 {
+	if len(b.Points) != 0 || cap(b.Points) < 700 || cap(b.Series) < 700 || cap(b.Points) > 1000 {
 		t.Fatalf("second batch: cap(points) %d, cap(series) %d, want 700..1000", cap(b.Points), cap(b.Series))
 	}
 }
