@@ -234,6 +234,39 @@ func labelsEqual(a, b []metric.Label) bool {
 	return true
 }
 
+// labelRun is a dictionary label slice and an input label slice of one
+// Encode known to be made of the very same strings (a local of Encode).
+type labelRun struct {
+	dict, in *metric.Label
+	n        int
+}
+
+// same reports whether the dictionary's labels d and the input labels ls
+// are made of the very same strings, remembering the pair when it compares
+// them.
+func (r *labelRun) same(d, ls []metric.Label) bool {
+	if len(d) != len(ls) {
+		return false
+	}
+	if len(d) == 0 || (len(d) == r.n && &d[0] == r.dict && &ls[0] == r.in) {
+		return true
+	}
+	if !sameLabelStrings(d, ls) {
+		return false
+	}
+	r.set(d, ls)
+	return true
+}
+
+// set remembers that d and ls are made of the very same strings.
+func (r *labelRun) set(d, ls []metric.Label) {
+	if len(d) == 0 || len(d) != len(ls) {
+		*r = labelRun{}
+		return
+	}
+	*r = labelRun{dict: &d[0], in: &ls[0], n: len(d)}
+}
+
 // lookup finds s in the dictionary; on a miss it returns the hashes
 // define needs.
 func (e *StreamEncoder) lookup(s *metric.Series) (id uint32, ok bool, h, ih uint64) {
@@ -399,13 +432,21 @@ encode:
 	dst.SeriesBase = uint32(len(e.ser))
 	dst.SeriesIds = grow(dst.SeriesIds, len(b.Series))
 	next := uint32(0) // the series after the previous one: a likely match
+	// run remembers, for this Encode only, an input label slice found to be
+	// made of the same strings as a dictionary label slice: consecutive
+	// series sharing one slice (a GPU's series) are then checked by name
+	// alone. Neither slice changes during Encode (b is only read; the
+	// dictionary's label copies are never changed but to equal contents),
+	// and nothing of it outlives the call: the caller may change its
+	// slices between batches.
+	var run labelRun
 	for i := range b.Series {
 		s := &b.Series[i]
 		// Series tend to come in the order they were defined in (a host's
 		// scrape, a passed-through batch): try the one after the previous
 		// series first, by identity.
 		if int(next) < len(e.ser) {
-			if d := &e.ser[next]; sameStrings(d.name, d.labels, s) {
+			if d := &e.ser[next]; sameString(d.name, s.Name) && run.same(d.labels, s.Labels) {
 				dst.SeriesIds[i] = next
 				next++
 				continue
@@ -423,6 +464,8 @@ encode:
 			}
 			sid = e.define(dst, h, ih, s)
 		}
+		// Found or defined, the entry now has s's label strings.
+		run.set(e.ser[sid].labels, s.Labels)
 		dst.SeriesIds[i] = sid
 		next = sid + 1
 	}

@@ -400,3 +400,38 @@ func TestStreamEncoderSharesLabelSetsAcrossBatches(t *testing.T) {
 		t.Fatalf("decoder: %d label slices for 8 label sets", len(seen))
 	}
 }
+
+// TestStreamEncodeSharedSliceMutated: series sharing one label slice are
+// checked once per run of that slice within one Encode; an owner that
+// changes the slice between batches (in place, same address) must get the
+// new series, never the old ones by address.
+func TestStreamEncodeSharedSliceMutated(t *testing.T) {
+	enc, dec := NewStreamEncoder(), &StreamDecoder{}
+	ls := metric.Labels{{Key: "gpu", Value: "0"}, {Key: "host", Value: "a"}}
+	other := metric.Labels{{Key: "gpu", Value: "1"}, {Key: "host", Value: "a"}}
+	names := []string{"m0", "m1", "m2", "m3", "m4"}
+	build := func() *metric.Batch {
+		b := &metric.Batch{}
+		for m, name := range names {
+			b.Add(b.AddSeries(name, ls), 1, float64(m))
+		}
+		for m, name := range names {
+			b.Add(b.AddSeries(name, other), 1, float64(m))
+		}
+		return b
+	}
+	for round, v := range []string{"0", "0", "x", "y", "0", "1"} {
+		ls[1].Value = strings.Clone(v)
+		if round%2 == 1 {
+			ls[0] = metric.Label{Key: "gpu", Value: strings.Clone(ls[0].Value)}
+		}
+		src := build()
+		got := &metric.Batch{}
+		if err := dec.Decode(send(t, enc.Encode(nil, uint64(round), src)), got); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(normalize(got), normalize(src)) {
+			t.Fatalf("round %d: got %v, want %v", round, got.Series, src.Series)
+		}
+	}
+}
