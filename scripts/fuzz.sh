@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make fuzz: runs every Go fuzz target of the packages that take untrusted
-# bytes (the payload parsers and the configuration loader) for a short,
+# bytes (the payload parsers, the input's mq.v1 response decoder and the
+# configuration loader) for a short,
 # bounded time each. The committed seed corpus (testdata/fuzz/<Target>/)
 # always runs first; a failure leaves the crashing input under
 # testdata/fuzz/<Target>/ and fails the script, naming it.
@@ -13,7 +14,7 @@ FUZZTIME=${FUZZTIME:-10s}
 GO=${GO:-go}
 pkgs=("$@")
 if [ ${#pkgs[@]} -eq 0 ]; then
-  pkgs=(./inputs/parsers ./conf)
+  pkgs=(./inputs/parsers ./inputs/mq_service ./conf)
 fi
 
 failed=()

@@ -66,9 +66,9 @@ type builder struct {
 	// hintPoints and hintSeries are the sizes of the last batch started
 	// before the current one (newCur sizes a new batch with them).
 	hintPoints, hintSeries int
-	full      []*pendingBatch // complete, waiting to be emitted
-	cur       *pendingBatch
-	remap     []int32 // message series -> cur series, -1 unknown
+	full                   []*pendingBatch // complete, waiting to be emitted
+	cur                    *pendingBatch
+	remap                  []int32 // message series -> cur series, -1 unknown
 
 	ids  map[uint64]uint32 // series hash -> index in cur's batch
 	seed maphash.Seed
