@@ -1,15 +1,19 @@
-// Package profiling writes an opt-in CPU profile of a process: the
-// collector and every plugin process started with CPUProfileEnv set write
-// DIR/NAME-PID.cpu.pprof from start to exit, so a whole pipeline (for
-// example `make bench` with BENCH_CPUPROFILE) can be profiled per process.
+// Package profiling writes opt-in profiles of a process: the collector,
+// mq-service and every plugin process started with CPUProfileEnv set write
+// DIR/NAME-PID.cpu.pprof from start to exit, and a heap profile
+// DIR/NAME-PID.heap.pprof at the peak of the heap in use (rewritten each
+// time it grows by a tenth), so a whole pipeline (for example `make bench`
+// with BENCH_CPUPROFILE) can be profiled per process.
 package profiling
 
 import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strings"
+	"time"
 )
 
 // CPUProfileEnv names the environment variable holding the directory the
@@ -40,13 +44,46 @@ func Start(name string) (stop func(), err error) {
 		f.Close()
 		return func() {}, fmt.Errorf("profiling: %s: %w", path, err)
 	}
+	quit := make(chan struct{})
+	heapDone := make(chan struct{})
+	go watchHeap(filepath.Join(dir, fmt.Sprintf("%s-%d.heap.pprof", name, os.Getpid())), quit, heapDone)
 	done := false
 	return func() {
 		if done {
 			return
 		}
 		done = true
+		close(quit)
+		<-heapDone
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil
+}
+
+// watchHeap writes a heap profile to path whenever the heap in use grows
+// a tenth past its last profile, every 250ms, until quit is closed.
+func watchHeap(path string, quit <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	var last uint64
+	var ms runtime.MemStats
+	for {
+		select {
+		case <-quit:
+			return
+		case <-t.C:
+		}
+		runtime.ReadMemStats(&ms)
+		if ms.HeapInuse < last+last/10 {
+			continue
+		}
+		last = ms.HeapInuse
+		f, err := os.Create(path)
+		if err != nil {
+			return
+		}
+		_ = pprof.Lookup("heap").WriteTo(f, 0)
+		f.Close()
+	}
 }
