@@ -3,6 +3,7 @@ package postgresql
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -81,14 +82,12 @@ func (d *dictCache) gpuKey(id int32) string {
 
 // seriesInfo is what a series of a batch resolves to.
 type seriesInfo struct {
-	refs   int32  // points referring to the series
-	gpu    int32  // gpu_id; 0 = unresolved, -1 = rejected
-	wl     int32  // workload_id; 0 = none
-	col    int16  // canonical column, -1 = extra metric
-	metric int32  // metric_id of an extra metric
-	wlKey  string // workload key, "" = none
-	wla    [3]string
-	attrs  gpuAttrs
+	refs   int32     // points referring to the series
+	gpu    int32     // gpu_id; 0 = unresolved, -1 = rejected
+	wl     int32     // workload_id; 0 = none
+	col    int16     // canonical column, -1 = extra metric
+	metric int32     // metric_id of an extra metric
+	ls     *labelSet // the series' parsed labels (set when resolved)
 }
 
 // badText says why s cannot be stored as PostgreSQL text, or "".
@@ -104,14 +103,54 @@ func badText(s string) string {
 	return ""
 }
 
-// parseSeries fills si from s's name and labels, or returns why the series
-// cannot be stored. It does not check the text: values equal to cached ones
-// are known good, and checkText checks the rest on a cache miss.
-func (d *dictCache) parseSeries(s *sdk.Series, si *seriesInfo) string {
-	a := &si.attrs
-	*a = gpuAttrs{}
-	si.wla = [3]string{}
-	for _, l := range s.Labels {
+const whyNoIdentity = "series has no GPU identity (needs a gpu_uuid label, or host and gpu_index)"
+
+// labelSet is what a label set resolves to, whatever the metric name: the
+// GPU's attributes and key, the workload, and the canonical columns of the
+// metric names seen with it. Its dictionary results (gpuID, wlID) hold for
+// one batch only (batch == the owning labelCache's epoch); the database ids
+// are looked up again in every batch, as for an uncached label set.
+//
+// Ownership: a labelSet belongs to the labelCache that made it, so to one
+// scratch, so to one Write at a time; it is never shared between
+// goroutines. Its strings are the label values of the slice it was parsed
+// from (a LabelReader output may keep them).
+type labelSet struct {
+	labels  sdk.Labels // copy of the slice's contents when parsed (identity hits are verified against it)
+	attrs   gpuAttrs
+	wla     [3]string // container, pod, namespace
+	wlKey   string    // workload key, "" = none
+	why     string    // why the labels cannot be stored (no GPU identity), or ""
+	text    string    // checkLabelText(labels), valid when textDone
+	textOK  bool      // text is computed
+	names   []nameCol // metric names seen with the labels, in arrival order
+	checked uint64    // epoch in which labels was last verified against the slice
+
+	// Per batch, valid when batch is the cache's epoch (read under the
+	// dictionary lock of that batch's resolve).
+	batch uint64
+	hit   bool  // the dictionary holds the GPU with (at least) attrs
+	gpuID int32 // its id, when hit
+	wlID  int32 // workload id; 0 = not in the dictionary
+	wlOK  bool  // the workload key is in the dictionary
+}
+
+// nameCol is a metric name's canonical column (-1: an extra metric).
+type nameCol struct {
+	name string
+	col  int16
+}
+
+// maxNamesPerSet bounds labelSet.names (names beyond it are looked up in
+// the canonical map every time).
+const maxNamesPerSet = 256
+
+// parseLabels fills ls (a zero labelSet but for labels) from labels. It does
+// not check the text: values equal to cached ones are known good, and
+// labelText checks the rest on a cache miss.
+func parseLabels(labels sdk.Labels, ls *labelSet) {
+	a := &ls.attrs
+	for _, l := range labels {
 		var dst *string
 		switch l.Key {
 		case sdk.LabelGPUUUID:
@@ -129,11 +168,11 @@ func (d *dictCache) parseSeries(s *sdk.Series, si *seriesInfo) string {
 		case sdk.LabelDriverVersion:
 			dst = &a.driver
 		case sdk.LabelContainer:
-			dst = &si.wla[0]
+			dst = &ls.wla[0]
 		case sdk.LabelPod:
-			dst = &si.wla[1]
+			dst = &ls.wla[1]
 		case sdk.LabelNamespace:
-			dst = &si.wla[2]
+			dst = &ls.wla[2]
 		default:
 			continue
 		}
@@ -145,27 +184,140 @@ func (d *dictCache) parseSeries(s *sdk.Series, si *seriesInfo) string {
 	case a.host != "" && a.index != "":
 		a.key = "host:" + a.host + "/gpu:" + a.index
 	default:
-		return "series has no GPU identity (needs a gpu_uuid label, or host and gpu_index)"
+		ls.why = whyNoIdentity
 	}
-	if c, ok := d.canon[s.Name]; ok {
-		si.col = c
-	} else {
-		si.col = -1
-		if s.Name == "" {
-			return "series has no metric name"
+	if ls.wla != [3]string{} {
+		ls.wlKey = ls.wla[0] + "\x1f" + ls.wla[1] + "\x1f" + ls.wla[2]
+	}
+}
+
+// labelText is checkLabelText of ls's labels, computed once.
+func (ls *labelSet) labelText() string {
+	if !ls.textOK {
+		ls.text, ls.textOK = checkLabelText(ls.labels), true
+	}
+	return ls.text
+}
+
+// column returns name's canonical column (-1: not canonical). cur is the
+// position in ls.names where the caller expects name (the series of a label
+// set arrive in the same order batch after batch); it is advanced past the
+// match.
+func (ls *labelSet) column(d *dictCache, name string, cur *int) int16 {
+	if k := *cur; k < len(ls.names) && ls.names[k].name == name {
+		*cur = k + 1
+		return ls.names[k].col
+	}
+	for j := range ls.names {
+		if ls.names[j].name == name {
+			*cur = j + 1
+			return ls.names[j].col
 		}
 	}
-	si.wlKey = ""
-	if si.wla != [3]string{} {
-		si.wlKey = si.wla[0] + "\x1f" + si.wla[1] + "\x1f" + si.wla[2]
+	col, ok := d.canon[name]
+	if !ok {
+		col = -1
 	}
-	return ""
+	if len(ls.names) < maxNamesPerSet {
+		ls.names = append(ls.names, nameCol{name: name, col: col})
+		*cur = len(ls.names)
+	}
+	return col
+}
+
+// labelCacheGen is the size of a labelCache generation: it holds at most
+// twice that many label sets.
+const labelCacheGen = 4096
+
+// labelCache maps label slices, by identity (address of the first label),
+// to their parsed labelSet, so that a label slice shared by the series of
+// one GPU, and (for a LabelReader) from batch to batch, is parsed once. An
+// identity hit is trusted only after its contents were compared with the
+// copy taken when it was parsed, once per batch (epoch); a slice changed in
+// place, or another slice at a reused address, is parsed afresh. Two
+// generations bound it (and the label slices it keeps alive): when the
+// current one is full it becomes the old one, and hits in the old one move
+// back to the current one.
+//
+// Ownership: a labelCache belongs to one scratch, so to one Write at a
+// time, and is not safe for concurrent use.
+type labelCache struct {
+	cur, old map[*sdk.Label]*labelSet
+	epoch    uint64    // the current batch; advanced by next
+	last     *labelSet // the last one parsed: its names size the next one's
+}
+
+// next starts a batch: identities must be verified again.
+func (c *labelCache) next() { c.epoch++ }
+
+// get returns the labelSet of labels, verified in this batch.
+func (c *labelCache) get(labels sdk.Labels) *labelSet {
+	if len(labels) == 0 {
+		ls := &labelSet{checked: c.epoch}
+		parseLabels(nil, ls)
+		return ls
+	}
+	k := &labels[0]
+	ls := c.cur[k]
+	if ls == nil {
+		if ls = c.old[k]; ls != nil {
+			delete(c.old, k)
+			c.put(k, ls)
+		}
+	}
+	if ls != nil && len(ls.labels) == len(labels) {
+		if ls.checked == c.epoch || slices.Equal(ls.labels, labels) {
+			ls.checked = c.epoch
+			return ls
+		}
+	}
+	ls = &labelSet{labels: slices.Clone(labels), checked: c.epoch}
+	if c.last != nil {
+		ls.names = make([]nameCol, 0, len(c.last.names))
+	}
+	c.last = ls
+	parseLabels(labels, ls)
+	c.put(k, ls)
+	return ls
+}
+
+func (c *labelCache) put(k *sdk.Label, ls *labelSet) {
+	if c.cur == nil {
+		c.cur = make(map[*sdk.Label]*labelSet)
+	}
+	if _, ok := c.cur[k]; !ok && len(c.cur) >= labelCacheGen {
+		c.old, c.cur = c.cur, make(map[*sdk.Label]*labelSet, labelCacheGen)
+	}
+	c.cur[k] = ls
+}
+
+// seriesWhy says why s cannot be stored: its labels have no GPU identity,
+// it has no metric name, or its text cannot be stored; "" if none.
+func (d *dictCache) seriesWhy(s *sdk.Series) string {
+	var ls labelSet
+	parseLabels(s.Labels, &ls)
+	if ls.why != "" {
+		return ls.why
+	}
+	if _, ok := d.canon[s.Name]; !ok && s.Name == "" {
+		return "series has no metric name"
+	}
+	return checkText(s)
 }
 
 // checkText returns why a label value or the metric name of s cannot be
 // stored as PostgreSQL text, or "".
 func checkText(s *sdk.Series) string {
-	for _, l := range s.Labels {
+	if why := checkLabelText(s.Labels); why != "" {
+		return why
+	}
+	return checkNameText(s.Name)
+}
+
+// checkLabelText returns why a stored label value cannot be stored as
+// PostgreSQL text, or "".
+func checkLabelText(labels sdk.Labels) string {
+	for _, l := range labels {
 		switch l.Key {
 		case sdk.LabelGPUUUID, sdk.LabelHost, sdk.LabelGPUIndex, sdk.LabelGPUModel, sdk.LabelDevice,
 			sdk.LabelPCIBusID, sdk.LabelDriverVersion, sdk.LabelContainer, sdk.LabelPod, sdk.LabelNamespace:
@@ -174,7 +326,13 @@ func checkText(s *sdk.Series) string {
 			}
 		}
 	}
-	if why := badText(s.Name); why != "" {
+	return ""
+}
+
+// checkNameText returns why a metric name cannot be stored as PostgreSQL
+// text, or "".
+func checkNameText(name string) string {
+	if why := badText(name); why != "" {
 		return "metric name " + why
 	}
 	return ""
@@ -291,69 +449,104 @@ func (o *Output) resolve(ctx context.Context, b *sdk.Batch, sc *scratch) error {
 	}
 
 	d := &o.cache
+	lc := &sc.labels
+	lc.next()
+	var (
+		prevPtr *sdk.Label // the label slice of the previous series, and its set
+		prevLen int
+		ls      *labelSet
+		cur     int // position in ls.names
+	)
 	d.mu.RLock()
 	for i := range info {
 		si := &info[i]
 		if si.refs == 0 {
 			continue
 		}
-		if why := d.parseSeries(&b.Series[i], si); why != "" {
+		s := &b.Series[i]
+		if len(s.Labels) == 0 || &s.Labels[0] != prevPtr || len(s.Labels) != prevLen {
+			ls = lc.get(s.Labels)
+			cur = 0
+			prevPtr, prevLen = nil, 0
+			if len(s.Labels) > 0 {
+				prevPtr, prevLen = &s.Labels[0], len(s.Labels)
+			}
+		}
+		if ls.why != "" {
 			si.gpu = -2 // reject after unlocking
 			continue
 		}
-		e := d.gpus[si.attrs.key]
-		hit := e != nil && e.attrs.covers(&si.attrs)
-		if !hit || (si.wlKey != "" && d.workloads[si.wlKey] == 0) || (si.col < 0 && d.names[b.Series[i].Name] == 0) {
-			if why := checkText(&b.Series[i]); why != "" {
+		col := ls.column(d, s.Name, &cur)
+		if col < 0 && s.Name == "" {
+			si.gpu = -2
+			continue
+		}
+		si.col, si.ls = col, ls
+		if ls.batch != lc.epoch {
+			ls.batch = lc.epoch
+			e := d.gpus[ls.attrs.key]
+			ls.hit = e != nil && e.attrs.covers(&ls.attrs)
+			if ls.hit {
+				ls.gpuID = e.id
+			}
+			ls.wlID, ls.wlOK = 0, false
+			if ls.wlKey != "" {
+				ls.wlID, ls.wlOK = d.workloads[ls.wlKey]
+			}
+		}
+		var nameID int32
+		nameOK := false
+		if col < 0 {
+			nameID, nameOK = d.names[s.Name]
+		}
+		if !ls.hit || (ls.wlKey != "" && ls.wlID == 0) || (col < 0 && nameID == 0) {
+			why := ls.labelText()
+			if why == "" {
+				why = checkNameText(s.Name)
+			}
+			if why != "" {
 				si.gpu = -2
 				continue
 			}
 		}
-		if hit {
-			si.gpu = e.id
+		if ls.hit {
+			si.gpu = ls.gpuID
 		} else {
 			if pendGPU == nil {
 				pendGPU = map[string]*gpuAttrs{}
 			}
-			if p := pendGPU[si.attrs.key]; p != nil {
-				p.merge(&si.attrs)
+			if p := pendGPU[ls.attrs.key]; p != nil {
+				p.merge(&ls.attrs)
 			} else {
-				a := si.attrs
+				a := ls.attrs
 				pendGPU[a.key] = &a
 			}
 		}
-		if si.wlKey != "" {
-			if id, ok := d.workloads[si.wlKey]; ok {
-				si.wl = id
+		if ls.wlKey != "" {
+			if ls.wlOK {
+				si.wl = ls.wlID
 			} else {
 				if pendWL == nil {
 					pendWL = map[string][3]string{}
 				}
-				pendWL[si.wlKey] = si.wla
+				pendWL[ls.wlKey] = ls.wla
 			}
 		}
-		if si.col < 0 {
-			name := b.Series[i].Name
-			if id, ok := d.names[name]; ok {
-				si.metric = id
+		if col < 0 {
+			if nameOK {
+				si.metric = nameID
 			} else {
 				if pendName == nil {
 					pendName = map[string]struct{}{}
 				}
-				pendName[name] = struct{}{}
+				pendName[s.Name] = struct{}{}
 			}
 		}
 	}
 	d.mu.RUnlock()
 	for i := range info {
 		if info[i].gpu == -2 {
-			s := &b.Series[i]
-			var tmp seriesInfo
-			why := d.parseSeries(s, &tmp)
-			if why == "" {
-				why = checkText(s)
-			}
-			reject(i, why)
+			reject(i, d.seriesWhy(&b.Series[i]))
 		}
 	}
 
@@ -394,38 +587,46 @@ func (o *Output) resolve(ctx context.Context, b *sdk.Batch, sc *scratch) error {
 	if pendGPU == nil && pendWL == nil && pendName == nil {
 		return nil
 	}
+	var refused map[int]string // series -> the database's reason
 	d.mu.RLock()
-	defer d.mu.RUnlock()
 	for i := range info {
 		si := &info[i]
 		if si.refs == 0 || si.gpu < 0 {
 			continue
 		}
-		if why, bad := badGPU[si.attrs.key]; bad {
+		ls := si.ls
+		if why, bad := badGPU[ls.attrs.key]; bad {
 			si.gpu = -2
-			si.attrs.host = why // reuse the field for the reason
+			if refused == nil {
+				refused = map[int]string{}
+			}
+			refused[i] = why
 			continue
 		}
 		if si.gpu == 0 {
-			si.gpu = d.gpus[si.attrs.key].id
+			si.gpu = d.gpus[ls.attrs.key].id
 		}
-		if si.wlKey != "" && si.wl == 0 {
-			if _, bad := badWL[si.wlKey]; !bad {
-				si.wl = d.workloads[si.wlKey]
+		if ls.wlKey != "" && si.wl == 0 {
+			if _, bad := badWL[ls.wlKey]; !bad {
+				si.wl = d.workloads[ls.wlKey]
 			}
 		}
 		if si.col < 0 && si.metric == 0 {
 			if why, bad := badName[b.Series[i].Name]; bad {
 				si.gpu = -2
-				si.attrs.host = why
+				if refused == nil {
+					refused = map[int]string{}
+				}
+				refused[i] = why
 				continue
 			}
 			si.metric = d.names[b.Series[i].Name]
 		}
 	}
+	d.mu.RUnlock()
 	for i := range info {
 		if info[i].gpu == -2 {
-			reject(i, "database refused the series: "+info[i].attrs.host)
+			reject(i, "database refused the series: "+refused[i])
 		}
 	}
 	return nil

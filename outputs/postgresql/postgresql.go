@@ -80,7 +80,8 @@ type Output struct {
 	// batches collided); see writeTable.
 	conflictCredit atomic.Int32
 	conflictSpan   atomic.Int32
-	scratch        sync.Pool
+	scratchMu      sync.Mutex
+	scratchFree    []*scratch // see getScratch
 }
 
 // New returns an output with default settings.
@@ -190,7 +191,6 @@ func (o *Output) Init(ctx context.Context) error {
 	o.pool = pool
 	o.cache.init()
 	o.parts.init()
-	o.scratch.New = func() any { return newScratch() }
 
 	// Create the current and next partitions now, drop expired ones, and
 	// keep doing so in the background.

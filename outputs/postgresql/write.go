@@ -47,8 +47,13 @@ type extraKey struct {
 	t           int64
 }
 
-// scratch is one Write's working memory, pooled between Writes.
+// scratch is one Write's working memory, kept between Writes (see
+// Output.getScratch): a scratch belongs to one Write from getScratch to
+// putScratch, and nothing of it is shared with another goroutine. The label
+// cache stays with it from Write to Write; everything else is emptied by
+// reset and reused (row buffers, COPY encodings, maps).
 type scratch struct {
+	labels   labelCache
 	info     []seriesInfo
 	rows     []wideRow
 	vals     []float64
@@ -79,6 +84,31 @@ func (sc *scratch) reset() {
 	sc.parts = sc.parts[:0]
 }
 
+// getScratch returns a free scratch, or a new one. The free list holds at
+// most as many as Writes ran at once, and keeps them (unlike a sync.Pool,
+// which drops them at garbage collections), so their buffers and label
+// caches are reused rather than allocated, zeroed and refilled.
+func (o *Output) getScratch() *scratch {
+	o.scratchMu.Lock()
+	defer o.scratchMu.Unlock()
+	if n := len(o.scratchFree); n > 0 {
+		sc := o.scratchFree[n-1]
+		o.scratchFree[n-1] = nil
+		o.scratchFree = o.scratchFree[:n-1]
+		return sc
+	}
+	return newScratch()
+}
+
+// putScratch empties sc and returns it to the free list; the caller must not
+// use it any more.
+func (o *Output) putScratch(sc *scratch) {
+	sc.reset()
+	o.scratchMu.Lock()
+	o.scratchFree = append(o.scratchFree, sc)
+	o.scratchMu.Unlock()
+}
+
 var ncol = len(gpumetrics.Canonical)
 
 func words() int { return (ncol + 63) / 64 }
@@ -90,11 +120,8 @@ func (o *Output) Write(ctx context.Context, b *sdk.Batch) error {
 	if o.pool == nil || o.closed.Load() {
 		return sdk.Permanent(errors.New("outputs.postgresql: Write before Init or after Close"))
 	}
-	sc := o.scratch.Get().(*scratch)
-	defer func() {
-		sc.reset()
-		o.scratch.Put(sc)
-	}()
+	sc := o.getScratch()
+	defer o.putScratch(sc)
 	if err := o.build(ctx, b, sc); err != nil {
 		return o.wrap(err)
 	}

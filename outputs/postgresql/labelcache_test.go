@@ -1,0 +1,166 @@
+package postgresql
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/telemetry-collector/telemetry-collector/sdk"
+	"github.com/telemetry-collector/telemetry-collector/sdk/gpumetrics"
+)
+
+func TestLabelCacheVerifiesIdentity(t *testing.T) {
+	var c labelCache
+	ls := gpuLabels("node1", 0)
+	c.next()
+	a := c.get(ls)
+	if a.why != "" || a.attrs.key != "GPU-node1-0000" {
+		t.Fatalf("parsed %+v", a)
+	}
+	if c.get(ls) != a {
+		t.Fatal("same slice, same batch: parsed again")
+	}
+	c.next()
+	if c.get(ls) != a {
+		t.Fatal("same slice, unchanged, next batch: parsed again")
+	}
+	// Changed in place (a caller that is not the plugin protocol): the
+	// next batch must see the new contents.
+	ls[2].Value = "GPU-changed"
+	c.next()
+	b := c.get(ls)
+	if b == a || b.attrs.key != "GPU-changed" || b.attrs.uuid != "GPU-changed" {
+		t.Fatalf("after an in-place change: %+v", b.attrs)
+	}
+	// A shorter slice at the same address.
+	c.next()
+	if s := c.get(ls[:1]); s.why == "" {
+		t.Fatalf("gpu_index alone has no identity: %+v", s.attrs)
+	}
+	if s := c.get(ls); s.attrs.key != "GPU-changed" {
+		t.Fatalf("full slice again: %+v", s.attrs)
+	}
+	// Equal contents in a fresh slice resolve alike.
+	if s := c.get(append(sdk.Labels(nil), ls...)); s.attrs != b.attrs {
+		t.Fatalf("fresh copy: %+v", s.attrs)
+	}
+	if s := c.get(nil); s.why != whyNoIdentity {
+		t.Fatalf("no labels: %q", s.why)
+	}
+}
+
+func TestLabelCacheBounded(t *testing.T) {
+	var c labelCache
+	c.next()
+	sets := make([]sdk.Labels, 3*labelCacheGen)
+	for i := range sets {
+		sets[i] = gpuLabels("node1", i)
+		if got := c.get(sets[i]).attrs.index; got != fmt.Sprint(i) {
+			t.Fatalf("set %d: index %s", i, got)
+		}
+	}
+	if n := len(c.cur) + len(c.old); n > 2*labelCacheGen {
+		t.Fatalf("%d label sets cached", n)
+	}
+	for i := range sets {
+		if got := c.get(sets[i]).attrs.index; got != fmt.Sprint(i) {
+			t.Fatalf("set %d again: index %s", i, got)
+		}
+	}
+}
+
+func TestLabelColumnsInAnyOrder(t *testing.T) {
+	var d dictCache
+	d.init()
+	var c labelCache
+	c.next()
+	ls := c.get(gpuLabels("node1", 0))
+	for _, order := range [][]int{{0, 1, 2, 3}, {2, 3, 0, 1}, {3, 2, 1, 0}, {1, 1, 0}} {
+		cur := 0
+		for _, m := range order {
+			if got := ls.column(&d, gpumetrics.Canonical[m].Name, &cur); got != int16(m) {
+				t.Fatalf("order %v: %s -> column %d", order, gpumetrics.Canonical[m].Name, got)
+			}
+		}
+		cur = 0
+		if got := ls.column(&d, "vendor_specific_thing", &cur); got != -1 {
+			t.Fatalf("extra metric -> column %d", got)
+		}
+	}
+}
+
+// TestSharedLabelSlices writes batches whose series share label slices from
+// batch to batch (as the plugin protocol hands them to a LabelReader), with
+// in-place changes between Writes, and reads back what the view says.
+func TestSharedLabelSlices(t *testing.T) {
+	url := newDB(t)
+	o := newOutput(t, url)
+	c := connect(t, url)
+	ctx := context.Background()
+	labels := []sdk.Labels{gpuLabels("node1", 0), gpuLabels("node1", 1)}
+	labels[1] = append(labels[1], sdk.Label{Key: sdk.LabelPod, Value: "trainer-0"})
+	names := []string{gpumetrics.Canonical[0].Name, gpumetrics.Canonical[1].Name, "vendor_specific_thing"}
+	batch := func(ts time.Time) *sdk.Batch {
+		b := &sdk.Batch{}
+		for g, ls := range labels {
+			for m, n := range names {
+				b.Add(b.AddSeries(n, ls), ts.UnixNano(), float64(g*10+m))
+			}
+		}
+		return b
+	}
+	write := func(ts time.Time) {
+		t.Helper()
+		b := batch(ts)
+		if err := o.Write(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		if len(b.Rejects) != 0 {
+			t.Fatalf("rejects: %v", b.Rejects)
+		}
+	}
+	write(t0)
+	write(t0.Add(time.Second))
+	labels[0][2].Value = "GPU-renamed" // gpu_uuid, changed in place
+	labels[1][len(labels[1])-1].Value = "trainer-1"
+	write(t0.Add(2 * time.Second))
+	// Bad text in place: the series of that GPU are rejected.
+	labels[0][3].Value = "bad\x00host"
+	b := batch(t0.Add(3 * time.Second))
+	if err := o.Write(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Rejects) != len(names) {
+		t.Fatalf("%d rejects, want %d: %v", len(b.Rejects), len(names), b.Rejects)
+	}
+
+	got := readView(t, c)
+	want := map[string]float64{}
+	for s := 0; s < 4; s++ {
+		ts := t0.Add(time.Duration(s) * time.Second).UnixMicro()
+		for g := range labels {
+			uuid := fmt.Sprintf("GPU-node1-%04d", g)
+			if g == 0 && s >= 2 {
+				if s == 3 {
+					continue // rejected
+				}
+				uuid = "GPU-renamed"
+			}
+			for m, n := range names {
+				want[fmt.Sprintf("%s|%s|%d", uuid, n, ts)] = float64(g*10 + m)
+			}
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d samples in the view, want %d", len(got), len(want))
+	}
+	for k, v := range want {
+		if r, ok := got[k]; !ok || r.value != v {
+			t.Errorf("%s: got %+v (present %v), want %v", k, r, ok, v)
+		}
+	}
+	if n := count(t, c, "SELECT count(*) FROM gpu_samples WHERE workload_id = (SELECT workload_id FROM workloads WHERE pod = 'trainer-1')"); n != 2 {
+		t.Errorf("%d rows with the changed workload, want 2", n)
+	}
+}
