@@ -521,32 +521,8 @@ func (d *StreamDecoder) Decode(src *pluginpb.Batch, dst *metric.Batch) error {
 		return err
 	}
 	ids := src.GetSeriesIds()
-	if cap(dst.Series) < len(ids) {
-		dst.Series = make([]metric.Series, 0, len(ids))
-	}
-	nlabels := 0
-	for i, id := range ids {
-		if int(id) >= len(d.ser) {
-			return fmt.Errorf("wire: series %d: stream series id %d is not defined on this stream (%d defined): the sender is out of sync", i, id, len(d.ser))
-		}
-		nlabels += len(d.ser[id].Labels)
-	}
-	if d.ShareLabels {
-		for _, id := range ids {
-			dst.Series = append(dst.Series, d.ser[id])
-		}
-	} else {
-		slab := make([]metric.Label, nlabels)
-		for _, id := range ids {
-			s := d.ser[id]
-			if n := len(s.Labels); n > 0 {
-				ls := slab[:n:n]
-				slab = slab[n:]
-				copy(ls, s.Labels)
-				s.Labels = ls
-			}
-			dst.Series = append(dst.Series, s)
-		}
+	if err := d.decodeSeries(ids, dst); err != nil {
+		return err
 	}
 	ps, pt, pv := src.GetPointSeries(), src.GetPointTime(), src.GetPointValue()
 	if len(pt) != len(ps) || len(pv) != len(ps) {
@@ -567,6 +543,59 @@ func (d *StreamDecoder) Decode(src *pluginpb.Batch, dst *metric.Batch) error {
 	}
 	dst.Rejects = DecodeRejects(dst.Rejects, src.GetRejects())
 	return nil
+}
+
+// decodeSeries sets dst.Series to the dictionary's series ids (dst.Series
+// is empty, its capacity reused). Runs of consecutive ids (series sent in
+// the order they were defined in: the steady state of a scrape) are copied
+// in one go.
+func (d *StreamDecoder) decodeSeries(ids []uint32, dst *metric.Batch) error {
+	ser := d.ser
+	out := grow(dst.Series, len(ids))
+	dst.Series = out
+	if d.ShareLabels {
+		for i := 0; i < len(ids); {
+			id := ids[i]
+			if int(id) >= len(ser) {
+				return outOfSync(i, id, len(ser))
+			}
+			// The run of ids id, id+1, ...
+			j := i + 1
+			for j < len(ids) && ids[j] == ids[j-1]+1 && int(ids[j]) < len(ser) {
+				j++
+			}
+			copy(out[i:j], ser[id:int(id)+j-i])
+			i = j
+		}
+		return nil
+	}
+	nlabels := 0
+	for i, id := range ids {
+		if int(id) >= len(ser) {
+			return outOfSync(i, id, len(ser))
+		}
+		nlabels += len(ser[id].Labels)
+	}
+	// Every series gets its own label slice, from one slab.
+	slab := make([]metric.Label, nlabels)
+	for i, id := range ids {
+		s := &ser[id]
+		o := &out[i]
+		o.Name = s.Name
+		if n := len(s.Labels); n > 0 {
+			ls := slab[:n:n]
+			slab = slab[n:]
+			copy(ls, s.Labels)
+			o.Labels = ls
+		} else {
+			o.Labels = s.Labels
+		}
+	}
+	return nil
+}
+
+func outOfSync(i int, id uint32, n int) error {
+	return fmt.Errorf("wire: series %d: stream series id %d is not defined on this stream (%d defined): the sender is out of sync", i, id, n)
 }
 
 // apply validates and applies src's dictionary changes.
