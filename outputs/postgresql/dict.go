@@ -2,6 +2,7 @@ package postgresql
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"sort"
@@ -116,15 +117,14 @@ const whyNoIdentity = "series has no GPU identity (needs a gpu_uuid label, or ho
 // goroutines. Its strings are the label values of the slice it was parsed
 // from (a LabelReader output may keep them).
 type labelSet struct {
-	labels  sdk.Labels // copy of the slice's contents when parsed (identity hits are verified against it)
-	attrs   gpuAttrs
-	wla     [3]string // container, pod, namespace
-	wlKey   string    // workload key, "" = none
-	why     string    // why the labels cannot be stored (no GPU identity), or ""
-	text    string    // checkLabelText(labels), valid when textDone
-	textOK  bool      // text is computed
-	names   []nameCol // metric names seen with the labels, in arrival order
-	checked uint64    // epoch in which labels was last verified against the slice
+	labels sdk.Labels // copy of the slice's contents when parsed (identity hits are verified against it; the strings are the slice's)
+	attrs  gpuAttrs
+	wla    [3]string // container, pod, namespace
+	wlKey  string    // workload key, "" = none
+	why    string    // why the labels cannot be stored (no GPU identity), or ""
+	text   string    // checkLabelText(labels), valid when textOK
+	textOK bool      // text is computed
+	names  []nameCol // metric names seen with the labels, in arrival order
 
 	// Per batch, valid when batch is the cache's epoch (read under the
 	// dictionary lock of that batch's resolve).
@@ -226,25 +226,37 @@ func (ls *labelSet) column(d *dictCache, name string, cur *int) int16 {
 }
 
 // labelCacheGen is the size of a labelCache generation: it holds at most
-// twice that many label sets.
+// twice that many label slices and twice that many label sets.
 const labelCacheGen = 4096
 
-// labelCache maps label slices, by identity (address of the first label),
-// to their parsed labelSet, so that a label slice shared by the series of
-// one GPU, and (for a LabelReader) from batch to batch, is parsed once. An
-// identity hit is trusted only after its contents were compared with the
-// copy taken when it was parsed, once per batch (epoch); a slice changed in
-// place, or another slice at a reused address, is parsed afresh. Two
-// generations bound it (and the label slices it keeps alive): when the
-// current one is full it becomes the old one, and hits in the old one move
-// back to the current one.
+// labelCache maps label slices to their parsed labelSet, so that a label
+// slice shared by the series of one GPU, and (for a LabelReader) from batch
+// to batch, is parsed once; and equal label sets in fresh slices are parsed
+// once too.
+//
+// By identity (address of the first label): a hit is trusted only after
+// the slice's contents were compared with its labelSet's copy, once per
+// batch (epoch); a slice changed in place, or another slice at a reused
+// address, is looked up again by contents. By contents (an unambiguous
+// encoding of the labels): a hit is exact. Both maps are bounded by two
+// generations: when the current one is full it becomes the old one, and
+// hits in the old one move back to the current one.
 //
 // Ownership: a labelCache belongs to one scratch, so to one Write at a
 // time, and is not safe for concurrent use.
 type labelCache struct {
-	cur, old map[*sdk.Label]*labelSet
-	epoch    uint64    // the current batch; advanced by next
-	last     *labelSet // the last one parsed: its names size the next one's
+	cur, old   map[*sdk.Label]identity
+	ccur, cold map[string]*labelSet // by contents
+	key        []byte               // content key being built
+	epoch      uint64               // the current batch; advanced by next
+	last       *labelSet            // the last one parsed: its names size the next one's
+}
+
+// identity is a label slice's labelSet and the batch in which the slice was
+// last verified against it.
+type identity struct {
+	ls      *labelSet
+	checked uint64
 }
 
 // next starts a batch: identities must be verified again.
@@ -253,42 +265,69 @@ func (c *labelCache) next() { c.epoch++ }
 // get returns the labelSet of labels, verified in this batch.
 func (c *labelCache) get(labels sdk.Labels) *labelSet {
 	if len(labels) == 0 {
-		ls := &labelSet{checked: c.epoch}
+		ls := &labelSet{}
 		parseLabels(nil, ls)
 		return ls
 	}
 	k := &labels[0]
-	ls := c.cur[k]
-	if ls == nil {
-		if ls = c.old[k]; ls != nil {
+	id, ok := c.cur[k]
+	if !ok {
+		if id, ok = c.old[k]; ok {
 			delete(c.old, k)
-			c.put(k, ls)
 		}
 	}
-	if ls != nil && len(ls.labels) == len(labels) {
-		if ls.checked == c.epoch || slices.Equal(ls.labels, labels) {
-			ls.checked = c.epoch
-			return ls
+	if ok && len(id.ls.labels) == len(labels) {
+		if id.checked == c.epoch {
+			return id.ls
+		}
+		if slices.Equal(id.ls.labels, labels) {
+			id.checked = c.epoch
+			c.putIdentity(k, id)
+			return id.ls
 		}
 	}
-	ls = &labelSet{labels: slices.Clone(labels), checked: c.epoch}
-	if c.last != nil {
-		ls.names = make([]nameCol, 0, len(c.last.names))
-	}
-	c.last = ls
-	parseLabels(labels, ls)
-	c.put(k, ls)
+	ls := c.byContents(labels)
+	c.putIdentity(k, identity{ls: ls, checked: c.epoch})
 	return ls
 }
 
-func (c *labelCache) put(k *sdk.Label, ls *labelSet) {
-	if c.cur == nil {
-		c.cur = make(map[*sdk.Label]*labelSet)
+// byContents returns the labelSet of labels' contents, parsing them when
+// new.
+func (c *labelCache) byContents(labels sdk.Labels) *labelSet {
+	b := c.key[:0]
+	for _, l := range labels {
+		b = binary.AppendUvarint(b, uint64(len(l.Key)))
+		b = append(b, l.Key...)
+		b = binary.AppendUvarint(b, uint64(len(l.Value)))
+		b = append(b, l.Value...)
 	}
-	if _, ok := c.cur[k]; !ok && len(c.cur) >= labelCacheGen {
-		c.old, c.cur = c.cur, make(map[*sdk.Label]*labelSet, labelCacheGen)
+	c.key = b
+	if ls, ok := c.ccur[string(b)]; ok {
+		return ls
 	}
-	c.cur[k] = ls
+	ls, ok := c.cold[string(b)]
+	if ok {
+		delete(c.cold, string(b))
+	} else {
+		ls = &labelSet{labels: slices.Clone(labels)}
+		if c.last != nil {
+			ls.names = make([]nameCol, 0, len(c.last.names))
+		}
+		c.last = ls
+		parseLabels(labels, ls)
+	}
+	if c.ccur == nil || len(c.ccur) >= labelCacheGen {
+		c.cold, c.ccur = c.ccur, make(map[string]*labelSet, min(labelCacheGen, 2*len(c.ccur)+64))
+	}
+	c.ccur[string(b)] = ls
+	return ls
+}
+
+func (c *labelCache) putIdentity(k *sdk.Label, id identity) {
+	if _, ok := c.cur[k]; !ok && (c.cur == nil || len(c.cur) >= labelCacheGen) {
+		c.old, c.cur = c.cur, make(map[*sdk.Label]identity, min(labelCacheGen, 2*len(c.cur)+64))
+	}
+	c.cur[k] = id
 }
 
 // seriesWhy says why s cannot be stored: its labels have no GPU identity,

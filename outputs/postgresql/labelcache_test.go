@@ -41,9 +41,21 @@ func TestLabelCacheVerifiesIdentity(t *testing.T) {
 	if s := c.get(ls); s.attrs.key != "GPU-changed" {
 		t.Fatalf("full slice again: %+v", s.attrs)
 	}
-	// Equal contents in a fresh slice resolve alike.
-	if s := c.get(append(sdk.Labels(nil), ls...)); s.attrs != b.attrs {
+	// Equal contents in a fresh slice resolve alike (to the same set).
+	if s := c.get(append(sdk.Labels(nil), ls...)); s != b {
 		t.Fatalf("fresh copy: %+v", s.attrs)
+	}
+	// Changed back in place: the contents are found again.
+	ls[2].Value = "GPU-node1-0000"
+	c.next()
+	if s := c.get(ls); s != a {
+		t.Fatalf("changed back: %+v", s.attrs)
+	}
+	// Contents that only a careless encoding would confuse.
+	x := c.get(sdk.Labels{{Key: "gpu_uuid", Value: "a\x00b"}, {Key: "host", Value: "c"}})
+	y := c.get(sdk.Labels{{Key: "gpu_uuid", Value: "a"}, {Key: "\x00bhost", Value: "c"}})
+	if x == y || x.attrs.uuid != "a\x00b" || y.attrs.uuid != "a" {
+		t.Fatalf("distinct contents share a set: %+v %+v", x.attrs, y.attrs)
 	}
 	if s := c.get(nil); s.why != whyNoIdentity {
 		t.Fatalf("no labels: %q", s.why)
@@ -61,6 +73,9 @@ func TestLabelCacheBounded(t *testing.T) {
 		}
 	}
 	if n := len(c.cur) + len(c.old); n > 2*labelCacheGen {
+		t.Fatalf("%d label slices cached", n)
+	}
+	if n := len(c.ccur) + len(c.cold); n > 2*labelCacheGen {
 		t.Fatalf("%d label sets cached", n)
 	}
 	for i := range sets {
