@@ -6,8 +6,11 @@
 // agent's workers); each Write uses one transaction on its own connection.
 // The GPU, workload and metric-name dictionaries and the partition list are
 // cached in memory behind mutexes. Init, Close and SetEnvironment are not
-// concurrent with anything else. A Write's batch is read, never kept, except
-// that refused rows are appended to its Rejects.
+// concurrent with anything else. A Write's batch is read, never written,
+// except that refused rows are appended to its Rejects; its label slices
+// and strings may be kept (read only) by the label cache of the Write's
+// scratch, which verifies them against a copy before reusing what it
+// parsed from them (see labelCache).
 package postgresql
 
 import (

@@ -84,10 +84,10 @@ func (sc *scratch) reset() {
 	sc.parts = sc.parts[:0]
 }
 
-// getScratch returns a free scratch, or a new one. The free list holds at
-// most as many as Writes ran at once, and keeps them (unlike a sync.Pool,
-// which drops them at garbage collections), so their buffers and label
-// caches are reused rather than allocated, zeroed and refilled.
+// getScratch returns a free scratch, or a new one. The free list keeps up
+// to maxFreeScratch of them (unlike a sync.Pool, which drops them at garbage
+// collections), so their buffers and label caches are reused rather than
+// allocated, zeroed and refilled. Safe for concurrent use.
 func (o *Output) getScratch() *scratch {
 	o.scratchMu.Lock()
 	defer o.scratchMu.Unlock()
@@ -100,14 +100,20 @@ func (o *Output) getScratch() *scratch {
 	return newScratch()
 }
 
-// putScratch empties sc and returns it to the free list; the caller must not
-// use it any more.
+// putScratch empties sc and returns it to the free list (or drops it when
+// the list is full); the caller must not use it any more.
 func (o *Output) putScratch(sc *scratch) {
 	sc.reset()
 	o.scratchMu.Lock()
-	o.scratchFree = append(o.scratchFree, sc)
+	if len(o.scratchFree) < o.maxFreeScratch() {
+		o.scratchFree = append(o.scratchFree, sc)
+	}
 	o.scratchMu.Unlock()
 }
+
+// maxFreeScratch is how many idle scratches are kept: one per concurrent
+// Write the pool can serve.
+func (o *Output) maxFreeScratch() int { return max(o.MaxConnections, 2) }
 
 var ncol = len(gpumetrics.Canonical)
 
