@@ -24,6 +24,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/telemetry-collector/telemetry-collector/conf"
 	"github.com/telemetry-collector/telemetry-collector/sdk"
@@ -183,7 +184,10 @@ func New(cfg *conf.Config, f Factory, opts Options) (*Agent, error) {
 		a.log = hclog.NewNullLogger()
 	}
 	if a.reg == nil {
+		// Its own registry: the process's Go runtime (memory, GC, the
+		// memory limit) and resource metrics too.
 		a.reg = prometheus.NewRegistry()
+		a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	if a.retryInitial <= 0 {
 		a.retryInitial = defaultRetryInitial

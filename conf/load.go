@@ -51,7 +51,7 @@ const (
 // agentKeys lists the keys of the [agent] table (read-only).
 var agentKeys = []string{
 	"metrics_address", "log_level", "log_format", "flush_interval", "shutdown_timeout",
-	"dead_letter_dir", "plugin_dir", "queue_size", "input_credits",
+	"dead_letter_dir", "plugin_dir", "queue_size", "input_credits", "memory_limit", "plugin_memory_limit",
 }
 
 // sections are the plugin sections; the values are their kinds (read-only).
@@ -282,6 +282,10 @@ func (l *loader) agent(f *fileCtx, m map[string]any) {
 			a.QueueSize, ok = l.intRange(v, pos, key, 1, MaxQueueSize)
 		case "input_credits":
 			a.InputCredits, ok = l.intRange(v, pos, key, 1, MaxInputCredits)
+		case "memory_limit":
+			a.MemoryLimit, ok = l.size(v, pos, key)
+		case "plugin_memory_limit":
+			a.PluginMemoryLimit, ok = l.size(v, pos, key)
 		default:
 			l.errs.add(pos, key, "unknown key in [agent]%s: known keys are %s", suggest(k, agentKeys), strings.Join(agentKeys, ", "))
 			ok = false
@@ -368,7 +372,7 @@ func (l *loader) plugin(f *fileCtx, kind Kind, name, path string, t map[string]a
 	}
 	table := p.tableName()
 	explicitAlias := false
-	flushSet, queueSet := false, false
+	flushSet, queueSet, memSet := false, false, false
 	if kind == KindOutput {
 		p.BatchSize = DefaultBatchSize
 		p.Workers = DefaultWorkers
@@ -390,6 +394,8 @@ func (l *loader) plugin(f *fileCtx, kind Kind, name, path string, t map[string]a
 			}
 		case k == "command":
 			p.Command, _ = l.nonEmptyStr(v, pos, key)
+		case k == "memory_limit":
+			p.MemoryLimit, memSet = l.size(v, pos, key)
 		case kind == KindOutput && k == "batch_size":
 			p.BatchSize, _ = l.intRange(v, pos, key, 1, MaxBatchSize)
 		case kind == KindOutput && k == "flush_interval":
@@ -407,6 +413,9 @@ func (l *loader) plugin(f *fileCtx, kind Kind, name, path string, t map[string]a
 				p.Settings[k] = sv
 			}
 		}
+	}
+	if !memSet {
+		p.MemoryLimit = -1 // the agent's plugin_memory_limit, applied once all files are read
 	}
 	switch kind {
 	case KindInput:
@@ -515,6 +524,13 @@ func (l *loader) finish(opts LoadOptions) {
 	}
 	if !set("plugin_dir") {
 		a.PluginDir = defaultPluginDir(opts.Executable)
+	}
+	for _, ps := range [][]Plugin{l.cfg.Inputs, l.cfg.Processors, l.cfg.Outputs} {
+		for i := range ps {
+			if ps[i].MemoryLimit < 0 {
+				ps[i].MemoryLimit = a.PluginMemoryLimit
+			}
+		}
 	}
 	for i := range l.cfg.Outputs {
 		o := &l.cfg.Outputs[i]
@@ -655,6 +671,57 @@ func (l *loader) duration(v any, pos Position, key string) (time.Duration, bool)
 		return 0, false
 	}
 	return d, true
+}
+
+// MinMemoryLimit is the smallest memory_limit accepted: below it a Go
+// process spends its time collecting garbage.
+const MinMemoryLimit = 8 << 20
+
+// size accepts a memory size: a TOML integer (bytes), or a string such as
+// "64MiB" (units B, KiB, MiB, GiB; K/M/G and KB/MB/GB are read as the
+// binary units too), possibly from ${VAR}; at least MinMemoryLimit.
+func (l *loader) size(v any, pos Position, key string) (int64, bool) {
+	var n int64
+	switch x := v.(type) {
+	case int64:
+		n = x
+	case string:
+		s, err := expand(x, l.lookup)
+		if err != nil {
+			l.errs.add(pos, key, "%v", err)
+			return 0, false
+		}
+		n, err = parseSize(s)
+		if err != nil {
+			l.errs.add(pos, key, "%v", err)
+			return 0, false
+		}
+	default:
+		l.errs.add(pos, key, "must be a size such as \"64MiB\" or a number of bytes, not %s", typeName(v))
+		return 0, false
+	}
+	if n < MinMemoryLimit {
+		l.errs.add(pos, key, "size %d bytes is too small: use at least %dMiB", n, MinMemoryLimit>>20)
+		return 0, false
+	}
+	return n, true
+}
+
+// parseSize parses "64MiB", "1.5GiB", "512k" or "1048576" into bytes.
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := len(t)
+	for i > 0 && (t[i-1] < '0' || t[i-1] > '9') && t[i-1] != '.' {
+		i--
+	}
+	num, unit := strings.TrimSpace(t[:i]), strings.ToLower(strings.TrimSpace(t[i:]))
+	mult := map[string]float64{"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
+		"m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30}[unit]
+	f, err := strconv.ParseFloat(num, 64)
+	if mult == 0 || err != nil || f < 0 || f*mult > float64(1<<62) {
+		return 0, fmt.Errorf("invalid size %q: use a number of bytes or a number with a unit, such as \"64MiB\" (units B, KiB, MiB, GiB)", s)
+	}
+	return int64(f * mult), nil
 }
 
 // intRange accepts a TOML integer, or a string holding ${VAR} that expands

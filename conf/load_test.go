@@ -453,6 +453,22 @@ func TestLoadErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "bad memory limits",
+			files: map[string]string{"main.toml": `[agent]
+  memory_limit = "64 parsecs"
+  plugin_memory_limit = 1024
+` + minimal + `  memory_limit = true
+[[processors.dedup]]
+  memory_limit = "-5MiB"
+`},
+			want: []wantErr{
+				{"main.toml", 2, "agent.memory_limit", `invalid size "64 parsecs": use a number of bytes or a number with a unit, such as "64MiB"`},
+				{"main.toml", 3, "agent.plugin_memory_limit", "size 1024 bytes is too small: use at least 8MiB"},
+				{"main.toml", 9, "outputs.file.memory_limit", `must be a size such as "64MiB" or a number of bytes, not a boolean`},
+				{"main.toml", 11, "processors.dedup.memory_limit", `invalid size "-5MiB"`},
+			},
+		},
+		{
 			name:  "bad log level and format",
 			files: map[string]string{"main.toml": "[agent]\nlog_level = \"verbose\"\nlog_format = \"xml\"\nqueue_size = 1.5\n" + minimal},
 			want: []wantErr{
@@ -716,5 +732,77 @@ func TestShippedConfig(t *testing.T) {
 	}
 	if c.Agent.LogLevel != "debug" || c.Outputs[0].Settings["connection"] != "postgres://u:pw@db/x" || c.Outputs[1].Required {
 		t.Errorf("merged = %+v / %+v", c.Agent, c.Outputs)
+	}
+}
+
+// TestMemoryLimits: sizes in every accepted spelling, the agent's
+// plugin_memory_limit as the default of every plugin (also when a drop-in
+// sets it), a plugin's own memory_limit winning, and none by default.
+func TestMemoryLimits(t *testing.T) {
+	const mib = 1 << 20
+	tests := []struct {
+		name       string
+		files      map[string]string
+		env        map[string]string
+		agent      int64
+		in, out    int64 // the input's and the output's limits
+		processors []int64
+	}{
+		{name: "none by default", files: map[string]string{"main.toml": minimal}},
+		{
+			name:  "units",
+			files: map[string]string{"main.toml": "[agent]\nmemory_limit = \"1.5GiB\"\n" + minimal + "memory_limit = 33554432\n[[inputs.mq_service]]\ntopic = \"u\"\nmemory_limit = \"512k\"\n"},
+			agent: 1536 * mib, in: 0, out: 32 * mib,
+		},
+		{
+			name: "plugin default, own limit wins, drop-in sets the default",
+			files: map[string]string{
+				"main.toml":   "[[processors.dedup]]\nmemory_limit = \"48MiB\"\n[[processors.gpu_normalize]]\n" + minimal,
+				"d/10-a.toml": "[agent]\nplugin_memory_limit = \"${LIMIT}\"\n",
+			},
+			env: map[string]string{"LIMIT": "40 MB"},
+			in:  40 * mib, out: 40 * mib, processors: []int64{48 * mib, 40 * mib},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := writeFiles(t, tt.files)
+			dropIn := ""
+			if _, err := os.Stat(filepath.Join(dir, "d")); err == nil {
+				dropIn = filepath.Join(dir, "d")
+			}
+			c, err := Load(filepath.Join(dir, "main.toml"), dropIn, LoadOptions{LookupEnv: func(k string) (string, bool) {
+				v, ok := tt.env[k]
+				return v, ok
+			}})
+			if tt.name == "units" {
+				// 512k is below the minimum.
+				if err == nil || !strings.Contains(err.Error(), "inputs.mq_service.memory_limit: size 524288 bytes is too small") {
+					t.Fatalf("Load: %v, want the 512k input refused", err)
+				}
+				tt.files["main.toml"] = strings.Replace(tt.files["main.toml"], `"512k"`, `"9MiB"`, 1)
+				dir = writeFiles(t, tt.files)
+				if c, err = Load(filepath.Join(dir, "main.toml"), "", LoadOptions{LookupEnv: noEnv}); err != nil {
+					t.Fatal(err)
+				}
+				if got := c.Inputs[1].MemoryLimit; got != 9*mib {
+					t.Errorf("second input: %d", got)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if c.Agent.MemoryLimit != tt.agent || c.Inputs[0].MemoryLimit != tt.in || c.Outputs[0].MemoryLimit != tt.out {
+				t.Errorf("agent %d, input %d, output %d; want %d, %d, %d",
+					c.Agent.MemoryLimit, c.Inputs[0].MemoryLimit, c.Outputs[0].MemoryLimit, tt.agent, tt.in, tt.out)
+			}
+			for i, want := range tt.processors {
+				if got := c.Processors[i].MemoryLimit; got != want {
+					t.Errorf("processor %d: %d, want %d", i, got, want)
+				}
+			}
+			if d := c.Describe(); tt.agent > 0 && !strings.Contains(d, `memory_limit      = "1536MiB"`) {
+				t.Errorf("Describe does not show the agent's memory_limit:\n%s", d)
+			}
+		})
 	}
 }

@@ -182,6 +182,8 @@ func (c *Config) Describe() string {
 	agentLine("plugin_dir", strconv.Quote(a.PluginDir))
 	agentLine("queue_size", strconv.Itoa(a.QueueSize))
 	agentLine("input_credits", strconv.Itoa(a.InputCredits))
+	agentLine("memory_limit", FormatSize(a.MemoryLimit))
+	agentLine("plugin_memory_limit", FormatSize(a.PluginMemoryLimit))
 
 	b.WriteString("\nPipeline:\n  ")
 	b.WriteString(flow(c))
@@ -199,6 +201,9 @@ func (c *Config) Describe() string {
 				fmt.Fprintf(&b, "  command=%q", p.Command)
 			} else {
 				b.WriteString("  built-in")
+			}
+			if p.MemoryLimit > 0 {
+				fmt.Fprintf(&b, "  memory_limit=%s", FormatSize(p.MemoryLimit))
 			}
 			b.WriteString("\n")
 			if p.Kind == KindOutput {
@@ -289,4 +294,16 @@ func tomlValue(v any) string {
 	default:
 		return fmt.Sprint(v)
 	}
+}
+
+// FormatSize renders a memory limit: "64MiB" when it is a whole number of
+// MiB, else bytes; "none" for 0.
+func FormatSize(n int64) string {
+	switch {
+	case n <= 0:
+		return `"none"`
+	case n%(1<<20) == 0:
+		return strconv.Quote(strconv.FormatInt(n>>20, 10) + "MiB")
+	}
+	return strconv.FormatInt(n, 10)
 }

@@ -47,7 +47,12 @@ type Agent struct {
 	PluginDir       string        // plugin_dir: where built-in plugin binaries live (default: bin/plugins next to the executable)
 	QueueSize       int           // queue_size: batches buffered between stages (default 8)
 	InputCredits    int           // input_credits: batches an input may have in the pipeline, unacknowledged (default 64)
-	Positions       map[string]Position
+	// MemoryLimit (memory_limit) is the collector process's soft memory
+	// limit in bytes (Go's GOMEMLIMIT); 0: none (or GOMEMLIMIT from the
+	// environment). PluginMemoryLimit (plugin_memory_limit) is the default
+	// of every plugin's memory_limit.
+	MemoryLimit, PluginMemoryLimit int64
+	Positions                      map[string]Position
 }
 
 // Kind is a plugin kind.
@@ -71,6 +76,10 @@ type Plugin struct {
 	Name    string // the X in [[outputs.X]]
 	Alias   string // alias; defaults to Name, made unique ("postgresql-2") when repeated
 	Command string // command: path of a third-party plugin binary; "" = built-in
+	// MemoryLimit (memory_limit) is the plugin process's soft memory limit
+	// in bytes, passed as GOMEMLIMIT (Go plugins honour it); 0: none
+	// (default: the agent's plugin_memory_limit).
+	MemoryLimit int64
 
 	// Output-only (zero for other kinds after defaults are applied).
 	BatchSize     int           // batch_size: max points per Write (default 10000)

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -63,6 +64,9 @@ type Spec struct {
 	// Credits is how many batches an input may have emitted and not yet
 	// had accepted by the pipeline (default 4).
 	Credits int
+	// MemoryLimit is the plugin process's soft memory limit in bytes,
+	// passed as GOMEMLIMIT (which Go plugins honour); 0: none.
+	MemoryLimit int64
 }
 
 func (s Spec) alias() string {
@@ -207,12 +211,18 @@ func (l *Launcher) startProcess(ctx context.Context, spec Spec) (*instance, erro
 	// plugin before the agent drained it. Pdeathsig: the plugin dies with
 	// the agent (sdk.Serve also watches its parent pid).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	// go-plugin appends the agent's environment to these: the plugin logs
-	// at the agent's level (no debug lines built only to be dropped), and
-	// its alias is visible to operators in /proc/<pid>/environ.
-	cmd.Env = []string{
-		sdk.PluginAliasEnv + "=" + spec.alias(),
-		sdk.LogLevelEnv + "=" + l.logger().GetLevel().String(),
+	// The agent's environment, then (overriding it: for a repeated
+	// variable the last one wins) the plugin's own: it logs at the agent's
+	// level (no debug lines built only to be dropped), its alias is
+	// visible to operators in /proc/<pid>/environ, and its memory_limit is
+	// GOMEMLIMIT. go-plugin is told not to add the agent's environment
+	// again after these (SkipHostEnv).
+	cmd.Env = append(os.Environ(),
+		sdk.PluginAliasEnv+"="+spec.alias(),
+		sdk.LogLevelEnv+"="+l.logger().GetLevel().String(),
+	)
+	if spec.MemoryLimit > 0 {
+		cmd.Env = append(cmd.Env, "GOMEMLIMIT="+strconv.FormatInt(spec.MemoryLimit, 10))
 	}
 	timeout := l.StartTimeout
 	if timeout <= 0 {
@@ -227,6 +237,7 @@ func (l *Launcher) startProcess(ctx context.Context, spec Spec) (*instance, erro
 		Logger:           l.logger().Named(spec.alias()),
 		GRPCDialOptions:  dialOptions(),
 		StartTimeout:     timeout,
+		SkipHostEnv:      true, // cmd.Env holds it already
 	})
 	type result struct {
 		rpc pluginpb.PluginClient

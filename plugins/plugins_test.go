@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -368,4 +369,44 @@ func readRows(t *testing.T, path string) []testplugins.Row {
 		rows = append(rows, r)
 	}
 	return rows
+}
+
+// TestPluginEnvironment: a plugin process gets the agent's environment,
+// its alias, and GOMEMLIMIT from Spec.MemoryLimit, which overrides a
+// GOMEMLIMIT the agent itself has; without a limit the agent's value is
+// inherited as is.
+func TestPluginEnvironment(t *testing.T) {
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	t.Setenv("TC_TEST_MARKER", "inherited")
+	for _, tc := range []struct {
+		limit int64
+		want  string
+	}{
+		{0, "GOMEMLIMIT=1GiB"},
+		{48 << 20, "GOMEMLIMIT=50331648"},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			l := newLauncher(t, nil)
+			p, err := l.Processor(context.Background(), plugins.Spec{Name: "passthrough", Alias: "pt", MemoryLimit: tc.limit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closeIt(t, p)
+			raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", p.PID()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			env := map[string]string{}
+			for _, kv := range strings.Split(string(raw), "\x00") {
+				if k, v, ok := strings.Cut(kv, "="); ok {
+					env[k] = v // the last one wins, as for the process
+				}
+			}
+			k, v, _ := strings.Cut(tc.want, "=")
+			if env[k] != v || env["TC_TEST_MARKER"] != "inherited" || env[sdk.PluginAliasEnv] != "pt" {
+				t.Fatalf("plugin environment: GOMEMLIMIT=%q TC_TEST_MARKER=%q alias=%q; want %s, inherited, pt",
+					env["GOMEMLIMIT"], env["TC_TEST_MARKER"], env[sdk.PluginAliasEnv], tc.want)
+			}
+		})
+	}
 }

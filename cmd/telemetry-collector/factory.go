@@ -34,13 +34,14 @@ func spec(p *conf.Plugin) (plugins.Spec, error) {
 		return plugins.Spec{}, fmt.Errorf("%s (%s): encode settings: %w", p.ID(), p.Source, err)
 	}
 	return plugins.Spec{
-		Kind:       string(p.Kind),
-		Name:       p.Name,
-		Alias:      p.Alias,
-		Command:    p.Command,
-		ConfigJSON: js,
-		Workers:    p.Workers,
-		BatchSize:  p.BatchSize,
+		Kind:        string(p.Kind),
+		Name:        p.Name,
+		Alias:       p.Alias,
+		Command:     p.Command,
+		ConfigJSON:  js,
+		Workers:     p.Workers,
+		BatchSize:   p.BatchSize,
+		MemoryLimit: p.MemoryLimit,
 	}, nil
 }
 

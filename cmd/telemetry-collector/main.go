@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -121,6 +122,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		os.Exit(exitFailure)
 	}()
 
+	if cfg.Agent.MemoryLimit > 0 {
+		debug.SetMemoryLimit(cfg.Agent.MemoryLimit)
+	}
 	stopProfile, err := profiling.Start("collector")
 	if err != nil {
 		logger.Warn("no CPU profile", "error", err)

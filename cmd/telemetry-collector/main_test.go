@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -250,6 +251,8 @@ func TestKillProcessorMidStream(t *testing.T) {
   shutdown_timeout = "20s"
   dead_letter_dir = %[2]q
   plugin_dir = %[3]q
+  memory_limit = "200MiB"
+  plugin_memory_limit = "96MiB"
 
 [[inputs.seq]]
   command = %[4]q
@@ -261,6 +264,7 @@ func TestKillProcessorMidStream(t *testing.T) {
 [[processors.passthrough]]
   command = %[4]q
   pid_file = %[8]q
+  memory_limit = "64MiB"
 
 [[processors.cluster_label]]
   command = %[9]q
@@ -320,6 +324,16 @@ func TestKillProcessorMidStream(t *testing.T) {
 	newPID := readPID(pidFile)
 	if newPID == oldPID || newPID <= 0 || !alive(newPID) {
 		t.Errorf("processor not restarted: pid %d before, %d after", oldPID, newPID)
+	}
+	// memory_limit: the collector's own (Go runtime metric), the
+	// processor's (its GOMEMLIMIT, also after the restart).
+	if got := metric(t, metricsAddr, "go_gc_gomemlimit_bytes", ""); got != 200<<20 {
+		t.Errorf("collector go_gc_gomemlimit_bytes = %v, want %d", got, 200<<20)
+	}
+	if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", newPID)); err != nil {
+		t.Error(err)
+	} else if vars := strings.Split(string(env), "\x00"); !slices.Contains(vars, "GOMEMLIMIT=67108864") {
+		t.Errorf("restarted processor's environment has no GOMEMLIMIT=67108864 (64MiB)")
 	}
 	if alive(oldPID) {
 		t.Errorf("killed processor %d still alive", oldPID)
