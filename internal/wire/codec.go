@@ -31,3 +31,11 @@ func grow[T any](s []T, n int) []T {
 // labelSlots is the size of an encoder's direct-mapped cache of the label
 // slices it wrote, keyed by the slice's address.
 const labelSlots = 512
+
+// labelSlotBits and maxLabelSlotBits bound the size of a StreamEncoder's
+// cache of the label slices of one Encode (1<<bits slots, for batches of
+// up to 4<<bits series).
+const (
+	labelSlotBits    = 9
+	maxLabelSlotBits = 12
+)

@@ -139,6 +139,28 @@ func BenchmarkScrapeCycle(b *testing.B) {
 		encode := func(i int) { enc.Encode(&m, uint64(i), in.batches[i]) }
 		run("encode/"+in.name, encode, encode)
 	}
+	{
+		// The same series in another order than they were defined in
+		// (metric-major batches on a stream defined GPU-major): every
+		// series is looked up.
+		enc := NewStreamEncoder()
+		for _, s := range src {
+			enc.Encode(nil, 1, s)
+		}
+		reordered := make([]*metric.Batch, len(src))
+		for i, s := range src {
+			r := &metric.Batch{}
+			for m := 0; m < cycleMetrics; m++ {
+				for k := m; k < len(s.Series); k += cycleMetrics {
+					r.Add(r.AddSeries(s.Series[k].Name, s.Series[k].Labels), s.Points[k].Time, s.Points[k].Value)
+				}
+			}
+			reordered[i] = r
+		}
+		var m pluginpb.Batch
+		encode := func(i int) { enc.Encode(&m, uint64(i), reordered[i]) }
+		run("encode/reordered", encode, encode)
+	}
 	for _, share := range []bool{false, true} {
 		var dec *StreamDecoder
 		prime := func(i int) {

@@ -77,7 +77,13 @@ type StreamEncoder struct {
 	iindex   hashTable         // identity hash -> ids
 	bytes    int
 	resets   int
-	slots    [labelSlots]hashSlot
+	// slots is a direct-mapped cache, for one Encode, of the label
+	// slices it looked up (a power of two long, sized for the batch);
+	// touched lists the slots in use, cleared when Encode returns so the
+	// encoder keeps nothing of the caller's batch.
+	slots    []hashSlot
+	touched  []uint32
+	slotBits uint
 	noLabels hashSlot
 	slab     []metric.Label // free part of the current label chunk
 	lsets    map[uint64]labelSet
@@ -115,6 +121,26 @@ type hashSlot struct {
 	// (or realiased) in this Encode made one; owner is that entry.
 	cp    []metric.Label
 	owner uint32
+	// vd is a dictionary label slice found made of the very strings of
+	// the slice (in this Encode): candidates with it need a name check
+	// only.
+	vd *metric.Label
+}
+
+// same reports whether the dictionary's labels d are made of the very
+// strings of ls, the slice of slot.
+func (slot *hashSlot) same(d, ls []metric.Label) bool {
+	if len(d) != len(ls) {
+		return false
+	}
+	if len(d) == 0 || &d[0] == slot.vd {
+		return true
+	}
+	if !sameLabelStrings(d, ls) {
+		return false
+	}
+	slot.vd = &d[0]
+	return true
 }
 
 // NewStreamEncoder returns an empty StreamEncoder for one stream.
@@ -172,8 +198,14 @@ func (e *StreamEncoder) labelSlot(ls []metric.Label) *hashSlot {
 		return &e.noLabels
 	}
 	p := &ls[0]
-	slot := &e.slots[(uintptr(unsafe.Pointer(p))/unsafe.Sizeof(metric.Label{}))%labelSlots]
+	// Label slices sit at addresses with common low and high bits (size
+	// classes, spans): a multiplicative hash spreads them over the slots.
+	i := (uint64(uintptr(unsafe.Pointer(p))) * 0x9e3779b97f4a7c15) >> (64 - e.slotBits)
+	slot := &e.slots[i]
 	if slot.p != p || int(slot.n) != len(ls) {
+		if slot.p == nil {
+			e.touched = append(e.touched, uint32(i))
+		}
 		h := uint64(len(ls))
 		for i := range ls {
 			h = mix(h, strID(ls[i].Key))
@@ -182,6 +214,29 @@ func (e *StreamEncoder) labelSlot(ls []metric.Label) *hashSlot {
 		*slot = hashSlot{p: p, n: int32(len(ls)), ih: h}
 	}
 	return slot
+}
+
+// sizeSlots makes the label slot cache large enough for a batch of n
+// series (a few series share a label slice; the cache only grows).
+func (e *StreamEncoder) sizeSlots(n int) {
+	bits := uint(labelSlotBits)
+	for bits < maxLabelSlotBits && 1<<bits < n/4 {
+		bits++
+	}
+	if bits > e.slotBits || e.slots == nil {
+		e.slots = make([]hashSlot, 1<<bits)
+		e.slotBits = bits
+		e.touched = e.touched[:0]
+	}
+}
+
+// clearSlots empties the slots Encode used.
+func (e *StreamEncoder) clearSlots() {
+	for _, i := range e.touched {
+		e.slots[i] = hashSlot{}
+	}
+	e.touched = e.touched[:0]
+	e.noLabels = hashSlot{}
 }
 
 func strID(s string) uint64 {
@@ -241,16 +296,10 @@ type labelRun struct {
 	n        int
 }
 
-// same reports whether the dictionary's labels d and the input labels ls
-// are made of the very same strings, remembering the pair when it compares
-// them.
-func (r *labelRun) same(d, ls []metric.Label) bool {
-	if len(d) != len(ls) {
-		return false
-	}
-	if len(d) == 0 || (len(d) == r.n && &d[0] == r.dict && &ls[0] == r.in) {
-		return true
-	}
+// check reports whether the dictionary's labels d and the input labels ls
+// (of one length) are made of the very same strings, remembering the pair
+// when they are.
+func (r *labelRun) check(d, ls []metric.Label) bool {
 	if !sameLabelStrings(d, ls) {
 		return false
 	}
@@ -279,7 +328,7 @@ func (e *StreamEncoder) lookup(s *metric.Series) (id uint32, ok bool, h, ih uint
 				break
 			}
 			if sl.h == uint32(ih) && sl.id != tombstone {
-				if d := &e.ser[sl.id-1]; sameStrings(d.name, d.labels, s) {
+				if d := &e.ser[sl.id-1]; sameString(d.name, s.Name) && slot.same(d.labels, s.Labels) {
 					return sl.id - 1, true, 0, ih
 				}
 			}
@@ -423,7 +472,8 @@ func (e *StreamEncoder) Encode(dst *pluginpb.Batch, id uint64, b *metric.Batch) 
 	dst.End = false
 	dst.RunError = ""
 	reset := false
-	defer clear(e.slots[:])
+	e.sizeSlots(len(b.Series))
+	defer e.clearSlots()
 encode:
 	dst.ResetDictionary = reset
 	dst.Strings = dst.Strings[:0]
@@ -446,7 +496,9 @@ encode:
 		// scrape, a passed-through batch): try the one after the previous
 		// series first, by identity.
 		if int(next) < len(e.ser) {
-			if d := &e.ser[next]; sameString(d.name, s.Name) && run.same(d.labels, s.Labels) {
+			d := &e.ser[next]
+			if n := len(s.Labels); sameString(d.name, s.Name) && len(d.labels) == n &&
+				(n == 0 || (n == run.n && &d.labels[0] == run.dict && &s.Labels[0] == run.in) || run.check(d.labels, s.Labels)) {
 				dst.SeriesIds[i] = next
 				next++
 				continue
@@ -458,6 +510,7 @@ encode:
 				// Start over; a batch larger than the limits may overshoot
 				// them by itself (the next new series resets again).
 				e.clearTable()
+				e.clearSlots()
 				e.resets++
 				reset = true
 				goto encode
