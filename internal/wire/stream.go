@@ -70,13 +70,13 @@ type StreamEncoder struct {
 	MaxSeries int
 	MaxBytes  int
 
-	seed     maphash.Seed
-	strs     map[string]uint32 // stream string ids; keys are private copies
-	ser      []encSeries       // by stream series id
-	index    hashTable         // content hash -> ids
-	iindex   hashTable         // identity hash -> ids
-	bytes    int
-	resets   int
+	seed   maphash.Seed
+	strs   map[string]uint32 // stream string ids; keys are private copies
+	ser    []encSeries       // by stream series id
+	index  hashTable         // content hash -> ids
+	iindex hashTable         // identity hash -> ids
+	bytes  int
+	resets int
 	// slots is a direct-mapped cache, for one Encode, of the label
 	// slices it looked up (a power of two long, sized for the batch);
 	// touched lists the slots in use, cleared when Encode returns so the
