@@ -526,9 +526,10 @@ encode:
 	dst.PointSeries = grow(dst.PointSeries, n)
 	dst.PointTime = grow(dst.PointTime, n)
 	dst.PointValue = grow(dst.PointValue, n)
-	ps, pt, pv := dst.PointSeries, dst.PointTime, dst.PointValue
-	for i := range b.Points {
-		p := &b.Points[i]
+	pts := b.Points
+	ps, pt, pv := dst.PointSeries[:len(pts)], dst.PointTime[:len(pts)], dst.PointValue[:len(pts)]
+	for i := range pts {
+		p := &pts[i]
 		ps[i] = p.Series
 		pt[i] = p.Time
 		pv[i] = p.Value
@@ -586,7 +587,8 @@ func (d *StreamDecoder) Decode(src *pluginpb.Batch, dst *metric.Batch) error {
 	} else {
 		dst.Points = dst.Points[:len(ps)]
 	}
-	pts := dst.Points
+	pts := dst.Points[:len(ps)]
+	pt, pv = pt[:len(ps)], pv[:len(ps)]
 	nseries := uint32(len(ids))
 	for i, s := range ps {
 		if s >= nseries {
