@@ -48,12 +48,16 @@ func TestMain(m *testing.M) {
 //	                 full_page_writes off (default: on, durable commits)
 //	BENCH_CPUPROFILE DIR: the collector and every plugin process write a
 //	                 CPU profile there (internal/profiling)
+//	BENCH_MEMORY_LIMITS "AGENT,PLUGINS,INPUT" memory_limit of the collector,
+//	                 plugin_memory_limit, and the input's memory_limit, e.g.
+//	                 "48MiB,40MiB,80MiB"; default or "off": none
 //	BENCH_GOGC, BENCH_GOMEMLIMIT  GOGC / GOMEMLIMIT of the collector and
 //	                 (inherited) its plugin processes
 type settings struct {
 	credits       int
 	goEnv         []string
 	profileEnv    []string // the CPU profile setting, for mq-service too
+	memLimits     [3]string // collector, plugins default, input ("": none)
 	samples, gpus int
 	inputBatch    int
 	maxInFlight   int
@@ -95,7 +99,14 @@ func readSettings(t *testing.T) settings {
 		s.profileEnv = []string{profiling.CPUProfileEnv + "=" + abs}
 		s.goEnv = append(s.goEnv, s.profileEnv...)
 	}
-	if s.gpus%GPUsPerHost != 0 {
+	if v := os.Getenv("BENCH_MEMORY_LIMITS"); v != "" && v != "off" {
+		parts := strings.Split(v, ",")
+		if len(parts) != 3 {
+			t.Fatalf("BENCH_MEMORY_LIMITS=%q: want AGENT,PLUGINS,INPUT sizes (e.g. 48MiB,40MiB,80MiB) or off", v)
+		}
+		copy(s.memLimits[:], parts)
+	}
+		if s.gpus%GPUsPerHost != 0 {
 		t.Fatalf("BENCH_GPUS=%d: want a multiple of %d", s.gpus, GPUsPerHost)
 	}
 	if v := os.Getenv("BENCH_TIMEOUT"); v != "" {
@@ -119,7 +130,7 @@ func readSettings(t *testing.T) settings {
 
 // TestBench runs every workload end to end and prints one line per workload:
 //
-//	workload=NAME pipeline_samples_per_sec=N ceiling_samples_per_sec=M ratio=R peak_rss_mib=X
+//	workload=NAME pipeline_samples_per_sec=N ceiling_samples_per_sec=M ratio=R peak_rss_mib=X peak_pss_mib=Y
 func TestBench(t *testing.T) {
 	s := readSettings(t)
 	pgMode := "PostgreSQL durable (fsync, synchronous_commit on)"
@@ -176,6 +187,10 @@ func collectorConfig(s settings, w Workload, mqAddr string) e2e.CollectorConfig 
 		cfg.MaxInFlight = s.maxInFlight
 	}
 	cfg.InputCredits = s.credits
+	if l := s.memLimits; l[0] != "" {
+		cfg.AgentExtra = fmt.Sprintf("memory_limit = %q\nplugin_memory_limit = %q", l[0], l[1])
+		cfg.InputExtra = fmt.Sprintf("memory_limit = %q", l[2])
+	}
 	cfg.Env = s.goEnv
 	return cfg
 }
@@ -218,8 +233,11 @@ func runWorkload(t *testing.T, s settings, w Workload) string {
 		defer close(rssDone)
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
-		for {
+		for n := 0; ; n++ {
 			peak.sample(col.PID())
+			if n%4 == 0 { // PSS walks page tables: every 200ms
+				peak.samplePSS(col.PID())
+			}
 			select {
 			case <-stopRSS:
 				return
@@ -323,13 +341,18 @@ func runWorkload(t *testing.T, s settings, w Workload) string {
 
 	ceil := measureCeiling(t, env, want)
 	pipeRate := float64(want) / elapsed.Seconds()
-	line := fmt.Sprintf("workload=%s pipeline_samples_per_sec=%.0f ceiling_samples_per_sec=%.0f ratio=%.3f peak_rss_mib=%.0f",
-		w.Name, pipeRate, ceil.best, pipeRate/ceil.best, float64(peak.total)/(1<<20))
+	line := fmt.Sprintf("workload=%s pipeline_samples_per_sec=%.0f ceiling_samples_per_sec=%.0f ratio=%.3f peak_rss_mib=%.0f peak_pss_mib=%.0f",
+		w.Name, pipeRate, ceil.best, pipeRate/ceil.best, float64(peak.total)/(1<<20), float64(peak.pss)/(1<<20))
 	fmt.Println(line)
 	fmt.Printf("  %s: %d samples in %d messages (%.0f MiB payload), first publish to last commit %.2fs (publishing took %.2fs)\n",
 		w.Name, want, len(msgs), float64(payload)/(1<<20), elapsed.Seconds(), time.Duration(pubEnd.Load()).Seconds())
 	fmt.Printf("  peak RSS MiB: collector+plugins %.0f (collector %.0f, largest plugin %.0f, %d plugin processes) %s\n",
 		float64(peak.total)/(1<<20), float64(peak.collector)/(1<<20), float64(peak.plugin)/(1<<20), peak.plugins, strings.Join(perPlugin, ", "))
+	limits := "none (BENCH_MEMORY_LIMITS=off)"
+	if l := s.memLimits; l[0] != "" {
+		limits = fmt.Sprintf("collector %s, plugins %s, mq_service input %s", l[0], l[1], l[2])
+	}
+	fmt.Printf("  peak PSS MiB (shared pages counted once): collector+plugins %.0f; memory_limit: %s\n", float64(peak.pss)/(1<<20), limits)
 	fmt.Printf("  CPU seconds during the run: collector+plugins %.2f, mq-service %.2f, PostgreSQL %.2f, machine busy %.0f%% of %d CPUs\n",
 		cpu1.collector-cpu0.collector, cpu1.mq-cpu0.mq, cpu1.pg-cpu0.pg,
 		100*(cpu1.busy-cpu0.busy)/max(cpu1.all-cpu0.all, 1e-9), runtime.NumCPU())
@@ -476,6 +499,26 @@ type rssPeak struct {
 	total, collector, plugin int64
 	plugins                  int
 	byPID                    map[int]int64
+	pss                      int64 // peak of the summed PSS (samplePSS)
+}
+
+// samplePSS adds up the PSS of the collector and its plugin processes:
+// unlike their RSS, it counts the pages they share (the text of the
+// plugin binary four of them run) once.
+func (p *rssPeak) samplePSS(pid int) {
+	if pid == 0 {
+		return
+	}
+	total, err := procfs.PSS(pid)
+	if err != nil {
+		return
+	}
+	for _, k := range procfs.Children(pid) {
+		if v, err := procfs.PSS(k); err == nil {
+			total += v
+		}
+	}
+	p.pss = max(p.pss, total)
 }
 
 func (p *rssPeak) sample(pid int) {

@@ -78,3 +78,31 @@ func RSS(pid int) (int64, error) {
 	}
 	return 0, fmt.Errorf("procfs: rss of %d: no VmRSS (a zombie or kernel thread?)", pid)
 }
+
+// PSS reads a process's proportional set size (Pss in
+// /proc/PID/smaps_rollup) in bytes: its resident memory with every page
+// it shares divided among the processes sharing it, so that the PSS of a
+// group of processes adds up to the memory they use together (their RSS
+// counts a shared page, such as the text of a binary several of them run,
+// once per process). Reading it walks the process's page tables: slower
+// than RSS.
+func PSS(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
+	if err != nil {
+		return 0, fmt.Errorf("procfs: pss of %d: %w", pid, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Pss:"); ok {
+			f := strings.Fields(rest)
+			if len(f) != 2 || f[1] != "kB" {
+				return 0, fmt.Errorf("procfs: pss of %d: unexpected line %q", pid, line)
+			}
+			kb, err := strconv.ParseInt(f[0], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("procfs: pss of %d: %w", pid, err)
+			}
+			return kb * 1024, nil
+		}
+	}
+	return 0, fmt.Errorf("procfs: pss of %d: no Pss line", pid)
+}

@@ -15,8 +15,14 @@ func TestSelf(t *testing.T) {
 	if !Alive(os.Getpid()) {
 		t.Error("Alive(self) = false")
 	}
-	if r, err := RSS(os.Getpid()); err != nil || r < 1<<20 {
+	r, err := RSS(os.Getpid())
+	if err != nil || r < 1<<20 {
 		t.Errorf("RSS(self) = %d, %v", r, err)
+	}
+	// A page shared with another process counts in full in RSS, in part
+	// in PSS: PSS is positive and at most RSS (plus pages touched since).
+	if p, err := PSS(os.Getpid()); err != nil || p <= 0 || p > r+16<<20 {
+		t.Errorf("PSS(self) = %d, %v (RSS %d)", p, err, r)
 	}
 }
 
@@ -30,6 +36,9 @@ func TestGone(t *testing.T) {
 	}
 	if _, err := RSS(none); err == nil {
 		t.Error("RSS(gone) succeeded")
+	}
+	if _, err := PSS(none); err == nil {
+		t.Error("PSS(gone) succeeded")
 	}
 }
 
