@@ -53,22 +53,32 @@ func BenchmarkBuildRows(b *testing.B) {
 // but the label slices are the same from batch to batch. Each op is the
 // in-process part of one Write: a pooled scratch, build, and the COPY
 // encoding of wide and extra rows.
-func BenchmarkBuildStream(b *testing.B) { benchBuildStream(b, false) }
+func BenchmarkBuildStream(b *testing.B) { benchBuildStream(b, false, false) }
+
+// BenchmarkBuildStreamHostMajor is BenchmarkBuildStream in the order a
+// Prometheus scrape of a host yields (the end-to-end scrape workload): per
+// host, metric by metric, each for the host's 8 GPUs, so a GPU's series
+// and points are interleaved with those of the 7 others.
+func BenchmarkBuildStreamHostMajor(b *testing.B) { benchBuildStream(b, false, true) }
 
 // BenchmarkBuildStreamFreshLabels is BenchmarkBuildStream with a fresh copy
 // of every label slice in every batch (no identity shared between batches,
 // as from callers that are not the plugin protocol), cycling through more
 // label sets than the label cache holds, so every label set is a miss.
-func BenchmarkBuildStreamFreshLabels(b *testing.B) { benchBuildStream(b, true) }
+func BenchmarkBuildStreamFreshLabels(b *testing.B) { benchBuildStream(b, true, false) }
 
-func benchBuildStream(b *testing.B, fresh bool) {
+func benchBuildStream(b *testing.B, fresh, hostMajor bool) {
 	o := newOutput(b, newDB(b))
 	ctx := context.Background()
 	steps := 4
 	if fresh {
 		steps = 12 // more label sets than a scratch's label cache holds
 	}
-	bs := SyntheticBatches(benchGPUs, benchMetrics, steps, 10000, time.Now().UTC().Truncate(time.Hour))
+	start := time.Now().UTC().Truncate(time.Hour)
+	bs := SyntheticBatches(benchGPUs, benchMetrics, steps, 10000, start)
+	if hostMajor {
+		bs = hostMajorBatches(bs, steps, 10000, start)
+	}
 	if fresh {
 		for _, x := range bs {
 			copies := map[*sdk.Label]sdk.Labels{}
@@ -112,4 +122,42 @@ func benchBuildStream(b *testing.B, fresh bool) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(samples), "ns/sample")
 	b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/float64(samples), "allocs/sample")
 	b.ReportMetric(float64(m1.TotalAlloc-m0.TotalAlloc)/float64(samples), "B/sample")
+}
+
+// hostMajorBatches reorders the samples of scrape batches (from
+// SyntheticBatches: GPU by GPU, 8 GPUs per host) host by host, metric by
+// metric, GPU by GPU, and cuts them into batches of batchSize points. Label
+// slices stay shared.
+func hostMajorBatches(bs []*sdk.Batch, steps, batchSize int, start time.Time) []*sdk.Batch {
+	type sample struct {
+		s sdk.Series
+		p sdk.Point
+	}
+	var all []sample
+	for _, x := range bs {
+		for _, p := range x.Points {
+			all = append(all, sample{x.Series[p.Series], p})
+		}
+	}
+	// all is step, GPU, metric; reorder to step, host, metric, GPU.
+	per := benchGPUs * benchMetrics
+	var out []*sdk.Batch
+	var b *sdk.Batch
+	var idx *sdk.SeriesIndex
+	for st := 0; st < steps; st++ {
+		for h := 0; h < benchGPUs/8; h++ {
+			for m := 0; m < benchMetrics; m++ {
+				for g := h * 8; g < h*8+8; g++ {
+					x := all[st*per+g*benchMetrics+m]
+					if b == nil || len(b.Points) >= batchSize {
+						b = &sdk.Batch{Points: make([]sdk.Point, 0, batchSize)}
+						idx = sdk.NewSeriesIndex(b)
+						out = append(out, b)
+					}
+					b.Add(idx.ID(x.s.Name, x.s.Labels), x.p.Time, x.p.Value)
+				}
+			}
+		}
+	}
+	return out
 }

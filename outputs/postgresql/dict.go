@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/jackc/pgx/v5"
 
@@ -125,6 +126,7 @@ type labelSet struct {
 	text   string    // checkLabelText(labels), valid when textOK
 	textOK bool      // text is computed
 	names  []nameCol // metric names seen with the labels, in arrival order
+	next   int       // where in names column looks first
 
 	// Per batch, valid when batch is the cache's epoch (read under the
 	// dictionary lock of that batch's resolve).
@@ -133,6 +135,13 @@ type labelSet struct {
 	gpuID int32 // its id, when hit
 	wlID  int32 // workload id; 0 = not in the dictionary
 	wlOK  bool  // the workload key is in the dictionary
+
+	// The wide row build last found for a point of this set (a memo of
+	// scratch.rowIdx), valid when rowBatch is the cache's epoch.
+	rowBatch uint64
+	rowGPU   int32
+	rowT     int64
+	row      int32
 }
 
 // nameCol is a metric name's canonical column (-1: an extra metric).
@@ -199,18 +208,21 @@ func (ls *labelSet) labelText() string {
 	return ls.text
 }
 
-// column returns name's canonical column (-1: not canonical). cur is the
-// position in ls.names where the caller expects name (the series of a label
-// set arrive in the same order batch after batch); it is advanced past the
-// match.
-func (ls *labelSet) column(d *dictCache, name string, cur *int) int16 {
-	if k := *cur; k < len(ls.names) && ls.names[k].name == name {
-		*cur = k + 1
+// column returns name's canonical column (-1: not canonical). The series
+// of a label set arrive in the same order batch after batch, so the name
+// after the last one found (ls.next) is tried first.
+func (ls *labelSet) column(d *dictCache, name string) int16 {
+	k := ls.next
+	if k >= len(ls.names) {
+		k = 0
+	}
+	if k < len(ls.names) && ls.names[k].name == name {
+		ls.next = k + 1
 		return ls.names[k].col
 	}
 	for j := range ls.names {
 		if ls.names[j].name == name {
-			*cur = j + 1
+			ls.next = j + 1
 			return ls.names[j].col
 		}
 	}
@@ -220,7 +232,7 @@ func (ls *labelSet) column(d *dictCache, name string, cur *int) int16 {
 	}
 	if len(ls.names) < maxNamesPerSet {
 		ls.names = append(ls.names, nameCol{name: name, col: col})
-		*cur = len(ls.names)
+		ls.next = len(ls.names)
 	}
 	return col
 }
@@ -250,6 +262,26 @@ type labelCache struct {
 	key        []byte               // content key being built
 	epoch      uint64               // the current batch; advanced by next
 	last       *labelSet            // the last one parsed: its names size the next one's
+	recent     [recentSlots]recentSlice
+}
+
+// recentSlots is the size of labelCache.recent, a direct-mapped table of
+// the label slices verified in this batch: the series of a few GPUs
+// interleaved (a Prometheus scrape lists a host's GPUs metric by metric)
+// find their set without a map lookup.
+const recentSlots = 64
+
+type recentSlice struct {
+	p     *sdk.Label
+	n     int
+	epoch uint64
+	ls    *labelSet
+}
+
+// recentSlot hashes the address p (only compared, never dereferenced
+// through the hash) to a slot of labelCache.recent.
+func recentSlot(p *sdk.Label) int {
+	return int((uint64(uintptr(unsafe.Pointer(p))) * 0x9E3779B97F4A7C15) >> (64 - 6))
 }
 
 // identity is a label slice's labelSet and the batch in which the slice was
@@ -270,6 +302,17 @@ func (c *labelCache) get(labels sdk.Labels) *labelSet {
 		return ls
 	}
 	k := &labels[0]
+	r := &c.recent[recentSlot(k)]
+	if r.p == k && r.n == len(labels) && r.epoch == c.epoch {
+		return r.ls
+	}
+	ls := c.lookup(k, labels)
+	*r = recentSlice{p: k, n: len(labels), epoch: c.epoch, ls: ls}
+	return ls
+}
+
+// lookup is get past the recent table.
+func (c *labelCache) lookup(k *sdk.Label, labels sdk.Labels) *labelSet {
 	id, ok := c.cur[k]
 	if !ok {
 		if id, ok = c.old[k]; ok {
@@ -494,7 +537,6 @@ func (o *Output) resolve(ctx context.Context, b *sdk.Batch, sc *scratch) error {
 		prevPtr *sdk.Label // the label slice of the previous series, and its set
 		prevLen int
 		ls      *labelSet
-		cur     int // position in ls.names
 	)
 	d.mu.RLock()
 	for i := range info {
@@ -505,7 +547,6 @@ func (o *Output) resolve(ctx context.Context, b *sdk.Batch, sc *scratch) error {
 		s := &b.Series[i]
 		if len(s.Labels) == 0 || &s.Labels[0] != prevPtr || len(s.Labels) != prevLen {
 			ls = lc.get(s.Labels)
-			cur = 0
 			prevPtr, prevLen = nil, 0
 			if len(s.Labels) > 0 {
 				prevPtr, prevLen = &s.Labels[0], len(s.Labels)
@@ -515,7 +556,7 @@ func (o *Output) resolve(ctx context.Context, b *sdk.Batch, sc *scratch) error {
 			si.gpu = -2 // reject after unlocking
 			continue
 		}
-		col := ls.column(d, s.Name, &cur)
+		col := ls.column(d, s.Name)
 		if col < 0 && s.Name == "" {
 			si.gpu = -2
 			continue

@@ -91,17 +91,41 @@ func TestLabelColumnsInAnyOrder(t *testing.T) {
 	var c labelCache
 	c.next()
 	ls := c.get(gpuLabels("node1", 0))
-	for _, order := range [][]int{{0, 1, 2, 3}, {2, 3, 0, 1}, {3, 2, 1, 0}, {1, 1, 0}} {
-		cur := 0
+	for _, order := range [][]int{{0, 1, 2, 3}, {2, 3, 0, 1}, {3, 2, 1, 0}, {1, 1, 0}, {0, 1, 2, 3}} {
 		for _, m := range order {
-			if got := ls.column(&d, gpumetrics.Canonical[m].Name, &cur); got != int16(m) {
+			if got := ls.column(&d, gpumetrics.Canonical[m].Name); got != int16(m) {
 				t.Fatalf("order %v: %s -> column %d", order, gpumetrics.Canonical[m].Name, got)
 			}
 		}
-		cur = 0
-		if got := ls.column(&d, "vendor_specific_thing", &cur); got != -1 {
+		if got := ls.column(&d, "vendor_specific_thing"); got != -1 {
 			t.Fatalf("extra metric -> column %d", got)
 		}
+	}
+}
+
+// TestLabelCacheRecentSlots: many slices in one batch, in an order that
+// makes them collide in the recent table, each still gets its own set.
+func TestLabelCacheRecentSlots(t *testing.T) {
+	var c labelCache
+	sets := make([]sdk.Labels, 4*recentSlots)
+	want := make([]string, len(sets)) // gpu_index
+	for i := range sets {
+		sets[i] = gpuLabels("node1", i)
+		want[i] = fmt.Sprint(i)
+	}
+	for batch := 0; batch < 3; batch++ {
+		c.next()
+		for round := 0; round < 3; round++ {
+			for i := range sets {
+				j := (i * 7) % len(sets)
+				if got := c.get(sets[j]).attrs.index; got != want[j] {
+					t.Fatalf("batch %d set %d: index %s, want %s", batch, j, got, want[j])
+				}
+			}
+		}
+		// A changed slice is seen in the next batch, not through a stale slot.
+		want[5] = fmt.Sprint(1000 + batch)
+		sets[5][0].Value = want[5]
 	}
 }
 
@@ -177,5 +201,65 @@ func TestSharedLabelSlices(t *testing.T) {
 	}
 	if n := count(t, c, "SELECT count(*) FROM gpu_samples WHERE workload_id = (SELECT workload_id FROM workloads WHERE pod = 'trainer-1')"); n != 2 {
 		t.Errorf("%d rows with the changed workload, want 2", n)
+	}
+}
+
+// TestInterleavedSharedLabels writes scrape data in a Prometheus host's
+// order (metric by metric, each for 8 GPUs), label slices shared between
+// batches, in batches that split rows, and reads every sample back.
+func TestInterleavedSharedLabels(t *testing.T) {
+	url := newDB(t)
+	o := newOutput(t, url)
+	c := connect(t, url)
+	ctx := context.Background()
+	const hosts, gpus, metrics, steps, batchSize = 2, 8, 5, 3, 37
+	labels := make([]sdk.Labels, hosts*gpus)
+	for g := range labels {
+		labels[g] = gpuLabels(fmt.Sprintf("node%d", g/gpus), g%gpus)
+	}
+	want := map[string]float64{}
+	var b *sdk.Batch
+	flush := func() {
+		if b == nil {
+			return
+		}
+		if err := o.Write(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		if len(b.Rejects) != 0 {
+			t.Fatalf("rejects: %v", b.Rejects)
+		}
+		b = nil
+	}
+	for st := 0; st < steps; st++ {
+		ts := t0.Add(time.Duration(st) * time.Second)
+		for h := 0; h < hosts; h++ {
+			for m := 0; m < metrics; m++ {
+				for g := h * gpus; g < (h+1)*gpus; g++ {
+					if b == nil {
+						b = &sdk.Batch{}
+					}
+					v := float64(st*1000+g*10+m) + 0.5
+					b.Add(b.AddSeries(gpumetrics.Canonical[m].Name, labels[g]), ts.UnixNano(), v)
+					want[fmt.Sprintf("GPU-node%d-%04d|%s|%d", h, g%gpus, gpumetrics.Canonical[m].Name, ts.UnixMicro())] = v
+					if len(b.Points) == batchSize {
+						flush()
+					}
+				}
+			}
+		}
+	}
+	flush()
+	got := readView(t, c)
+	if len(got) != len(want) {
+		t.Errorf("%d samples in the view, want %d", len(got), len(want))
+	}
+	for k, v := range want {
+		if r, ok := got[k]; !ok || r.value != v {
+			t.Errorf("%s: got %+v (present %v), want %v", k, r, ok, v)
+		}
+	}
+	if n := count(t, c, "SELECT count(*) FROM gpu_samples"); n != hosts*gpus*steps {
+		t.Errorf("%d rows, want %d", n, hosts*gpus*steps)
 	}
 }

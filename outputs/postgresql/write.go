@@ -192,6 +192,7 @@ func (o *Output) build(ctx context.Context, b *sdk.Batch, sc *scratch) error {
 	last := rowKey{gpu: -1}
 	lastRow := int32(-1)
 	info := sc.info
+	epoch := sc.labels.epoch
 	for i, p := range b.Points {
 		if int(p.Series) >= ns {
 			continue
@@ -222,17 +223,25 @@ func (o *Output) build(ctx context.Context, b *sdk.Batch, sc *scratch) error {
 		}
 		k := rowKey{si.gpu, t}
 		if k != last {
-			r, ok := sc.rowIdx[k]
-			if !ok {
-				r = int32(len(sc.rows))
-				sc.rowIdx[k] = r
-				sc.rows = append(sc.rows, wideRow{gpu: si.gpu, t: t, off: r})
-				sc.vals = append(sc.vals, make([]float64, ncol)...)
-				for j := 0; j < w; j++ {
-					sc.present = append(sc.present, 0)
+			// The series' label set remembers its last row: the points of
+			// a few GPUs interleaved find theirs without a map lookup.
+			ls := si.ls
+			if ls.rowBatch == epoch && ls.rowGPU == k.gpu && ls.rowT == k.t {
+				last, lastRow = k, ls.row
+			} else {
+				r, ok := sc.rowIdx[k]
+				if !ok {
+					r = int32(len(sc.rows))
+					sc.rowIdx[k] = r
+					sc.rows = append(sc.rows, wideRow{gpu: si.gpu, t: t, off: r})
+					sc.vals = append(sc.vals, make([]float64, ncol)...)
+					for j := 0; j < w; j++ {
+						sc.present = append(sc.present, 0)
+					}
 				}
+				last, lastRow = k, r
+				ls.rowBatch, ls.rowGPU, ls.rowT, ls.row = epoch, k.gpu, k.t, r
 			}
-			last, lastRow = k, r
 		}
 		c := int(si.col)
 		sc.vals[int(lastRow)*ncol+c] = p.Value
