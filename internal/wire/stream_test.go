@@ -435,3 +435,40 @@ func TestStreamEncodeSharedSliceMutated(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamDecodeRuns: batches whose series are runs of consecutive
+// stream ids, broken runs, repeats and reversals decode the same in both
+// label modes.
+func TestStreamDecodeRuns(t *testing.T) {
+	all := hostBatch(1, 4, 1) // 32 series, defined in order
+	enc := NewStreamEncoder()
+	decs := []*StreamDecoder{{}, {ShareLabels: true}}
+	first := send(t, enc.Encode(nil, 1, all))
+	for _, d := range decs {
+		if err := d.Decode(first, &metric.Batch{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, order := range [][]int{
+		{3, 4, 5, 0, 1, 31, 31, 2},
+		{31, 30, 29, 28},
+		{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31},
+		{7, 8, 9, 20, 21, 22, 23, 0},
+	} {
+		b := &metric.Batch{}
+		for j, k := range order {
+			s := all.Series[k]
+			b.Add(b.AddSeries(s.Name, s.Labels), int64(j), float64(k))
+		}
+		msg := send(t, enc.Encode(nil, 2, b))
+		for _, d := range decs {
+			got := &metric.Batch{}
+			if err := d.Decode(msg, got); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(normalize(got), normalize(b)) {
+				t.Fatalf("order %v, share %v: got %v, want %v", order, d.ShareLabels, got.Series, b.Series)
+			}
+		}
+	}
+}
