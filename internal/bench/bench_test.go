@@ -50,7 +50,7 @@ func TestMain(m *testing.M) {
 //	                 CPU profile there (internal/profiling)
 //	BENCH_MEMORY_LIMITS "AGENT,PLUGINS,INPUT" memory_limit of the collector,
 //	                 plugin_memory_limit, and the input's memory_limit, e.g.
-//	                 "48MiB,40MiB,80MiB"; default or "off": none
+//	                 "64MiB,48MiB,96MiB" (the default); "off": none
 //	BENCH_GOGC, BENCH_GOMEMLIMIT  GOGC / GOMEMLIMIT of the collector and
 //	                 (inherited) its plugin processes
 type settings struct {
@@ -99,7 +99,10 @@ func readSettings(t *testing.T) settings {
 		s.profileEnv = []string{profiling.CPUProfileEnv + "=" + abs}
 		s.goEnv = append(s.goEnv, s.profileEnv...)
 	}
-	if v := os.Getenv("BENCH_MEMORY_LIMITS"); v != "" && v != "off" {
+	s.memLimits = [3]string{"64MiB", "48MiB", "96MiB"}
+	if v := os.Getenv("BENCH_MEMORY_LIMITS"); v == "off" {
+		s.memLimits = [3]string{}
+	} else if v != "" {
 		parts := strings.Split(v, ",")
 		if len(parts) != 3 {
 			t.Fatalf("BENCH_MEMORY_LIMITS=%q: want AGENT,PLUGINS,INPUT sizes (e.g. 48MiB,40MiB,80MiB) or off", v)
