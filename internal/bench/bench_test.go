@@ -56,7 +56,7 @@ func TestMain(m *testing.M) {
 type settings struct {
 	credits       int
 	goEnv         []string
-	profileEnv    []string // the CPU profile setting, for mq-service too
+	profileEnv    []string  // the CPU profile setting, for mq-service too
 	memLimits     [3]string // collector, plugins default, input ("": none)
 	samples, gpus int
 	inputBatch    int
@@ -109,7 +109,7 @@ func readSettings(t *testing.T) settings {
 		}
 		copy(s.memLimits[:], parts)
 	}
-		if s.gpus%GPUsPerHost != 0 {
+	if s.gpus%GPUsPerHost != 0 {
 		t.Fatalf("BENCH_GPUS=%d: want a multiple of %d", s.gpus, GPUsPerHost)
 	}
 	if v := os.Getenv("BENCH_TIMEOUT"); v != "" {
