@@ -29,7 +29,13 @@ import (
 // into a reset batch, and reports ns/sample and allocs/sample.
 func benchPayloads(b *testing.B, format string, payloads [][]byte, cold bool) {
 	b.Helper()
-	p, err := New(format, Options{Location: time.UTC})
+	benchPayloadsOpts(b, format, Options{Location: time.UTC}, payloads, cold)
+}
+
+// benchPayloadsOpts is benchPayloads with parser options.
+func benchPayloadsOpts(b *testing.B, format string, opts Options, payloads [][]byte, cold bool) {
+	b.Helper()
+	p, err := New(format, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -51,7 +57,7 @@ func benchPayloads(b *testing.B, format string, payloads [][]byte, cold bool) {
 	}
 	pass := func() {
 		if cold {
-			p, _ = New(format, Options{Location: time.UTC})
+			p, _ = New(format, opts)
 		}
 		for _, pl := range payloads {
 			batch.Reset()

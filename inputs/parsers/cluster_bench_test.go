@@ -30,4 +30,13 @@ func BenchmarkCluster(b *testing.B) {
 		benchPayloads(b, FormatGPUTelJSON, clusterPayloads(bench.GPUTelJSON, 1), false)
 	})
 	b.Run("scrape", func(b *testing.B) { benchPayloads(b, FormatPrometheus, clusterPayloads(bench.Scrape, 1), false) })
+	// As inputs.mq_service uses the parsers: label slices shared with the
+	// batches, not copied per payload.
+	shared := Options{Location: time.UTC, SharedLabels: true}
+	b.Run("dcgm-csv/shared-labels", func(b *testing.B) {
+		benchPayloadsOpts(b, FormatDCGMCSV, shared, clusterPayloads(bench.DCGMCSV, 2), false)
+	})
+	b.Run("scrape/shared-labels", func(b *testing.B) {
+		benchPayloadsOpts(b, FormatPrometheus, shared, clusterPayloads(bench.Scrape, 1), false)
+	})
 }
