@@ -32,21 +32,76 @@ func scrapeBatch(gpus int) *sdk.Batch {
 // BenchmarkProcessorRoundTripScrape is BenchmarkProcessorRoundTrip with
 // scrape-shaped batches (9,840 samples, one point per series): the hop's
 // cost per sample is then dominated by the series table.
+//
+// label-copies: a processor that may change labels (the sdk gives it its
+// own copy of every label slice); label-reader: one that only reads them
+// (sdk.LabelReader, as gpu_normalize, dedup and the outputs are), with the
+// series of a GPU sharing one label slice as the wire decoder and the
+// parsers hand them out.
+//
+// inflight: batches sent before the first reply is awaited (the agent
+// keeps up to a processor's max_concurrency in flight), so both processes
+// work at once; with 1, every step waits for the one before.
 func BenchmarkProcessorRoundTripScrape(b *testing.B) {
-	l := &plugins.Launcher{PluginDir: "/", BuiltinBinary: testPluginBin[1:]}
-	p, err := l.Processor(context.Background(), plugins.Spec{Name: "passthrough", ConfigJSON: []byte(`{"max_concurrency":1}`)})
-	if err != nil {
-		b.Fatal(err)
+	for _, tc := range []struct {
+		name     string
+		reader   bool
+		inflight int
+	}{
+		{"label-copies/inflight=1", false, 1},
+		{"label-reader/inflight=1", true, 1},
+		{"label-reader/inflight=4", true, 4},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			l := &plugins.Launcher{PluginDir: "/", BuiltinBinary: testPluginBin[1:]}
+			conf := fmt.Sprintf(`{"max_concurrency":%d,"labels_read_only":%t}`, tc.inflight, tc.reader)
+			p, err := l.Processor(context.Background(), plugins.Spec{Name: "passthrough", ConfigJSON: []byte(conf)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close(context.Background())
+			batch := scrapeBatch(328)
+			if tc.reader {
+				batch = shareGPULabels(batch)
+			}
+			n := len(batch.Points)
+			b.ReportAllocs()
+			b.ResetTimer()
+			sem := make(chan struct{}, tc.inflight)
+			errs := make(chan error, tc.inflight)
+			for i := 0; i < b.N; i++ {
+				sem <- struct{}{}
+				go func() {
+					defer func() { <-sem }()
+					if _, err := p.Process(context.Background(), batch); err != nil {
+						errs <- err
+					}
+				}()
+			}
+			for i := 0; i < tc.inflight; i++ {
+				sem <- struct{}{}
+			}
+			select {
+			case err := <-errs:
+				b.Fatal(err)
+			default:
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sample")
+		})
 	}
-	defer p.Close(context.Background())
-	batch := scrapeBatch(328)
-	n := len(batch.Points)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := p.Process(context.Background(), batch); err != nil {
-			b.Fatal(err)
+}
+
+// shareGPULabels makes the series of b with equal labels share one label
+// slice.
+func shareGPULabels(b *sdk.Batch) *sdk.Batch {
+	seen := map[string]sdk.Labels{}
+	for i := range b.Series {
+		k := b.Series[i].Labels.String()
+		if ls, ok := seen[k]; ok {
+			b.Series[i].Labels = ls
+		} else {
+			seen[k] = b.Series[i].Labels
 		}
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sample")
+	return b
 }

@@ -143,8 +143,14 @@ type Passthrough struct {
 	// PIDFile, when set, receives the process id at Init (rewritten by
 	// every restarted process), so tests can kill the plugin from outside.
 	PIDFile string `toml:"pid_file"`
-	seen    atomic.Int64
+	// LabelsReadOnly makes it an sdk.LabelReader (as gpu_normalize, dedup
+	// and the outputs are): the sdk then shares label slices with it.
+	LabelsReadOnly bool `toml:"labels_read_only"`
+	seen           atomic.Int64
 }
+
+// ReadsLabelsOnly implements sdk.LabelReader: it never changes labels.
+func (p *Passthrough) ReadsLabelsOnly() bool { return p.LabelsReadOnly }
 
 // Init implements sdk.Initializer.
 func (p *Passthrough) Init(context.Context) error {
