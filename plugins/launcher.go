@@ -28,6 +28,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
 
 	"github.com/telemetry-collector/telemetry-collector/internal/pluginpb"
 	"github.com/telemetry-collector/telemetry-collector/internal/wire"
@@ -161,9 +162,12 @@ type instance struct {
 // dialOptions raise the message limits and flow-control windows to match
 // the plugin side (sdk).
 func dialOptions() []grpc.DialOption {
+	pool := wire.NewBufferPool()
 	return []grpc.DialOption{
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(wire.MaxMessageSize), grpc.MaxCallSendMsgSize(wire.MaxMessageSize)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(wire.MaxMessageSize), grpc.MaxCallSendMsgSize(wire.MaxMessageSize),
+			grpc.ForceCodecV2(wire.NewCodec(pool))),
 		grpc.WithInitialWindowSize(wire.WindowSize), grpc.WithInitialConnWindowSize(wire.WindowSize),
+		experimental.WithBufferPool(pool),
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/experimental"
 
 	"github.com/telemetry-collector/telemetry-collector/internal/pluginpb"
 	"github.com/telemetry-collector/telemetry-collector/internal/profiling"
@@ -119,9 +120,12 @@ func ServeListener(ctx context.Context, lis net.Listener, logger hclog.Logger, r
 }
 
 func serverOptions() []grpc.ServerOption {
+	pool := wire.NewBufferPool()
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(wire.MaxMessageSize), grpc.MaxSendMsgSize(wire.MaxMessageSize),
 		grpc.InitialWindowSize(wire.WindowSize), grpc.InitialConnWindowSize(wire.WindowSize),
+		experimental.BufferPool(pool),
+		grpc.ForceServerCodecV2(wire.NewCodec(pool)),
 	}
 }
 
