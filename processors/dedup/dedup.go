@@ -116,7 +116,7 @@ type key struct{ a, b uint64 }
 // its label sets), used under its mutex.
 type seriesState struct {
 	key   key
-	times []int64   // sample times seen, ascending, >= roughly floor
+	times timeStore // sample times seen, ascending, >= roughly floor
 	set   *labelSet // the label set it was last found under (see adaptSets)
 	gone  bool      // forgotten: no longer in the series table
 	// suppress_unchanged
@@ -449,7 +449,7 @@ func (d *Dedup) add(h key) *seriesState {
 
 // forget removes the state s.
 func (d *Dedup) forget(s *seriesState) {
-	s.gone, s.times, s.set = true, nil, nil // a label set may still point at it
+	s.gone, s.times, s.set = true, timeStore{}, nil // a label set may still point at it
 	if d.series[s.key.a] == s {
 		delete(d.series, s.key.a)
 	} else {
@@ -458,40 +458,7 @@ func (d *Dedup) forget(s *seriesState) {
 }
 
 // insert records t and reports whether it is new.
-func (s *seriesState) insert(t int64) bool {
-	n := len(s.times)
-	if n == 0 || t > s.times[n-1] { // the common case: in order
-		if n == cap(s.times) {
-			s.grow()
-		}
-		s.times = append(s.times, t)
-		return true
-	}
-	i, found := slices.BinarySearch(s.times, t)
-	if found {
-		return false
-	}
-	if n == cap(s.times) {
-		s.grow()
-	}
-	s.times = slices.Insert(s.times, i, t)
-	return true
-}
-
-// grow makes room in a full times slice: doubling it up to 16, then by half
-// as many again, rounded up to the allocator's size class (append's
-// doubling would leave a series that stopped growing with up to half its
-// slice unused, and the window's times are most of the memory).
-func (s *seriesState) grow() {
-	n := len(s.times)
-	want := max(2*n, 4)
-	if n >= 16 {
-		want = n + n/2
-	}
-	t := slices.Grow([]int64(nil), want)[:n] // capacity: want, size-class rounded
-	copy(t, s.times)
-	s.times = t
-}
+func (s *seriesState) insert(t int64) bool { return s.times.insert(t) }
 
 // count adds one remembered time to t's bucket.
 func (d *Dedup) count(t int64) {
@@ -539,11 +506,8 @@ func (d *Dedup) prune() {
 	defer d.sweepSets(d.setsSwept)
 	stale := d.wm - max(d.window, d.maxAge)
 	sweep := func(s *seriesState) {
-		if len(s.times) > 0 && s.times[0] < d.floor {
-			i, _ := slices.BinarySearch(s.times, d.floor)
-			s.times = s.times[:copy(s.times, s.times[i:])]
-		}
-		if len(s.times) == 0 && (!s.hasLast || s.seen < stale) {
+		s.times.dropBelow(d.floor)
+		if s.times.len() == 0 && (!s.hasLast || s.seen < stale) {
 			d.forget(s)
 		}
 	}
@@ -555,12 +519,12 @@ func (d *Dedup) prune() {
 	}
 	if len(d.series) > 2*d.MaxEntries { // suppression state of many idle series
 		for _, s := range d.clash {
-			if len(s.times) == 0 {
+			if s.times.len() == 0 {
 				d.forget(s)
 			}
 		}
 		for _, s := range d.series {
-			if len(s.times) == 0 {
+			if s.times.len() == 0 {
 				d.forget(s)
 			}
 		}

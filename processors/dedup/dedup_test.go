@@ -341,9 +341,10 @@ func checkConsistent(t *testing.T, d *Dedup) {
 	}
 	times := 0
 	for _, s := range d.series {
-		for i, x := range s.times {
-			if i > 0 && s.times[i-1] >= x {
-				t.Errorf("times not ascending: %v", s.times)
+		ts := s.times.appendTo(nil)
+		for i, x := range ts {
+			if i > 0 && ts[i-1] >= x {
+				t.Errorf("times not ascending: %v", ts)
 			}
 			if x >= d.floor {
 				times++
