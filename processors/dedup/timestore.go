@@ -92,7 +92,11 @@ func (s *timeStore) encode(t int64) (uint32, bool) {
 
 // insert records t and reports whether it is new (not stored already).
 func (s *timeStore) insert(t int64) bool {
-	if n := len(s.offs); n > 0 && s.unit != wideUnit && t > s.base+int64(s.offs[n-1])*s.unit { // the common case: in order
+	n := len(s.offs)
+	if n == 0 || s.unit == wideUnit {
+		return s.insertSlow(t)
+	}
+	if last := s.base + int64(s.offs[n-1])*s.unit; t > last { // the common case: in order
 		if off, ok := s.encode(t); ok {
 			if n == cap(s.offs) {
 				s.grow(n + 1)
@@ -100,6 +104,8 @@ func (s *timeStore) insert(t int64) bool {
 			s.offs = append(s.offs, off)
 			return true
 		}
+	} else if t == last {
+		return false // a copy of the newest
 	}
 	return s.insertSlow(t)
 }
