@@ -146,14 +146,20 @@ func (c *seriesCache) row(key []byte) *cachedSeries {
 	if c.noRows {
 		return nil
 	}
-	h := c.hash(key)
+	// The prediction is checked against the first 64 bits of the hash (and
+	// the length) only: it is one comparison with one known row, wrong
+	// with probability 2^-64 per line (once in ~600,000 years at a million
+	// lines a second), where a map lookup compares with every row and
+	// needs all 128 bits (see seriesCache).
+	h0 := maphash.Bytes(c.seeds[0], key)
 	prev := c.prev
 	if prev != nil {
-		if r := prev.next; r != nil && r.h == h && r.n == len(key) {
+		if r := prev.next; r != nil && r.h[0] == h0 && r.n == len(key) {
 			c.prev = r
 			return r.e
 		}
 	}
+	h := key128{h0, maphash.Bytes(c.seeds[1], key)}
 	r := c.rows[h]
 	if r == nil || r.n != len(key) {
 		c.prev = nil
