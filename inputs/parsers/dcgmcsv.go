@@ -368,13 +368,11 @@ func splitPrefix(line []byte, n int, spans []csvSpan) ([]csvSpan, bool) {
 		if i < len(line) && line[i] == '"' {
 			i++
 			cs := i
-			for i < len(line) && line[i] != '"' {
-				i++
-			}
-			if i == len(line) {
+			q := bytes.IndexByte(line[i:], '"')
+			if q < 0 {
 				return spans, false
 			}
-			ce := i
+			ce := i + q
 			i = ce + 1
 			if i < len(line) && line[i] == '"' {
 				return spans, false // doubled quote
