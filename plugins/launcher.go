@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/experimental"
 
+	"github.com/telemetry-collector/telemetry-collector/internal/grpcbuf"
 	"github.com/telemetry-collector/telemetry-collector/internal/pluginpb"
 	"github.com/telemetry-collector/telemetry-collector/internal/wire"
 	"github.com/telemetry-collector/telemetry-collector/sdk"
@@ -162,10 +163,10 @@ type instance struct {
 // dialOptions raise the message limits and flow-control windows to match
 // the plugin side (sdk).
 func dialOptions() []grpc.DialOption {
-	pool := wire.NewBufferPool()
+	pool := grpcbuf.NewBufferPool()
 	return []grpc.DialOption{
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(wire.MaxMessageSize), grpc.MaxCallSendMsgSize(wire.MaxMessageSize),
-			grpc.ForceCodecV2(wire.NewCodec(pool))),
+			grpc.ForceCodecV2(grpcbuf.NewCodec(pool))),
 		grpc.WithInitialWindowSize(wire.WindowSize), grpc.WithInitialConnWindowSize(wire.WindowSize),
 		experimental.WithBufferPool(pool),
 	}

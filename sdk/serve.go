@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/experimental"
 
+	"github.com/telemetry-collector/telemetry-collector/internal/grpcbuf"
 	"github.com/telemetry-collector/telemetry-collector/internal/pluginpb"
 	"github.com/telemetry-collector/telemetry-collector/internal/profiling"
 	"github.com/telemetry-collector/telemetry-collector/internal/wire"
@@ -120,12 +121,12 @@ func ServeListener(ctx context.Context, lis net.Listener, logger hclog.Logger, r
 }
 
 func serverOptions() []grpc.ServerOption {
-	pool := wire.NewBufferPool()
+	pool := grpcbuf.NewBufferPool()
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(wire.MaxMessageSize), grpc.MaxSendMsgSize(wire.MaxMessageSize),
 		grpc.InitialWindowSize(wire.WindowSize), grpc.InitialConnWindowSize(wire.WindowSize),
 		experimental.BufferPool(pool),
-		grpc.ForceServerCodecV2(wire.NewCodec(pool)),
+		grpc.ForceServerCodecV2(grpcbuf.NewCodec(pool)),
 	}
 }
 

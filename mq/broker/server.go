@@ -6,8 +6,11 @@ import (
 	"io"
 	"time"
 
-	"github.com/telemetry-collector/telemetry-collector/mq/mqpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/experimental"
+
+	"github.com/telemetry-collector/telemetry-collector/internal/grpcbuf"
+	"github.com/telemetry-collector/telemetry-collector/mq/mqpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -22,9 +25,13 @@ func (b *Broker) Register(s grpc.ServiceRegistrar) {
 }
 
 // ServerOptions are the gRPC server options the broker expects (64 MiB
-// message limits).
+// message limits), and buffers that are not zeroed before use
+// (internal/grpcbuf): the broker marshals every payload it delivers into
+// one, and zeroing them cost it a quarter of its CPU under `make bench`.
 func ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes)}
+	pool := grpcbuf.NewBufferPool()
+	return []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes),
+		experimental.BufferPool(pool), grpc.ForceServerCodecV2(grpcbuf.NewCodec(pool))}
 }
 
 type publisherServer struct {

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/telemetry-collector/telemetry-collector/internal/grpcbuf"
 	"github.com/telemetry-collector/telemetry-collector/mq/mqpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
 )
 
 // MaxMessageBytes is the gRPC message size limit Dial configures (the
@@ -20,9 +22,14 @@ const MaxMessageBytes = 64 << 20
 // Dial connects to an mq.v1 service without TLS, with 64 MiB message
 // limits. Extra options are appended.
 func Dial(address string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	// Buffers that are not zeroed before use (internal/grpcbuf): a
+	// publisher marshals every payload into one.
+	pool := grpcbuf.NewBufferPool()
 	base := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes),
+			grpc.ForceCodecV2(grpcbuf.NewCodec(pool))),
+		experimental.WithBufferPool(pool),
 	}
 	conn, err := grpc.NewClient(address, append(base, opts...)...)
 	if err != nil {

@@ -1,4 +1,4 @@
-package wire
+package grpcbuf
 
 import (
 	"bytes"
@@ -16,8 +16,8 @@ import (
 func TestBufferPool(t *testing.T) {
 	p := NewBufferPool()
 	for _, tc := range []struct{ n, wantCap int }{
-		{1, 512}, {512, 512}, {513, 1024}, {70_000, 131072}, {MaxMessageSize, MaxMessageSize},
-		{MaxMessageSize + 1, MaxMessageSize + 1},
+		{1, 512}, {512, 512}, {513, 1024}, {70_000, 131072}, {64 << 20, 64 << 20},
+		{64<<20 + 1, 64<<20 + 1},
 	} {
 		b := p.Get(tc.n)
 		if len(*b) != tc.n || cap(*b) != tc.wantCap {
