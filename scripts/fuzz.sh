@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make fuzz: runs every Go fuzz target of the packages that take untrusted
-# bytes (the payload parsers, the input's mq.v1 response decoder and the
+# bytes (the payload parsers, the mq.v1 decoders of the input and the
+# broker, and the
 # configuration loader) for a short,
 # bounded time each. The committed seed corpus (testdata/fuzz/<Target>/)
 # always runs first; a failure leaves the crashing input under
@@ -14,7 +15,7 @@ FUZZTIME=${FUZZTIME:-10s}
 GO=${GO:-go}
 pkgs=("$@")
 if [ ${#pkgs[@]} -eq 0 ]; then
-  pkgs=(./inputs/parsers ./inputs/mq_service ./conf)
+  pkgs=(./inputs/parsers ./mq/mqcodec ./conf)
 fi
 
 failed=()

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/experimental"
 
 	"github.com/telemetry-collector/telemetry-collector/internal/grpcbuf"
+	"github.com/telemetry-collector/telemetry-collector/mq/mqcodec"
 	"github.com/telemetry-collector/telemetry-collector/mq/mqpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -31,7 +32,7 @@ func (b *Broker) Register(s grpc.ServiceRegistrar) {
 func ServerOptions() []grpc.ServerOption {
 	pool := grpcbuf.NewBufferPool()
 	return []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes),
-		experimental.BufferPool(pool), grpc.ForceServerCodecV2(grpcbuf.NewCodec(pool))}
+		experimental.BufferPool(pool), grpc.ForceServerCodecV2(mqcodec.NewCodec(pool))}
 }
 
 type publisherServer struct {

@@ -9,6 +9,7 @@ import (
 	"io"
 
 	"github.com/telemetry-collector/telemetry-collector/internal/grpcbuf"
+	"github.com/telemetry-collector/telemetry-collector/mq/mqcodec"
 	"github.com/telemetry-collector/telemetry-collector/mq/mqpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -28,7 +29,7 @@ func Dial(address string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	base := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes),
-			grpc.ForceCodecV2(grpcbuf.NewCodec(pool))),
+			grpc.ForceCodecV2(mqcodec.NewCodec(pool))),
 		experimental.WithBufferPool(pool),
 	}
 	conn, err := grpc.NewClient(address, append(base, opts...)...)
