@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # make fuzz: runs every Go fuzz target of the packages that take untrusted
 # bytes (the payload parsers, the mq.v1 decoders of the input and the
-# broker, and the
-# configuration loader) for a short,
+# broker, and the configuration loader) for a short,
 # bounded time each. The committed seed corpus (testdata/fuzz/<Target>/)
 # always runs first; a failure leaves the crashing input under
 # testdata/fuzz/<Target>/ and fails the script, naming it.
