@@ -308,6 +308,19 @@ func TestSharedLabels(t *testing.T) {
 			if labelled == 0 {
 				t.Fatal("no labelled series")
 			}
+			// Series with equal label sets (a GPU's metrics) share one
+			// template.
+			slices := map[*sdk.Label]bool{}
+			sets := map[string]bool{}
+			for _, ser := range s1.Series {
+				if len(ser.Labels) > 0 {
+					slices[&ser.Labels[0]] = true
+					sets[ser.Labels.String()] = true
+				}
+			}
+			if len(slices) != len(sets) {
+				t.Fatalf("%d label slices for %d distinct label sets", len(slices), len(sets))
+			}
 		})
 	}
 }
