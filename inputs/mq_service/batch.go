@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/telemetry-collector/telemetry-collector/inputs/parsers"
 	"github.com/telemetry-collector/telemetry-collector/mq/mqpb"
@@ -54,7 +53,8 @@ func (p *pendingBatch) attach(m *msgTrack) {
 // (and bounded reject bytes), splitting a large message over several
 // batches. It is owned by the receive loop.
 //
-// Series are interned in the batch being built by a 64-bit hash of their
+// Series of messages whose parser does not share its label slices (see
+// merge) are interned in the batch being built by a 64-bit hash of their
 // name and labels, checked against the series found (sdk.SeriesIndex kept
 // the whole ~300-byte key of every series: 3 MiB per 10,000-series batch,
 // and a quarter of the input's CPU under the dcgm-csv bench). A series
@@ -74,24 +74,6 @@ type builder struct {
 	seed maphash.Seed
 	key  []byte // scratch for series keys
 
-	// idents interns the series of messages whose parser shares its label
-	// slices (parsers.SharesLabels) by the identity of their name and
-	// label slice, instead of a hash of their contents.
-	idents identTable // -> index in cur's batch
-}
-
-// seriesIdent is the identity of a series: where its name and label slice
-// live, and their lengths.
-type seriesIdent struct {
-	name   *byte
-	labels *sdk.Label
-	nlen   int
-	llen   int
-}
-
-// identOf returns the identity of series (name, labels).
-func identOf(name string, labels sdk.Labels) seriesIdent {
-	return seriesIdent{name: unsafe.StringData(name), nlen: len(name), labels: unsafe.SliceData(labels), llen: len(labels)}
 }
 
 func newBuilder(maxPoints int) *builder { return &builder{maxPoints: maxPoints} }
@@ -110,7 +92,6 @@ func (bl *builder) newCur() {
 		b.Series = make([]sdk.Series, 0, min(bl.hintSeries, bl.hintPoints, bl.maxPoints))
 	}
 	bl.cur = &pendingBatch{b: b}
-	bl.idents.reset()
 	if bl.ids == nil {
 		bl.ids = make(map[uint64]uint32)
 		bl.seed = maphash.MakeSeed()
@@ -130,27 +111,7 @@ func (bl *builder) rotate() {
 
 // seriesID returns the index of series (name, labels) in cur's batch,
 // adding it when new.
-//
-// With byIdentity (the labels come from a parser that shares its label
-// slices: parsers.SharesLabels), a series is recognised by where its name
-// and label slice live, which costs a small fixed-size map key instead of
-// hashing every label: such a parser hands out one immutable slice (and
-// one interned name) per series, so points of one series from different
-// messages carry the same slice. Equal series with different slices (from
-// another parser, or after a parser emptied its cache) are then not
-// merged: the batch holds the series twice, which is valid. The batch
-// keeps every interned slice alive until the map is cleared with it, so an
-// address in the map cannot be reused by another slice meanwhile.
-func (bl *builder) seriesID(name string, labels sdk.Labels, byIdentity bool) uint32 {
-	if byIdentity {
-		k := identOf(name, labels)
-		if id, ok := bl.idents.get(k); ok {
-			return id
-		}
-		id := bl.cur.b.AddSeries(name, labels)
-		bl.idents.put(k, id)
-		return id
-	}
+func (bl *builder) seriesID(name string, labels sdk.Labels) uint32 {
 	k := append(bl.key[:0], name...)
 	for _, l := range labels {
 		k = append(k, 0)
@@ -176,9 +137,17 @@ func (bl *builder) seriesID(name string, labels sdk.Labels, byIdentity bool) uin
 // batches. It copies what it keeps; src may be reused afterwards.
 func (bl *builder) add(m *msgTrack, src *sdk.Batch) { bl.merge(m, src, false) }
 
-// merge is add; sharedLabels: src's labels come from a parser that shares
-// its label slices (parsers.SharesLabels), and series are interned by
-// identity (see seriesID).
+// merge is add, where sharedLabels says that src's labels come from a
+// parser that shares its label slices (parsers.SharesLabels). Then the
+// series of src are added to the batch as they are, not interned across
+// messages: such a parser already gives each series of a payload one
+// entry, messages of one batch come from different hosts in a cluster (no
+// series in common), and interning cost the input ~13% of its CPU under
+// `make bench` (a lookup in a table of every series of the batch, which
+// does not fit a CPU cache). A batch built from several messages of one
+// host (a backlog) may then list a series once per message, which the SDK
+// allows: downstream, every entry is a series like any other, and the
+// plugin protocol's stream dictionary sends it once.
 func (bl *builder) merge(m *msgTrack, src *sdk.Batch, sharedLabels bool) {
 	if bl.cur == nil {
 		bl.newCur()
@@ -201,7 +170,11 @@ func (bl *builder) merge(m *msgTrack, src *sdk.Batch, sharedLabels bool) {
 		s := bl.remap[p.Series]
 		if s < 0 {
 			ser := src.Series[p.Series]
-			s = int32(bl.seriesID(ser.Name, ser.Labels, sharedLabels))
+			if sharedLabels {
+				s = int32(bl.cur.b.AddSeries(ser.Name, ser.Labels))
+			} else {
+				s = int32(bl.seriesID(ser.Name, ser.Labels))
+			}
 			bl.remap[p.Series] = s
 		}
 		bl.cur.b.Add(uint32(s), p.Time, p.Value)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"hash/maphash"
-	"slices"
 	"testing"
 
 	"google.golang.org/grpc/mem"
@@ -100,41 +99,39 @@ func TestBuilderInternsSeries(t *testing.T) {
 	}
 }
 
-// TestSharedBuilderInternsByIdentity: for shared-label parsers the builder
-// merges points of one series (the same name and label slice) from
-// different messages into one batch entry, keeps a series with equal
-// contents but another slice apart (valid, and never wrong), and keeps
-// every point with its own series.
-func TestSharedBuilderInternsByIdentity(t *testing.T) {
+// TestSharedBuilderKeepsMessageSeries: for shared-label parsers the
+// builder adds each message's series as they are (no interning across
+// messages: the same series from two messages is listed twice, which is
+// valid), and every point keeps its own series, across a rotation too.
+func TestSharedBuilderKeepsMessageSeries(t *testing.T) {
 	bl := newBuilder(100)
 	a := sdk.Labels{{Key: "host", Value: "a"}}
-	aCopy := slices.Clone(a)
 	b := sdk.Labels{{Key: "host", Value: "b"}}
 	msg := func(ls sdk.Labels, v float64) *sdk.Batch {
 		m := &sdk.Batch{}
-		m.Add(m.AddSeries("m", ls), 1, v)
+		s := m.AddSeries("m", ls)
+		m.Add(s, 1, v)
+		m.Add(s, 2, v+0.5) // a series used twice in one message: one entry
 		return m
 	}
 	bl.merge(&msgTrack{id: "1"}, msg(a, 1), true)
 	bl.merge(&msgTrack{id: "2"}, msg(a, 2), true)
 	bl.merge(&msgTrack{id: "3"}, msg(b, 3), true)
-	bl.merge(&msgTrack{id: "4"}, msg(aCopy, 4), true)
 	got := bl.cur.b
 	if n := len(got.Series); n != 3 {
-		t.Fatalf("%d series, want 3 (a shared by messages 1 and 2; its copy apart)", n)
+		t.Fatalf("%d series, want 3 (one per message)", n)
 	}
-	want := []string{`m{host="a"} 1`, `m{host="a"} 2`, `m{host="b"} 3`, `m{host="a"} 4`}
+	want := []string{`m{host="a"} 1`, `m{host="a"} 1.5`, `m{host="a"} 2`, `m{host="a"} 2.5`, `m{host="b"} 3`, `m{host="b"} 3.5`}
 	for i, w := range want {
 		s := got.Sample(i)
 		if g := fmt.Sprintf("%s%s %g", s.Name, s.Labels, s.Value); g != w {
 			t.Errorf("point %d = %s, want %s", i, g, w)
 		}
 	}
-	// A new batch starts with an empty identity map.
 	bl.rotate()
-	bl.merge(&msgTrack{id: "5"}, msg(a, 5), true)
-	if n := len(bl.cur.b.Series); n != 1 || bl.cur.b.Points[0].Series != 0 {
-		t.Fatalf("after rotate: %d series, point series %d", n, bl.cur.b.Points[0].Series)
+	bl.merge(&msgTrack{id: "4"}, msg(a, 4), true)
+	if n := len(bl.cur.b.Series); n != 1 || bl.cur.b.Points[1].Series != 0 {
+		t.Fatalf("after rotate: %d series, point series %d", n, bl.cur.b.Points[1].Series)
 	}
 }
 
