@@ -161,6 +161,39 @@ func BenchmarkScrapeCycle(b *testing.B) {
 		encode := func(i int) { enc.Encode(&m, uint64(i), reordered[i]) }
 		run("encode/reordered", encode, encode)
 	}
+	{
+		// A scrape's order, defined so on the stream: each metric for the 8
+		// GPUs of a host in turn, so consecutive series have different
+		// label slices though they come in definition order.
+		var all []metric.Series
+		for _, s := range src {
+			all = append(all, s.Series...)
+		}
+		var inter []*metric.Batch
+		r := &metric.Batch{}
+		for host := 0; host < cycleGPUs/8; host++ {
+			for m := 0; m < cycleMetrics; m++ {
+				for g := host * 8; g < host*8+8; g++ {
+					ser := all[g*cycleMetrics+m]
+					r.Add(r.AddSeries(ser.Name, ser.Labels), 1_700_000_000_000_000_000, float64(g))
+					if len(r.Points) == cycleBatch {
+						inter = append(inter, r)
+						r = &metric.Batch{}
+					}
+				}
+			}
+		}
+		if len(r.Points) > 0 {
+			inter = append(inter, r)
+		}
+		enc := NewStreamEncoder()
+		for _, s := range inter {
+			enc.Encode(nil, 1, s)
+		}
+		var m pluginpb.Batch
+		encode := func(i int) { enc.Encode(&m, uint64(i), inter[i%len(inter)]) }
+		run("encode/interleaved-gpus", encode, encode)
+	}
 	for _, share := range []bool{false, true} {
 		var dec *StreamDecoder
 		prime := func(i int) {

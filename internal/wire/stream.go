@@ -289,22 +289,26 @@ func labelsEqual(a, b []metric.Label) bool {
 	return true
 }
 
+// sameLabels reports whether the dictionary's labels d and the input
+// labels ls (of one length) are made of the very same strings, through
+// the slot of ls, which remembers for this Encode the dictionary slice it
+// was found equal to: when a host's GPUs interleave (a scrape lists each
+// metric for every GPU), consecutive series have different label slices
+// and run alone would compare every label of every series. A match is
+// remembered in run too.
+func (e *StreamEncoder) sameLabels(run *labelRun, d, ls []metric.Label) bool {
+	if !e.labelSlot(ls).same(d, ls) {
+		return false
+	}
+	run.set(d, ls)
+	return true
+}
+
 // labelRun is a dictionary label slice and an input label slice of one
 // Encode known to be made of the very same strings (a local of Encode).
 type labelRun struct {
 	dict, in *metric.Label
 	n        int
-}
-
-// check reports whether the dictionary's labels d and the input labels ls
-// (of one length) are made of the very same strings, remembering the pair
-// when they are.
-func (r *labelRun) check(d, ls []metric.Label) bool {
-	if !sameLabelStrings(d, ls) {
-		return false
-	}
-	r.set(d, ls)
-	return true
 }
 
 // set remembers that d and ls are made of the very same strings.
@@ -498,7 +502,7 @@ encode:
 		if int(next) < len(e.ser) {
 			d := &e.ser[next]
 			if n := len(s.Labels); sameString(d.name, s.Name) && len(d.labels) == n &&
-				(n == 0 || (n == run.n && &d.labels[0] == run.dict && &s.Labels[0] == run.in) || run.check(d.labels, s.Labels)) {
+				(n == 0 || (n == run.n && &d.labels[0] == run.dict && &s.Labels[0] == run.in) || e.sameLabels(&run, d.labels, s.Labels)) {
 				dst.SeriesIds[i] = next
 				next++
 				continue
