@@ -14,6 +14,17 @@ import (
 	"github.com/telemetry-collector/telemetry-collector/mq/mqpb"
 )
 
+// wireBytes, wireString and wireVarint encode one protobuf field.
+func wireBytes(num protowire.Number, v []byte) []byte {
+	return protowire.AppendBytes(protowire.AppendTag(nil, num, protowire.BytesType), v)
+}
+
+func wireString(num protowire.Number, v string) []byte { return wireBytes(num, []byte(v)) }
+
+func wireVarint(num protowire.Number, v uint64) []byte {
+	return protowire.AppendVarint(protowire.AppendTag(nil, num, protowire.VarintType), v)
+}
+
 // subscribeResponses are encoded responses covering every field of mq.v1's
 // SubscribeResponse and Message, repeated and unknown fields, and
 // malformed input.
@@ -34,19 +45,8 @@ func subscribeResponses(t testing.TB) [][]byte {
 		}
 		out = append(out, b)
 	}
-	msg := func(fields ...[]byte) []byte {
-		var m []byte
-		for _, f := range fields {
-			m = append(m, f...)
-		}
-		return protowire.AppendBytes(protowire.AppendTag(nil, fieldResponseMessages, protowire.BytesType), m)
-	}
-	str := func(num protowire.Number, v string) []byte {
-		return protowire.AppendString(protowire.AppendTag(nil, num, protowire.BytesType), v)
-	}
-	varint := func(num protowire.Number, v uint64) []byte {
-		return protowire.AppendVarint(protowire.AppendTag(nil, num, protowire.VarintType), v)
-	}
+	msg := func(fields ...[]byte) []byte { return wireBytes(fieldResponseMessages, bytes.Join(fields, nil)) }
+	str, varint := wireString, wireVarint
 	out = append(out,
 		// The payload twice (the last wins), an empty payload, a payload
 		// field of another wire type (unknown), unknown fields.
@@ -120,14 +120,8 @@ func publishRequests(t testing.TB) [][]byte {
 		}
 		out = append(out, b)
 	}
-	field := func(num protowire.Number, v []byte) []byte {
-		return protowire.AppendBytes(protowire.AppendTag(nil, num, protowire.BytesType), v)
-	}
-	str := func(num protowire.Number, v string) []byte { return field(num, []byte(v)) }
-	varint := func(num protowire.Number, v uint64) []byte {
-		return protowire.AppendVarint(protowire.AppendTag(nil, num, protowire.VarintType), v)
-	}
-	msg := func(parts ...[]byte) []byte { return field(fieldRequestMessage, bytes.Join(parts, nil)) }
+	msg := func(parts ...[]byte) []byte { return wireBytes(fieldRequestMessage, bytes.Join(parts, nil)) }
+	str, varint := wireString, wireVarint
 	out = append(out,
 		// The message twice (merged: the second's payload, the first's id),
 		// the payload twice, fields around and after the message.
