@@ -302,9 +302,9 @@ var (
 	pluginRestartedRE = regexp.MustCompile(`plugin restarted: .*\balias=([^\s]+) .*\bpid=(\d+)`)
 )
 
-// PluginAliasEnv is the environment variable that would name a plugin
-// process's alias if the launcher set it (it does not yet: see the package
-// README). PluginPIDs reads it from /proc/PID/environ when present.
+// PluginAliasEnv is the environment variable in which the launcher names a
+// plugin process's alias (sdk.PluginAliasEnv). PluginPIDs reads it from
+// /proc/PID/environ.
 const PluginAliasEnv = "TELEMETRY_PLUGIN_ALIAS"
 
 // PluginPIDs maps each plugin alias (the plugin name unless an alias was
