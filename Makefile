@@ -12,7 +12,7 @@ GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
 RACE_PKGS := ./agent/... ./plugins/... ./sdk/... ./inputs/mq_service/... ./mq/...
 
 .PHONY: all build telemetry-collector mq-service telemetry-streamer plugins example-plugins \
-	run run-collector test test-unit test-race test-examples test-faults fuzz lint vet fmt-check proto clean \
+	run run-collector test test-unit test-race test-examples test-faults fuzz lint vet fmt-check script-check proto clean \
 	bench bench-micro
 
 all: build
@@ -82,11 +82,15 @@ BENCH_MICRO_PKGS ?= ./...
 bench-micro:
 	$(GO) test -run XXX -bench . -benchmem $(BENCH_MICRO_PKGS)
 
-lint: vet fmt-check
+lint: vet fmt-check script-check
 
 vet:
 	$(GO) vet ./...
 	cd examples/cluster_label && $(GO) vet ./...
+
+# The CI scripts' own tests.
+script-check:
+	bash scripts/fuzz_test.sh
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
