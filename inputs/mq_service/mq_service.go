@@ -352,12 +352,12 @@ func (i *Input) setupLocked() error {
 	}
 	conn, err := grpc.NewClient(i.Address,
 		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg), grpc.ForceCodecV2(recvCodec{})),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg), grpc.ForceCodecV2(brokerCodec())),
 		// Bounded receive buffers: a fixed flow-control window (grpc's
 		// dynamic one grows to 16 MiB a stream, frames the broker may send
 		// ahead of what we read), and buffers allocated per message instead
 		// of pooled (a pool keeps the largest responses' buffers alive
-		// between garbage collections; see recvCodec).
+		// between garbage collections; see brokerCodec).
 		grpc.WithInitialWindowSize(recvWindow),
 		grpc.WithInitialConnWindowSize(recvWindow),
 		experimental.WithBufferPool(mem.NopBufferPool{}),
