@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/telemetry-collector/telemetry-collector/internal/procfs"
+	"github.com/telemetry-collector/telemetry-collector/sdk"
 )
 
 // CollectorConfig describes the generated collector configuration: the real
@@ -305,7 +306,7 @@ var (
 // PluginAliasEnv is the environment variable in which the launcher names a
 // plugin process's alias (sdk.PluginAliasEnv). PluginPIDs reads it from
 // /proc/PID/environ.
-const PluginAliasEnv = "TELEMETRY_PLUGIN_ALIAS"
+const PluginAliasEnv = sdk.PluginAliasEnv
 
 // PluginPIDs maps each plugin alias (the plugin name unless an alias was
 // configured: "mq_service", "gpu_normalize", "dedup", "postgresql", "file")
