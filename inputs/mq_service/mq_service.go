@@ -33,9 +33,9 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/experimental"
-	"google.golang.org/grpc/mem"
 
 	"github.com/telemetry-collector/telemetry-collector/inputs/parsers"
+	"github.com/telemetry-collector/telemetry-collector/internal/grpcbuf"
 	"github.com/telemetry-collector/telemetry-collector/sdk"
 )
 
@@ -350,17 +350,19 @@ func (i *Input) setupLocked() error {
 	if bmax < initialBackoff {
 		bmax = initialBackoff
 	}
+	pool := grpcbuf.NewBufferPool()
 	conn, err := grpc.NewClient(i.Address,
 		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg), grpc.ForceCodecV2(brokerCodec())),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg), grpc.ForceCodecV2(brokerCodec(pool))),
 		// Bounded receive buffers: a fixed flow-control window (grpc's
 		// dynamic one grows to 16 MiB a stream, frames the broker may send
-		// ahead of what we read), and buffers allocated per message instead
-		// of pooled (a pool keeps the largest responses' buffers alive
-		// between garbage collections; see brokerCodec).
+		// ahead of what we read). HTTP/2 frames (16 KiB at most) are read
+		// into pooled buffers, which go back to the pool as soon as the
+		// codec has joined a message's frames into its own fresh slice
+		// (see brokerCodec): the pool holds frames, never whole responses.
 		grpc.WithInitialWindowSize(recvWindow),
 		grpc.WithInitialConnWindowSize(recvWindow),
-		experimental.WithBufferPool(mem.NopBufferPool{}),
+		experimental.WithBufferPool(pool),
 		// Our own reconnect backoff governs streams; keep the channel's
 		// connection backoff in the same range so a restarted broker is
 		// found quickly (grpc's default grows to 120s).

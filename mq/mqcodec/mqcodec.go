@@ -10,6 +10,7 @@
 package mqcodec
 
 import (
+	"bytes"
 	"fmt"
 
 	"google.golang.org/grpc/encoding"
@@ -179,9 +180,30 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) { return c.base.Marshal(v
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	switch m := v.(type) {
 	case *mqpb.PublishRequest:
-		return UnmarshalPublishRequest(data.Materialize(), m)
+		return UnmarshalPublishRequest(join(data), m)
 	case *mqpb.SubscribeResponse:
-		return UnmarshalSubscribeResponse(data.Materialize(), m)
+		return UnmarshalSubscribeResponse(join(data), m)
 	}
 	return c.base.Unmarshal(data, v)
+}
+
+// join copies data into one fresh slice, as data.Materialize does, but
+// without zeroing it first (bytes.Join allocates its result uninitialised
+// and then fills it): for the megabytes of payload a SubscribeResponse
+// carries, Materialize's zeroing was ~10% of the input's CPU under
+// `make bench`. The result is the caller's; data is not retained.
+func join(data mem.BufferSlice) []byte {
+	switch len(data) {
+	case 0:
+		return nil
+	case 1:
+		// append to nil does not zero what it copies over either.
+		return append([]byte(nil), data[0].ReadOnlyData()...)
+	}
+	var small [16][]byte
+	parts := small[:0]
+	for _, b := range data {
+		parts = append(parts, b.ReadOnlyData())
+	}
+	return bytes.Join(parts, nil)
 }

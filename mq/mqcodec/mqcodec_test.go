@@ -2,6 +2,7 @@ package mqcodec
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 
@@ -182,33 +183,65 @@ func TestCodec(t *testing.T) {
 	if c.Name() != "proto" {
 		t.Fatalf("Name() = %q", c.Name())
 	}
-	pieces := func(raw []byte) mem.BufferSlice {
+	pieces := func(raw []byte, size int) mem.BufferSlice {
 		var bs mem.BufferSlice
-		for k := 0; k < len(raw); k += 100 {
-			bs = append(bs, mem.SliceBuffer(bytes.Clone(raw[k:min(k+100, len(raw))])))
+		for k := 0; k < len(raw); k += size {
+			bs = append(bs, mem.SliceBuffer(bytes.Clone(raw[k:min(k+size, len(raw))])))
 		}
 		return bs
 	}
 	for _, want := range []proto.Message{
 		&mqpb.PublishRequest{Message: &mqpb.Message{Id: "1", Payload: bytes.Repeat([]byte("x"), 1000)}},
 		&mqpb.SubscribeResponse{Messages: []*mqpb.Message{{Id: "1", Payload: bytes.Repeat([]byte("y"), 1000)}, {Id: "2"}}},
+		&mqpb.SubscribeResponse{},
 		&mqpb.AcknowledgeRequest{MessageId: "7", ConsumerId: "c", Success: true},
 	} {
-		data, err := c.Marshal(want)
-		if err != nil {
-			t.Fatal(err)
+		// One piece, a few, and more than join's stack array holds.
+		for _, size := range []int{1 << 20, 100, 7} {
+			data, err := c.Marshal(want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := pieces(data.Materialize(), size)
+			data.Free()
+			got := want.ProtoReflect().New().Interface()
+			if err := c.Unmarshal(in, got); err != nil {
+				t.Fatal(err)
+			}
+			for _, b := range in {
+				clear(b.ReadOnlyData())
+			}
+			if !proto.Equal(got, want) {
+				t.Fatalf("%T in %d-byte pieces: got %v, want %v", want, size, got, want)
+			}
 		}
-		in := pieces(data.Materialize())
-		data.Free()
-		got := want.ProtoReflect().New().Interface()
-		if err := c.Unmarshal(in, got); err != nil {
-			t.Fatal(err)
+	}
+}
+
+// TestJoin: join returns the pieces' bytes in one slice of its own.
+func TestJoin(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		pieces []string
+	}{
+		{"none", nil},
+		{"one", []string{"abc"}},
+		{"several", []string{"a", "", "bcd", "efgh"}},
+		{"many", strings.Split(strings.Repeat("xy,", 40), ",")},
+	} {
+		var bs mem.BufferSlice
+		for _, p := range tc.pieces {
+			bs = append(bs, mem.SliceBuffer([]byte(p)))
 		}
-		for _, b := range in {
-			clear(b.ReadOnlyData())
+		got := join(bs)
+		want := strings.Join(tc.pieces, "")
+		if string(got) != want {
+			t.Errorf("%s: join = %q, want %q", tc.name, got, want)
 		}
-		if !proto.Equal(got, want) {
-			t.Fatalf("%T: got %v, want %v", want, got, want)
+		for _, b := range bs {
+			if d := b.ReadOnlyData(); len(d) > 0 && len(got) > 0 && &d[0] == &got[0] {
+				t.Errorf("%s: result shares a piece's memory", tc.name)
+			}
 		}
 	}
 }
