@@ -302,7 +302,7 @@ func runWorkload(t *testing.T, s settings, w Workload) string {
 			pubErr = nil
 		case <-ctx.Done():
 			env.Fatalf("%s: %v after %d of %d samples stored", w.Name, ctx.Err(), int64(stored), want)
-		case <-time.After(pollInterval(stored, want)):
+		case <-time.After(pollInterval(stored, want, time.Since(t0))):
 		}
 		if !col.Running() {
 			env.Fatalf("%s: the collector exited", w.Name)
@@ -364,16 +364,6 @@ func runWorkload(t *testing.T, s settings, w Workload) string {
 	}
 	fmt.Printf("  ceiling (same rows, same tables, pgx CopyFrom): %s; best %s\n", ceil.detail, ceil.bestName)
 	return line
-}
-
-// pollInterval spaces the scrapes of the collector's /metrics: serving it
-// costs the agent CPU, so it is scraped every 100ms until 95% of the samples
-// are stored, then every 5ms to catch the last commit precisely.
-func pollInterval(stored float64, want int64) time.Duration {
-	if stored < 0.95*float64(want) {
-		return 100 * time.Millisecond
-	}
-	return 5 * time.Millisecond
 }
 
 // ceiling is the best rate at which the same final rows go straight into the

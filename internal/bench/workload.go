@@ -190,3 +190,16 @@ var Workloads = []Workload{
 	{Name: "dcgm-csv", Generate: DCGMCSV},
 	{Name: "gpu-tel-json", Generate: GPUTelJSON},
 }
+
+// pollInterval spaces the scrapes of the collector's /metrics: serving one
+// costs the agent about a millisecond of CPU, so the next scrape is due when
+// half the time the rest should take at the rate so far has passed, between
+// 5ms (to catch the last commit precisely) and 100ms.
+func pollInterval(stored float64, want int64, elapsed time.Duration) time.Duration {
+	const lo, hi = 5 * time.Millisecond, 100 * time.Millisecond
+	if stored <= 0 {
+		return hi
+	}
+	rest := time.Duration(float64(elapsed) * (float64(want) - stored) / stored / 2)
+	return min(max(rest, lo), hi)
+}

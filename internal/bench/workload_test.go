@@ -86,3 +86,25 @@ func TestRoundsFor(t *testing.T) {
 		}
 	}
 }
+
+// TestPollInterval: the bench scrapes /metrics rarely while much is left,
+// and every 5ms when the end is near.
+func TestPollInterval(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		stored  float64
+		want    int64
+		elapsed time.Duration
+		exp     time.Duration
+	}{
+		{"nothing stored yet", 0, 1000, time.Second, 100 * time.Millisecond},
+		{"far from the end", 100, 1000, time.Second, 100 * time.Millisecond},
+		{"half the rest", 900, 1000, 900 * time.Millisecond, 50 * time.Millisecond},
+		{"almost done", 999, 1000, time.Second, 5 * time.Millisecond},
+		{"all stored", 1000, 1000, time.Second, 5 * time.Millisecond},
+	} {
+		if got := pollInterval(tc.stored, tc.want, tc.elapsed); got != tc.exp {
+			t.Errorf("%s: pollInterval(%v, %d, %v) = %v, want %v", tc.name, tc.stored, tc.want, tc.elapsed, got, tc.exp)
+		}
+	}
+}
