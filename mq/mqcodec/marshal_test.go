@@ -1,0 +1,203 @@
+package mqcodec
+
+import (
+	"bytes"
+	"slices"
+	"testing"
+	"time"
+	"unsafe"
+
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/telemetry-collector/telemetry-collector/internal/grpcbuf"
+	"github.com/telemetry-collector/telemetry-collector/mq/mqpb"
+)
+
+// TestMessageFields: the encoders write every field of these messages by
+// name (withoutPayload, MarshalSubscribeResponse, MarshalPublishRequest).
+// A field added to mq.proto fails this test until they write it too.
+func TestMessageFields(t *testing.T) {
+	for _, tc := range []struct {
+		m    proto.Message
+		want []protoreflect.FieldNumber
+	}{
+		{&mqpb.Message{}, []protoreflect.FieldNumber{1, 2, 3, 4, 5, 6, 7}},
+		{&mqpb.SubscribeResponse{}, []protoreflect.FieldNumber{fieldResponseMessages, fieldResponseHeartbeat}},
+		{&mqpb.PublishRequest{}, []protoreflect.FieldNumber{fieldRequestMessage, fieldRequestWaitForAck, fieldRequestAckTimeout}},
+	} {
+		fs := tc.m.ProtoReflect().Descriptor().Fields()
+		var got []protoreflect.FieldNumber
+		for i := 0; i < fs.Len(); i++ {
+			got = append(got, fs.Get(i).Number())
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%T has fields %v; the encoders write %v: teach them the new field", tc.m, got, tc.want)
+		}
+	}
+}
+
+// joined returns the bytes of bs in one slice.
+func joined(bs mem.BufferSlice) []byte { return bs.Materialize() }
+
+// aliases reports whether one of the pieces of bs is p itself (not a copy).
+func aliases(bs mem.BufferSlice, p []byte) bool {
+	for _, b := range bs {
+		d := b.ReadOnlyData()
+		if len(d) == len(p) && len(p) > 0 && unsafe.SliceData(d) == unsafe.SliceData(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestMarshalSplice: the codec's encoding of responses and requests with
+// large payloads decodes (proto.Unmarshal, and this package's decoders) to
+// the message encoded, and its large payloads are pieces of their own,
+// not copies.
+func TestMarshalSplice(t *testing.T) {
+	big := bytes.Repeat([]byte("DCGM_FI_DEV_GPU_TEMP{gpu=\"0\"} 33\n"), 300)
+	big2 := bytes.Repeat([]byte("y"), SpliceMin)
+	small := []byte("a,b,c\n")
+	ts := timestamppb.New(time.Date(2026, 11, 27, 1, 2, 3, 4, time.UTC))
+	full := func(id string, p []byte) *mqpb.Message {
+		return &mqpb.Message{Id: id, Topic: "t", Payload: p, Metadata: map[string]string{"content-type": "prometheus", "k": ""},
+			Timestamp: ts, Priority: -2, Sequence: 1 << 41}
+	}
+	unknown := func(m *mqpb.Message) *mqpb.Message {
+		m.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 99, protowire.VarintType), 5))
+		return m
+	}
+	respUnknown := &mqpb.SubscribeResponse{Messages: []*mqpb.Message{full("u", big)}}
+	respUnknown.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 50, protowire.VarintType), 1))
+	c := NewCodec(grpcbuf.NewBufferPool())
+	for _, tc := range []struct {
+		name    string
+		m       proto.Message
+		spliced [][]byte
+	}{
+		{"response, one large payload", &mqpb.SubscribeResponse{Messages: []*mqpb.Message{full("1", big)}}, [][]byte{big}},
+		{"response, large and small mixed", &mqpb.SubscribeResponse{Heartbeat: true, Messages: []*mqpb.Message{
+			{Id: "a", Payload: small}, full("b", big), {}, {Id: "c", Payload: big2}, unknown(full("d", big)), {Id: "e"},
+		}}, [][]byte{big, big2, big}},
+		{"response, unknown fields", respUnknown, [][]byte{big}},
+		{"request", &mqpb.PublishRequest{Message: full("1", big), WaitForAck: true, AckTimeoutSeconds: 30}, [][]byte{big}},
+		{"request, negative timeout", &mqpb.PublishRequest{Message: unknown(&mqpb.Message{Payload: big2}), AckTimeoutSeconds: -1}, [][]byte{big2}},
+		{"request, small payload", &mqpb.PublishRequest{Message: full("1", small)}, nil},
+		{"response, small payloads", &mqpb.SubscribeResponse{Messages: []*mqpb.Message{{Id: "1", Payload: small}}}, nil},
+		{"request, no message", &mqpb.PublishRequest{WaitForAck: true}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bs, err := c.Marshal(tc.m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw := joined(bs)
+			got := tc.m.ProtoReflect().New().Interface()
+			if err := proto.Unmarshal(raw, got); err != nil {
+				t.Fatal(err)
+			}
+			if !proto.Equal(got, tc.m) {
+				t.Fatalf("proto.Unmarshal: got %.300v, want %.300v", got, tc.m)
+			}
+			mine := tc.m.ProtoReflect().New().Interface()
+			if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(raw)}, mine); err != nil {
+				t.Fatal(err)
+			}
+			want := tc.m
+			if _, ok := want.(*mqpb.SubscribeResponse); ok {
+				// UnmarshalSubscribeResponse drops the response's own
+				// unknown fields.
+				want = proto.Clone(want)
+				want.ProtoReflect().SetUnknown(nil)
+			}
+			if !proto.Equal(mine, want) {
+				t.Fatalf("codec.Unmarshal: got %.300v, want %.300v", mine, want)
+			}
+			if want := proto.Size(tc.m); len(raw) != want {
+				t.Errorf("%d bytes, proto.Size says %d", len(raw), want)
+			}
+			for _, p := range tc.spliced {
+				if !aliases(bs, p) {
+					t.Errorf("a %d-byte payload was copied, not spliced", len(p))
+				}
+			}
+			if tc.spliced == nil && len(bs) > 1 {
+				t.Errorf("%d pieces without a payload to splice", len(bs))
+			}
+			bs.Free()
+		})
+	}
+}
+
+// FuzzMarshalSplice: every response or request proto.Unmarshal accepts
+// round-trips through the splicing encoders, whatever the payload sizes
+// spliced (the seeds are this package's decoder corpus).
+func FuzzMarshalSplice(f *testing.F) {
+	for _, raw := range subscribeResponses(f) {
+		f.Add(raw, uint8(1))
+	}
+	for _, raw := range publishRequests(f) {
+		f.Add(raw, uint8(3))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte, min uint8) {
+		splice := int(min%8) + 1
+		var resp mqpb.SubscribeResponse
+		if proto.Unmarshal(raw, &resp) == nil {
+			bs, err := marshalSubscribeResponse(&resp, splice)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got mqpb.SubscribeResponse
+			if err := proto.Unmarshal(joined(bs), &got); err != nil || !proto.Equal(&got, &resp) {
+				t.Fatalf("response: got %.300v (%v), want %.300v", &got, err, &resp)
+			}
+		}
+		var req mqpb.PublishRequest
+		if proto.Unmarshal(raw, &req) == nil {
+			bs, err := marshalPublishRequest(&req, splice)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got mqpb.PublishRequest
+			if err := proto.Unmarshal(joined(bs), &got); err != nil || !proto.Equal(&got, &req) {
+				t.Fatalf("request: got %.300v (%v), want %.300v", &got, err, &req)
+			}
+		}
+	})
+}
+
+// BenchmarkMarshalSubscribeResponse: a response of 100 scrape-sized
+// payloads (56 KiB) encoded by grpc's protobuf codec (a copy of every
+// payload) and by the splicing codec.
+func BenchmarkMarshalSubscribeResponse(b *testing.B) {
+	r := &mqpb.SubscribeResponse{}
+	for i := 0; i < 100; i++ {
+		r.Messages = append(r.Messages, &mqpb.Message{Id: "m", Topic: "gpu", Payload: bytes.Repeat([]byte{'x'}, 56<<10),
+			Metadata: map[string]string{"content-type": "prometheus"}})
+	}
+	size := int64(proto.Size(r))
+	pool := grpcbuf.NewBufferPool()
+	for _, c := range []struct {
+		name string
+		c    interface {
+			Marshal(any) (mem.BufferSlice, error)
+		}
+	}{{"proto", grpcbuf.NewCodec(pool)}, {"splice", NewCodec(pool)}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(size)
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				bs, err := c.c.Marshal(r)
+				if err != nil {
+					b.Fatal(err)
+				}
+				bs.Free()
+			}
+		})
+	}
+}
