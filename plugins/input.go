@@ -279,7 +279,11 @@ func (c *InputClient) pump(ctx context.Context, acc sdk.Accumulator, rs *runStre
 		}
 		id := msg.GetId()
 		b := &sdk.Batch{}
-		if err := dec.Decode(msg, b); err != nil {
+		err = dec.Decode(msg, b)
+		// Decode copied what it keeps: the message's columns go back to
+		// the codec's pool (nothing else sees msg).
+		wire.RecycleBatch(msg)
+		if err != nil {
 			c.sup.log.Error("malformed batch from the input plugin", "id", id, "error", err)
 			rs.queue(&pluginpb.Ack{Id: id, Error: "malformed batch: " + err.Error()}, 1)
 			continue

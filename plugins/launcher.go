@@ -166,7 +166,7 @@ func dialOptions() []grpc.DialOption {
 	pool := grpcbuf.NewBufferPool()
 	return []grpc.DialOption{
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(wire.MaxMessageSize), grpc.MaxCallSendMsgSize(wire.MaxMessageSize),
-			grpc.ForceCodecV2(grpcbuf.NewCodec(pool))),
+			grpc.ForceCodecV2(wire.NewCodec(pool))),
 		grpc.WithInitialWindowSize(wire.WindowSize), grpc.WithInitialConnWindowSize(wire.WindowSize),
 		experimental.WithBufferPool(pool),
 	}

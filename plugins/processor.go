@@ -36,7 +36,11 @@ func (l *Launcher) Processor(ctx context.Context, spec Spec) (*ProcessorClient, 
 			// Decode every batch even after a failure: later ones may
 			// define series the stream's later results use.
 			ob := &sdk.Batch{}
-			if err := dec.Decode(pb, ob); err != nil {
+			err := dec.Decode(pb, ob)
+			// Decode copied what it keeps: the columns go back to the
+			// codec's pool (r's batches are read nowhere else).
+			wire.RecycleBatch(pb)
+			if err != nil {
 				if first == nil {
 					first = sdk.Permanent(fmt.Errorf("processors.%s: malformed result: %w", spec.Name, err))
 				}

@@ -126,7 +126,7 @@ func serverOptions() []grpc.ServerOption {
 		grpc.MaxRecvMsgSize(wire.MaxMessageSize), grpc.MaxSendMsgSize(wire.MaxMessageSize),
 		grpc.InitialWindowSize(wire.WindowSize), grpc.InitialConnWindowSize(wire.WindowSize),
 		experimental.BufferPool(pool),
-		grpc.ForceServerCodecV2(grpcbuf.NewCodec(pool)),
+		grpc.ForceServerCodecV2(wire.NewCodec(pool)),
 	}
 }
 

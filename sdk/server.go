@@ -360,6 +360,9 @@ func serveStream[R any](s *server, ctx context.Context, conc int, shareLabels bo
 		b := &Batch{}
 		decErr := dec.Decode(msg, b)
 		id := msg.GetId()
+		// Decode copied what it keeps: the message's columns go back to
+		// the codec's pool (nothing else sees msg).
+		wire.RecycleBatch(msg)
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
