@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/telemetry-collector/telemetry-collector/sdk"
@@ -22,10 +23,13 @@ import (
 // label set (a GPU's ~30 metrics), where a ~350-byte (CSV) or ~600-byte
 // (JSON) key used to be stored twice. A series found by its key is checked
 // against the stored name and labels (a collision gets a series of its own,
-// uncached). A row key is not stored, so it cannot be checked: two
-// different rows would have to collide on 128 bits under seeds chosen at
-// random per cache (probability ~n²/2¹²⁹ for n rows: below 10⁻²⁸ for a
-// million), and rows of different lengths never match (the length is kept).
+// uncached). A row key is kept (in an arena, see keepKey) while the keys
+// kept take less than maxKeyBytes, and then a found row is checked against
+// it: a predicted row costs a comparison, no hashing at all. Beyond that
+// bound a row key is not stored, so it cannot be checked: two different
+// rows would have to collide on 128 bits under seeds chosen at random per
+// cache (probability ~n²/2¹²⁹ for n rows: below 10⁻²⁸ for a million), and
+// rows of different lengths never match (the length is kept).
 //
 // Ownership: a seriesCache belongs to one parser state, which the parser's
 // statePool hands to one Parse call at a time; it is not safe for
@@ -37,8 +41,9 @@ import (
 //
 // Size: the cache is emptied at the end of a payload once it holds more
 // than maxCachedSeries series or row keys, or about maxCacheBytes (label
-// templates, strings, entries); it may grow beyond that during one large
-// payload, never between payloads. Each state (one per concurrent Parse
+// templates, strings, entries), besides at most maxKeyBytes of kept row
+// keys; it may grow beyond that during one large payload, never between
+// payloads. Each state (one per concurrent Parse
 // call, see statePool) has its own cache.
 type seriesCache struct {
 	in    interner                 // label and name strings
@@ -49,7 +54,11 @@ type seriesCache struct {
 	bytes int    // approximate memory held by series and entries
 	gen   uint64 // payload counter
 	ckey  []byte
-	slab  labelSlab // label slices of the current payload's batch
+	slab  labelSlab // label slices for the batches (a chunk outlives payloads)
+	// keyArena is the chunk the kept row keys are carved from; keyBytes
+	// counts the bytes of the keys kept.
+	keyArena []byte
+	keyBytes int
 	// prev is the row the payload's previous line was (nil: unknown): its
 	// next predicts this line's row (see row).
 	prev *rowEntry
@@ -73,6 +82,25 @@ type rowEntry struct {
 	n    int
 	h    key128
 	next *rowEntry
+	tpl  rowTemplate
+	key  []byte // the identity key itself (nil: not kept, see maxKeyBytes)
+}
+
+// rowTemplate is where the cut fields (timestamp, value) of a row lie,
+// told by the lengths of the bytes around them: a before the first cut, b
+// between the first and the second, c after the last; n is the number of
+// cuts (0 to 2) and flags what the format needs to tell them apart. A
+// row's identity key fixes all of these (it holds the bytes around the
+// cuts and where they are), so every row with that key has the same
+// template. The fast paths use the template of the row predicted to come
+// next to find the cut fields of a line without splitting it (see
+// seriesCache.rowAt); the key built from what they find is the proof.
+//
+// A rowTemplate is a plain value, owned by its rowEntry.
+type rowTemplate struct {
+	a, b, c int32
+	n       uint8
+	flags   uint8
 }
 
 // cachedSeries is one series: its name and labels (sorted, unique keys, no
@@ -97,6 +125,15 @@ const (
 	// cost besides their strings and labels (map slots, the struct).
 	rowEntryBytes    = 96
 	seriesEntryBytes = 48 + 64
+	// maxKeyBytes bounds the row keys a cache keeps (on top of
+	// maxCacheBytes): a row whose key is kept is recognised by comparing
+	// keys, without hashing (see seriesCache.row); beyond the bound rows
+	// are recognised by their hash alone, as all were before. The 30,720
+	// rows of the cluster above take ~11 MiB (CSV) or ~18 MiB (JSON).
+	maxKeyBytes = 32 << 20
+	// keyArenaChunk is the size of the chunks the kept keys are carved
+	// from.
+	keyArenaChunk = 64 << 10
 	// labelSetEntryBytes is what a label set costs besides its labels.
 	labelSetEntryBytes = 48
 	// internBytes is what an interned string costs besides its bytes.
@@ -119,24 +156,28 @@ func (c *seriesCache) hash(b []byte) key128 {
 	return key128{maphash.Bytes(c.seeds[0], b), maphash.Bytes(c.seeds[1], b)}
 }
 
-// beginPayload starts a payload: no series is in its batch yet.
+// beginPayload starts a payload: no series is in its batch yet. The row
+// prediction goes on from the last row of the previous payload: a source
+// that sends one row per payload (or a host's rows cut into messages)
+// sends them in the same order every time.
 func (c *seriesCache) beginPayload() {
 	c.gen++
-	c.slab = labelSlab{}
-	c.prev = nil
 }
 
-// endPayload drops the label slab (it belongs to the batch now) and empties
-// the cache when it has grown too large.
+// endPayload empties the cache when it has grown too large. The rest of
+// the label slab is kept for the next payload's batch: the slices already
+// handed out are the batches' (each len == cap, disjoint), so batches may
+// share a chunk without sharing a label.
 func (c *seriesCache) endPayload() {
-	c.slab = labelSlab{}
-	c.prev = nil
 	if len(c.rows) > maxCachedSeries || len(c.canon) > maxCachedSeries || c.size() > maxCacheBytes {
 		clear(c.rows)
 		clear(c.canon)
 		clear(c.sets)
 		clear(c.in)
 		c.bytes = 0
+		c.prev = nil
+		c.keyArena = nil
+		c.keyBytes = 0
 	}
 }
 
@@ -145,29 +186,25 @@ func (c *seriesCache) size() int { return c.bytes + internBytes*len(c.in) }
 
 // row returns the series of a row identity key, or nil. The row that
 // followed the previous line's row last time is tried first: when the
-// payload repeats an earlier one's order, that costs the hash and a
-// comparison instead of a map probe (the map of a cluster's rows does not
-// fit a CPU cache).
+// payload repeats an earlier one's order, that costs a comparison of the
+// key with the stored one (or, for a row whose key is not stored, the
+// hash and a comparison) instead of hashing and a map probe (the map of a
+// cluster's rows does not fit a CPU cache).
 func (c *seriesCache) row(key []byte) *cachedSeries {
 	if c.noRows {
 		return nil
 	}
-	// The prediction is checked against the first 64 bits of the hash (and
-	// the length) only: it is one comparison with one known row, wrong
-	// with probability 2^-64 per line (once in ~600,000 years at a million
-	// lines a second), where a map lookup compares with every row and
-	// needs all 128 bits (see seriesCache).
-	h0 := maphash.Bytes(c.seeds[0], key)
 	prev := c.prev
 	if prev != nil {
-		if r := prev.next; r != nil && r.h[0] == h0 && r.n == len(key) {
-			c.prev = r
-			return r.e
+		if r := prev.next; r != nil {
+			if ok, _ := r.is(c, key); ok {
+				c.prev = r
+				return r.e
+			}
 		}
 	}
-	h := key128{h0, maphash.Bytes(c.seeds[1], key)}
-	r := c.rows[h]
-	if r == nil || r.n != len(key) {
+	r := c.lookup(key)
+	if r == nil {
 		c.prev = nil
 		return nil
 	}
@@ -178,16 +215,70 @@ func (c *seriesCache) row(key []byte) *cachedSeries {
 	return r.e
 }
 
+// is reports whether key is r's. With r's key stored, that is a
+// comparison (exact, sure); without it the prediction is checked against
+// the first 64 bits of the hash and the length only: one comparison with
+// one known row, wrong with probability 2^-64 per line (once in ~600,000
+// years at a million lines a second), where a map lookup compares with
+// every row and needs all 128 bits (see seriesCache).
+func (r *rowEntry) is(c *seriesCache, key []byte) (ok, sure bool) {
+	if r.key != nil {
+		return string(r.key) == string(key), true
+	}
+	return r.n == len(key) && r.h[0] == maphash.Bytes(c.seeds[0], key), false
+}
+
+// lookup finds the row of key in the map, or nil. A row whose key is
+// stored must equal it (a 128-bit collision is a miss).
+func (c *seriesCache) lookup(key []byte) *rowEntry {
+	r := c.rows[c.hash(key)]
+	if r == nil || r.n != len(key) || (r.key != nil && string(r.key) != string(key)) {
+		return nil
+	}
+	return r
+}
+
+// predicted returns the row that followed the previous line's row last
+// time (the one the next line probably is), or nil.
+func (c *seriesCache) predicted() *rowEntry {
+	if c.prev == nil {
+		return nil
+	}
+	return c.prev.next
+}
+
+// rowAt is row for a key built from the cut fields that the template of
+// r (predicted()) placed: r is tried first, then the map. Either match
+// proves the placement (the key holds every byte of the line but the
+// cuts, at their offsets). A miss leaves the prediction state as it was,
+// for row.
+func (c *seriesCache) rowAt(r *rowEntry, key []byte) *cachedSeries {
+	if ok, _ := r.is(c, key); ok {
+		c.prev = r
+		return r.e
+	}
+	found := c.lookup(key)
+	if found == nil {
+		return nil
+	}
+	if c.prev != nil {
+		c.prev.next = found
+	}
+	c.prev = found
+	return found.e
+}
+
 // setRow remembers the series of a row identity key (the row of the line
-// after the previous row or setRow call).
-func (c *seriesCache) setRow(key []byte, e *cachedSeries) {
+// after the previous row or setRow call) and where its cut fields lie.
+// The key is kept too while the keys kept take less than maxKeyBytes.
+func (c *seriesCache) setRow(key []byte, e *cachedSeries, tpl rowTemplate) {
 	if c.noRows {
 		return
 	}
 	h := c.hash(key)
 	r, ok := c.rows[h]
 	if !ok {
-		r = &rowEntry{e: e, n: len(key), h: h}
+		r = &rowEntry{e: e, n: len(key), h: h, tpl: tpl, key: c.keepKey(key)}
 		c.rows[h] = r
 		c.bytes += rowEntryBytes
 	}
@@ -195,6 +286,21 @@ func (c *seriesCache) setRow(key []byte, e *cachedSeries) {
 		c.prev.next = r
 	}
 	c.prev = r
+}
+
+// keepKey returns a copy of key carved from the key arena, or nil once the
+// keys kept would exceed maxKeyBytes.
+func (c *seriesCache) keepKey(key []byte) []byte {
+	if len(key) == 0 || c.keyBytes+len(key) > maxKeyBytes {
+		return nil
+	}
+	if cap(c.keyArena)-len(c.keyArena) < len(key) {
+		c.keyArena = make([]byte, 0, max(keyArenaChunk, len(key)))
+	}
+	n := len(c.keyArena)
+	c.keyArena = append(c.keyArena, key...)
+	c.keyBytes += len(key)
+	return c.keyArena[n : n+len(key) : n+len(key)]
 }
 
 // series returns the cached series (name, ls), adding it when new. ls must
@@ -303,6 +409,10 @@ func growBatch(b *sdk.Batch, rows int) {
 // cold. The pool holds as many states as there were concurrent calls at
 // most, each with its own bounded cache. Safe for concurrent use.
 type statePool[T any] struct {
+	// last is the state put back last when no other was free: a lone
+	// caller takes and returns it with one atomic swap each, without the
+	// mutex. The states on free are the others.
+	last atomic.Pointer[T]
 	mu   sync.Mutex
 	free []*T
 	make func() *T
@@ -310,6 +420,9 @@ type statePool[T any] struct {
 
 // get returns a free state, or a new one.
 func (p *statePool[T]) get() *T {
+	if st := p.last.Swap(nil); st != nil {
+		return st
+	}
 	p.mu.Lock()
 	if n := len(p.free); n > 0 {
 		st := p.free[n-1]
@@ -325,6 +438,9 @@ func (p *statePool[T]) get() *T {
 // put returns a state that get handed out. A state left half-way by a
 // panic must not be put back.
 func (p *statePool[T]) put(st *T) {
+	if p.last.CompareAndSwap(nil, st) {
+		return
+	}
 	p.mu.Lock()
 	p.free = append(p.free, st)
 	p.mu.Unlock()

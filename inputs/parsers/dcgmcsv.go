@@ -84,6 +84,7 @@ type dcgmState struct {
 	labels  []sdk.Label
 	merged  []sdk.Label
 	spans   []csvSpan
+	cuts    [2]csvSpan // the cut fields of the current line (see locate)
 	key     []byte
 
 	cache   seriesCache
@@ -91,6 +92,9 @@ type dcgmState struct {
 	layouts uint32                 // layouts handed out (ids are never reused)
 	lastTS  []byte                 // last timestamp parsed, and its value
 	lastT   int64
+	// tplHits counts the rows the template fast path emitted (tests check
+	// that it is taken).
+	tplHits int
 }
 
 // dcgmLayout is what a header line says: where each column is.
@@ -104,6 +108,9 @@ type dcgmLayout struct {
 	cut   [2]int
 	nCut  int
 	split int
+	// tsCut and valCut are the indexes in cut of the timestamp and value
+	// columns (tsCut -1: no timestamp column).
+	tsCut, valCut int
 }
 
 // maxHeaders bounds the header layouts a state remembers.
@@ -162,8 +169,13 @@ func (st *dcgmState) layout(line []byte) (*dcgmLayout, error) {
 			l.split = max(l.split, c+1)
 		}
 	}
-	if l.nCut == 2 && l.cut[0] > l.cut[1] {
-		l.cut[0], l.cut[1] = l.cut[1], l.cut[0]
+	l.tsCut, l.valCut = -1, 0
+	if l.nCut == 2 {
+		l.tsCut, l.valCut = 0, 1
+		if l.cut[0] > l.cut[1] {
+			l.cut[0], l.cut[1] = l.cut[1], l.cut[0]
+			l.tsCut, l.valCut = 1, 0
+		}
 	}
 	if len(st.headers) >= maxHeaders {
 		clear(st.headers)
@@ -212,38 +224,39 @@ func (st *dcgmState) parse(payload []byte, msgTime time.Time, pos string, b *sdk
 			grown = true
 			growBatch(b, (len(payload)-lr.off)/(len(line)+1)+1)
 		}
+		// Fastest path: the row predicted to come next, its timestamp and
+		// value found where its template places them (no splitting); the
+		// key proves the placement.
+		if r := st.cache.predicted(); r != nil && st.locate(lay, r.tpl, line) {
+			key := st.rowKey(lay, line, st.cuts[:lay.nCut])
+			if e := st.cache.rowAt(r, key); e != nil {
+				st.tplHits++
+				var tsF []byte
+				if lay.tsCut >= 0 {
+					tsF = st.cuts[lay.tsCut].content(line)
+				}
+				st.emit(b, e, line, n, pos, tsF, st.cuts[lay.valCut].content(line), msgNanos, len(payload)-lr.off)
+				continue
+			}
+		}
 		// Fast path: a row whose identity (every field but timestamp and
 		// value, byte for byte) was seen before.
 		var (
 			key    []byte
-			tsF    []byte
-			valF   []byte
 			simple bool
 		)
 		st.spans, simple = splitPrefix(line, lay.split, st.spans)
 		if simple {
-			key = st.rowKey(lay, line)
-			valF = st.spans[cols[dcValue]].content(line)
-			if c := cols[dcTimestamp]; c >= 0 {
-				tsF = st.spans[c].content(line)
+			for i, c := range lay.cut[:lay.nCut] {
+				st.cuts[i] = st.spans[c]
 			}
+			key = st.rowKey(lay, line, st.cuts[:lay.nCut])
 			if e := st.cache.row(key); e != nil {
-				ts := msgNanos
-				if len(tsF) > 0 {
-					if ts, err = st.timestamp(tsF); err != nil {
-						b.Reject("dcgm-csv: "+err.Error(), position(pos, n), rawCopy(line))
-						continue
-					}
+				var tsF []byte
+				if c := cols[dcTimestamp]; c >= 0 {
+					tsF = st.spans[c].content(line)
 				}
-				v, kind := parseValue(valF)
-				if kind == valueBad {
-					b.Reject(fmt.Sprintf("dcgm-csv: value %q is not a number", truncate(valF)), position(pos, n), rawCopy(line))
-					continue
-				}
-				if kind == valueMissing || isDCGMBlank(v) {
-					continue
-				}
-				st.cache.add(b, e, ts, v, len(payload)-lr.off, len(line))
+				st.emit(b, e, line, n, pos, tsF, st.spans[cols[dcValue]].content(line), msgNanos, len(payload)-lr.off)
 				continue
 			}
 		}
@@ -303,11 +316,80 @@ func (st *dcgmState) parse(payload []byte, msgTime time.Time, pos string, b *sdk
 		st.merged = mergeLabels(st.merged[:0], cl[:nc], cl[nc:])
 		e := st.cache.series(in.get(name), st.merged)
 		if simple {
-			st.cache.setRow(key, e)
+			st.cache.setRow(key, e, csvTemplate(st.cuts[:lay.nCut], len(line)))
 		}
 		st.cache.add(b, e, ts, v, len(payload)-lr.off, len(line))
 	}
 	return nil
+}
+
+// emit adds the sample of row line (number n) of cached series e, with
+// timestamp field tsF (empty: msgNanos) and value field valF, or rejects
+// the row; rest is the length of the payload after the line. It is what
+// the slow path does with a row that gives series e.
+func (st *dcgmState) emit(b *sdk.Batch, e *cachedSeries, line []byte, n int, pos string, tsF, valF []byte, msgNanos int64, rest int) {
+	ts := msgNanos
+	if len(tsF) > 0 {
+		var err error
+		if ts, err = st.timestamp(tsF); err != nil {
+			b.Reject("dcgm-csv: "+err.Error(), position(pos, n), rawCopy(line))
+			return
+		}
+	}
+	v, kind := parseValue(valF)
+	if kind == valueBad {
+		b.Reject(fmt.Sprintf("dcgm-csv: value %q is not a number", truncate(valF)), position(pos, n), rawCopy(line))
+		return
+	}
+	if kind == valueMissing || isDCGMBlank(v) {
+		return
+	}
+	st.cache.add(b, e, ts, v, rest, len(line))
+}
+
+// csvTemplate is the template of a line of length n whose cut fields are
+// cuts.
+func csvTemplate(cuts []csvSpan, n int) rowTemplate {
+	t := rowTemplate{n: uint8(len(cuts))}
+	if len(cuts) == 0 {
+		return t
+	}
+	t.a = int32(cuts[0].start)
+	if len(cuts) == 2 {
+		t.b = int32(cuts[1].start - cuts[0].end)
+	}
+	t.c = int32(n - cuts[len(cuts)-1].end)
+	return t
+}
+
+// locate finds the cut fields of line (into st.cuts) where template t
+// places them: the first at offset t.a, the second t.b bytes after the
+// first ends, and t.c bytes after the last. It reports false when they
+// are not there, or are not fields splitPrefix would split that way. The
+// placement is a guess until a row key built from it matches a row seen
+// before: then line is that row with other cut fields, each a field of
+// the same extent as splitPrefix finds it, so the slow path would split
+// it the same way.
+func (st *dcgmState) locate(lay *dcgmLayout, t rowTemplate, line []byte) bool {
+	if int(t.n) != lay.nCut || t.n == 0 || int(t.a) > len(line) {
+		return false
+	}
+	sp, ok := csvField(line, int(t.a))
+	if !ok {
+		return false
+	}
+	st.cuts[0] = sp
+	if t.n == 2 {
+		i := sp.end + int(t.b)
+		if t.b <= 0 || i > len(line) {
+			return false
+		}
+		if sp, ok = csvField(line, i); !ok {
+			return false
+		}
+		st.cuts[1] = sp
+	}
+	return len(line)-sp.end == int(t.c)
 }
 
 // timestamp parses a timestamp field, reusing the last result when the
@@ -325,15 +407,15 @@ func (st *dcgmState) timestamp(f []byte) (int64, error) {
 	return t, nil
 }
 
-// rowKey builds the identity key of a row split by splitPrefix: the layout
-// id and the row's bytes less the timestamp and value fields. Rows with
+// rowKey builds the identity key of a row whose cut fields (timestamp and
+// value, in the order of lay.cut) are cuts: the layout id and the row's
+// bytes less those fields. Rows with
 // equal keys have equal names and labels, and either both parse or neither
 // does, whatever their timestamps and values.
-func (st *dcgmState) rowKey(lay *dcgmLayout, line []byte) []byte {
+func (st *dcgmState) rowKey(lay *dcgmLayout, line []byte, cuts []csvSpan) []byte {
 	k := binary.AppendUvarint(st.key[:0], uint64(lay.id))
 	prev := 0
-	for _, c := range lay.cut[:lay.nCut] {
-		sp := st.spans[c]
+	for _, sp := range cuts {
 		k = binary.AppendUvarint(k, uint64(sp.start-prev))
 		k = append(k, line[prev:sp.start]...)
 		prev = sp.end
@@ -361,51 +443,62 @@ func splitPrefix(line []byte, n int, spans []csvSpan) ([]csvSpan, bool) {
 	spans = spans[:0]
 	i := 0
 	for len(spans) < n {
-		start := i
-		for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
-			i++
+		sp, ok := csvField(line, i)
+		if !ok {
+			return spans, false
 		}
-		if i < len(line) && line[i] == '"' {
-			i++
-			cs := i
-			q := bytes.IndexByte(line[i:], '"')
-			if q < 0 {
-				return spans, false
-			}
-			ce := i + q
-			i = ce + 1
-			if i < len(line) && line[i] == '"' {
-				return spans, false // doubled quote
-			}
-			for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
-				i++
-			}
-			if i < len(line) && line[i] != ',' {
-				return spans, false
-			}
-			spans = append(spans, csvSpan{start: start, end: i, cs: cs, ce: ce})
-		} else {
-			cs := i
-			for i < len(line) && line[i] != ',' {
-				if line[i] == '"' {
-					return spans, false
-				}
-				i++
-			}
-			e := i
-			cs, ce := cs, e
-			for ce > cs && (line[ce-1] == ' ' || line[ce-1] == '\t') {
-				ce--
-			}
-			spans = append(spans, csvSpan{start: start, end: e, cs: cs, ce: ce})
-			i = e
-		}
+		spans = append(spans, sp)
+		i = sp.end
 		if i == len(line) {
 			return spans, len(spans) == n
 		}
 		i++ // the comma
 	}
 	return spans, true
+}
+
+// csvField splits the field of line that starts at i (0 <= i <=
+// len(line)) the way splitCSV (with trim) does; its end is the offset of
+// the comma after it, or len(line). It reports false when that is not
+// possible simply: a malformed field, or a quoted field with doubled
+// quotes.
+func csvField(line []byte, i int) (csvSpan, bool) {
+	start := i
+	for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
+		i++
+	}
+	if i < len(line) && line[i] == '"' {
+		i++
+		cs := i
+		q := bytes.IndexByte(line[i:], '"')
+		if q < 0 {
+			return csvSpan{}, false
+		}
+		ce := i + q
+		i = ce + 1
+		if i < len(line) && line[i] == '"' {
+			return csvSpan{}, false // doubled quote
+		}
+		for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
+			i++
+		}
+		if i < len(line) && line[i] != ',' {
+			return csvSpan{}, false
+		}
+		return csvSpan{start: start, end: i, cs: cs, ce: ce}, true
+	}
+	cs := i
+	for i < len(line) && line[i] != ',' {
+		if line[i] == '"' {
+			return csvSpan{}, false
+		}
+		i++
+	}
+	ce := i
+	for ce > cs && (line[ce-1] == ' ' || line[ce-1] == '\t') {
+		ce--
+	}
+	return csvSpan{start: start, end: i, cs: cs, ce: ce}, true
 }
 
 // parseTimestamp parses an RFC 3339 time, or a number of seconds (or

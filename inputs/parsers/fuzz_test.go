@@ -1,7 +1,9 @@
 package parsers
 
 import (
+	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,6 +48,20 @@ func fuzzParse(t *testing.T, format string, payload []byte) {
 	}
 }
 
+// fuzzSequence cuts payload at NUL bytes into up to four payloads and
+// parses them in the order a source sends them: the first until its rows
+// are known and predicted (so that the template fast paths are tried on
+// the next ones), then the others, twice, then the first again, comparing
+// every result with a parser whose caches are off.
+func fuzzSequence(t *testing.T, format string, payload []byte) {
+	parts := bytes.SplitN(payload, []byte{0}, 4)
+	seq := [][]byte{parts[0], parts[0], parts[0]}
+	seq = append(seq, parts[1:]...)
+	seq = append(seq, parts[1:]...)
+	seq = append(seq, parts[0])
+	diffSequence(t, format, seq)
+}
+
 func seedFromFile(f *testing.F, name string, maxLines int) {
 	data := readTestdata(f, name)
 	n := 0
@@ -65,7 +81,14 @@ func FuzzDCGMCSV(f *testing.F) {
 	seedFromFile(f, "dcgm_metrics.csv", 4)
 	f.Add([]byte(dcgmHeader + "\n\"x\",\"A\",\"0\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"abc\",\"a=\"\"1\"\"\"\n"))
 	f.Add([]byte("metric_name,value\nA,1\nB,N/A\n"))
-	f.Fuzz(func(t *testing.T, payload []byte) { fuzzParse(t, FormatDCGMCSV, payload) })
+	row := `"2025-07-18T20:42:34Z","A","0","nvidia0","GPU-1","H100","host1","","","","1","job=""j"""`
+	f.Add([]byte(dcgmHeader + "\n" + row + "\n\x00" + dcgmHeader + "\n" + strings.Replace(row, `"1"`, `"12.5"`, 1) + "\n" +
+		"\x00" + dcgmHeader + "\n" + strings.Replace(row, `"0"`, `"1"`, 1) + "\n"))
+	f.Add([]byte("value,metric_name,timestamp\n1,A,2025-07-18T20:42:34Z\nx,B,\n\x00value,metric_name,timestamp\n22,A,1752871354\n"))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		fuzzParse(t, FormatDCGMCSV, payload)
+		fuzzSequence(t, FormatDCGMCSV, payload)
+	})
 }
 
 func FuzzNvidiaSMICSV(f *testing.F) {
@@ -86,5 +109,11 @@ func FuzzGPUTelJSON(f *testing.F) {
 	f.Add([]byte(telObj))
 	f.Add([]byte("[" + telWith("A", "1", "0") + "," + telWith("B", `"2"`, `"1"`) + "]"))
 	f.Add([]byte(telWith("A", "1", "0") + "\n{\"metric_name\":\n" + telWith("C", "3", "0") + "\n"))
-	f.Fuzz(func(t *testing.T, payload []byte) { fuzzParse(t, FormatGPUTelJSON, payload) })
+	f.Add([]byte(telObj + "\x00" + strings.Replace(telObj, "689.457", `"12 W"`, 1) + "\x00" + strings.Replace(telObj, `"gpu_id":0`, `"gpu_id":1`, 1)))
+	f.Add([]byte(telWith("A", "1", "0") + "\n" + telWith("B", "2", "0") + "\n\x00" + telWith("A", "null", "0") + "\n" + telWith("B", `"x"`, "0") + "\n"))
+	f.Add([]byte(`{"value":1,"timestamp":1752871354,"metric_name":"A"}` + "\x00" + `{"value":22,"timestamp":"1752871354","metric_name":"A"}`))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		fuzzParse(t, FormatGPUTelJSON, payload)
+		fuzzSequence(t, FormatGPUTelJSON, payload)
+	})
 }

@@ -54,6 +54,9 @@ type telState struct {
 	cache  seriesCache
 	lastTS []byte // last timestamp parsed, and its value
 	lastT  int64
+	// tplHits counts the objects the template fast path emitted (tests
+	// check that it is taken).
+	tplHits int
 }
 
 func newGPUTelJSON() *gpuTelJSON { return newGPUTelJSONWith(false) }
@@ -94,6 +97,11 @@ func (st *telState) parse(payload []byte, msgTime time.Time, pos string, b *sdk.
 				em.lines()
 				return nil
 			}
+		}
+		// One object: a known one, found without scanning it (white space
+		// around it is no part of it, as below), else scanned.
+		if em.quick(trimJSONSpace(payload[start:]), em.lineAt(start)) {
+			return nil
 		}
 		if scanTelObject(payload[start:], &st.scan) {
 			// One object and nothing but white space after it: what the
@@ -210,18 +218,12 @@ func (em *telEmitter) rest(off int, err error, decoded int) error {
 func (em *telEmitter) record(raw []byte, line int, scanned bool) {
 	st := em.st
 	// Fast path: an object whose identity (every byte but the timestamp and
-	// value) was seen before. First with the timestamp and value where the
-	// last object had them (no scan), then scanned.
-	var key []byte
-	if !scanned && st.hint.guess(raw, &st.scan) {
-		key = st.scan.key(raw, st.key[:0])
-		st.key = key
-		if e := st.cache.row(key); e != nil {
-			em.fast(e, raw, line)
-			return
-		}
-		key = nil
+	// value) was seen before, its timestamp and value found without
+	// scanning (see quick), else scanned.
+	if !scanned && em.quick(raw, line) {
+		return
 	}
+	var key []byte
 	if scanned || scanTelObject(raw, &st.scan) {
 		st.hint.learn(raw, &st.scan)
 		key = st.scan.key(raw, st.key[:0])
@@ -294,9 +296,38 @@ func (em *telEmitter) record(raw []byte, line int, scanned bool) {
 	ls = sortLabels(ls)
 	e := st.cache.series(st.cache.in.getString(r.MetricName), ls)
 	if key != nil {
-		st.cache.setRow(key, e)
+		st.cache.setRow(key, e, st.scan.template(raw))
 	}
 	st.cache.add(em.b, e, ts, v, len(em.payload), len(raw))
+}
+
+// quick emits object raw (at line) when its identity was seen before and
+// its timestamp and value are found without scanning it: first where the
+// template of the row predicted to come next places them (the previous
+// object's successor last time), then after the first `"timestamp":` and
+// `"value":` (as the last object scanned whole spelled them). It reports
+// false, having done nothing else, when neither finds a known row. A
+// found row proves the placement (see telHint.guess and rowTemplate).
+func (em *telEmitter) quick(raw []byte, line int) bool {
+	st := em.st
+	if r := st.cache.predicted(); r != nil && r.tpl.locateJSON(raw, &st.scan) {
+		key := st.scan.key(raw, st.key[:0])
+		st.key = key
+		if e := st.cache.rowAt(r, key); e != nil {
+			st.tplHits++
+			em.fast(e, raw, line)
+			return true
+		}
+	}
+	if st.hint.guess(raw, &st.scan) {
+		key := st.scan.key(raw, st.key[:0])
+		st.key = key
+		if e := st.cache.row(key); e != nil {
+			em.fast(e, raw, line)
+			return true
+		}
+	}
+	return false
 }
 
 // fast emits object raw of cached series e: only its timestamp and value

@@ -290,6 +290,97 @@ func (sc *telScan) members(b []byte, i int, early bool) (ok, done bool) {
 // labels, and either both decode or neither does, whatever their
 // timestamps and values.
 func (sc *telScan) key(b, k []byte) []byte {
+	cuts, flags := sc.cuts()
+	k = append(k, flags)
+	prev := 0
+	for _, c := range cuts {
+		if c[0] < 0 {
+			continue
+		}
+		k = binary.AppendUvarint(k, uint64(c[0]-prev))
+		k = append(k, b[prev:c[0]]...)
+		prev = c[1]
+	}
+	return append(k, b[prev:]...)
+}
+
+// template returns the rowTemplate of object b scanned into sc: where its
+// cuts (timestamp and value) lie, in the order key puts them, and key's
+// flags.
+func (sc *telScan) template(b []byte) rowTemplate {
+	cuts, flags := sc.cuts()
+	t := rowTemplate{flags: flags}
+	prev := 0
+	for _, c := range cuts {
+		if c[0] < 0 {
+			continue
+		}
+		if t.n == 0 {
+			t.a = int32(c[0] - prev)
+		} else {
+			t.b = int32(c[0] - prev)
+		}
+		t.n++
+		prev = c[1]
+	}
+	t.c = int32(len(b) - prev)
+	return t
+}
+
+// locateJSON fills sc with the spans of the timestamp and value of object
+// b where template t places them: the first cut at offset t.a, the second
+// t.b bytes after the first ends, t.c bytes before the end, each one JSON
+// scalar. It reports false when they do not fit. As with telHint.guess,
+// the placement is proved only by a row key built from it matching the
+// key of an object scanned whole.
+func (t rowTemplate) locateJSON(b []byte, sc *telScan) bool {
+	var cuts [2][2]int
+	if int(t.n) != int(t.flags&1+t.flags>>1&1) {
+		return false
+	}
+	end := 0
+	if t.n > 0 {
+		i := int(t.a)
+		for k := 0; k < int(t.n) && k < 2; k++ {
+			if k == 1 {
+				i = end + int(t.b)
+			}
+			if i < end || i > len(b) {
+				return false
+			}
+			var ok bool
+			if end, ok = scanJSONScalar(b, i); !ok {
+				return false
+			}
+			cuts[k] = [2]int{i, end}
+		}
+	}
+	if len(b)-end != int(t.c) {
+		return false
+	}
+	sc.ts = [2]int{-1, -1}
+	sc.val = [2]int{-1, -1}
+	switch t.flags {
+	case 0:
+	case 1:
+		sc.ts = cuts[0]
+	case 2:
+		sc.val = cuts[0]
+	case 3:
+		sc.ts, sc.val = cuts[0], cuts[1]
+	case 7:
+		sc.val, sc.ts = cuts[0], cuts[1]
+	default:
+		return false
+	}
+	return true
+}
+
+// cuts returns the spans of the timestamp and value of the object scanned
+// into sc, in the order they come (absent ones as -1), and flags telling
+// which are present (1: timestamp, 2: value) and whether the value comes
+// first (4).
+func (sc *telScan) cuts() ([2][2]int, byte) {
 	cuts := [2][2]int{sc.ts, sc.val}
 	flags := byte(0)
 	if cuts[0][0] >= 0 {
@@ -302,17 +393,7 @@ func (sc *telScan) key(b, k []byte) []byte {
 		cuts[0], cuts[1] = cuts[1], cuts[0]
 		flags |= 4
 	}
-	k = append(k, flags)
-	prev := 0
-	for _, c := range cuts {
-		if c[0] < 0 {
-			continue
-		}
-		k = binary.AppendUvarint(k, uint64(c[0]-prev))
-		k = append(k, b[prev:c[0]]...)
-		prev = c[1]
-	}
-	return append(k, b[prev:]...)
+	return cuts, flags
 }
 
 // skipJSONSpace skips JSON white space from i.

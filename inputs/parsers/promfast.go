@@ -219,7 +219,7 @@ func (em *promEmitter) learn(payload []byte, fams map[string]*dto.MetricFamily) 
 		rows = append(rows, learned{series: series, e: em.seriesOf(mf.GetName(), m, "", "", "")})
 	}
 	for _, r := range rows {
-		st.cache.setRow(r.series, r.e)
+		st.cache.setRow(r.series, r.e, rowTemplate{})
 	}
 	if len(st.meta)+len(metas) > promFastMaxMeta {
 		clear(st.meta)

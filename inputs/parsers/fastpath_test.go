@@ -1,0 +1,363 @@
+package parsers
+
+import (
+	"bytes"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/telemetry-collector/telemetry-collector/sdk"
+)
+
+// The template fast paths (rowTemplate: a known row's timestamp and value
+// found where the predicted row had them, the rest of the line compared
+// with that row's key) must give exactly what the full parsers give. The
+// tests here parse a base row until its row is known and predicted, then
+// variants of it (other values and timestamps, other spellings, other
+// structure, bad pieces), and compare every result with a parser whose
+// caches are off.
+
+// diffSequence parses payloads in order through one cached parser and
+// compares every result (error, series, points, rejects) with a parser
+// whose row cache is off. It returns the cached parser.
+func diffSequence(t testing.TB, format string, payloads [][]byte) Parser {
+	t.Helper()
+	p := mustParser(t, format, Options{Location: time.UTC})
+	diffSequenceWith(t, p, format, payloads)
+	return p
+}
+
+// diffSequenceWith is diffSequence through parser p.
+func diffSequenceWith(t testing.TB, p Parser, format string, payloads [][]byte) {
+	t.Helper()
+	for i, pl := range payloads {
+		var got, want sdk.Batch
+		errGot := p.Parse(pl, testMsgTime, "m", &got)
+		errWant := uncached(format).Parse(pl, testMsgTime, "m", &want)
+		if fmt.Sprint(errGot) != fmt.Sprint(errWant) {
+			t.Fatalf("payload %d %q: error %v, want %v", i, pl, errGot, errWant)
+		}
+		if !sameBatch(&got, &want) {
+			t.Fatalf("payload %d %q differs:\n%s\nwant:\n%s", i, pl, dumpBatch(&got), dumpBatch(&want))
+		}
+		if errGot == nil {
+			checkBatch(t, &got)
+		}
+	}
+}
+
+// tplHits returns how many rows the template fast path of p emitted (p
+// must be idle).
+func tplHits(p Parser) int {
+	n := 0
+	switch p := p.(type) {
+	case *gpuTelJSON:
+		if st := p.pool.last.Load(); st != nil {
+			n += st.tplHits
+		}
+		for _, st := range p.pool.free {
+			n += st.tplHits
+		}
+	case *dcgmCSV:
+		if st := p.pool.last.Load(); st != nil {
+			n += st.tplHits
+		}
+		for _, st := range p.pool.free {
+			n += st.tplHits
+		}
+	}
+	return n
+}
+
+var (
+	telValueRe = regexp.MustCompile(`("value"\s*:\s*)(-?[0-9][0-9.eE+-]*|"(?:[^"\\]|\\.)*"|null|true|false)`)
+	telTSRe    = regexp.MustCompile(`("timestamp"\s*:\s*)(-?[0-9][0-9.eE+-]*|"(?:[^"\\]|\\.)*"|null|true|false)`)
+	telGPURe   = regexp.MustCompile(`("gpu_id"\s*:\s*)(-?[0-9][0-9.eE+-]*|"(?:[^"\\]|\\.)*"|null|true|false)`)
+	telLRRe    = regexp.MustCompile(`,?"labels_raw"\s*:\s*"(?:[^"\\]|\\.)*"`)
+)
+
+// telVariants returns variants of object base: every way the fast path
+// could be fooled that we could think of.
+func telVariants(base string) []string {
+	var out []string
+	set := func(re *regexp.Regexp, v string) {
+		out = append(out, re.ReplaceAllStringFunc(base, func(m string) string {
+			return re.FindStringSubmatch(m)[1] + v
+		}))
+	}
+	for _, v := range []string{"1", "100", "0", "-0", "0.5", "1e3", "1E-3", "68.12", "123456789012345", "1234567890123456",
+		"12345678901234567890", "0.000000000000001", `"2"`, `" 3 "`, `"N/A"`, `"n/a"`, `"[N/A]"`, `"abc"`, `"5 W"`, `"0x1F"`, `"P3"`,
+		`"Active"`, "null", "true", "false", "9223372036854775794", "2147483647", "2147483631", "140737488355328",
+		`"\u0032"`, `"é"`, `"\n"`, "{}", "[1]", `{"a":1}`, `1,"value":2`, ` 1`, `1 `, `"3`, "01", "-", "1.", ".5", "NaN",
+		`"NaN"`, `""`, `"1_000"`, "-1.5", `"-1.5"`, "1.7976931348623157e309", `"1e400"`, `1,"x":1`, `"`} {
+		set(telValueRe, v)
+	}
+	for _, v := range []string{`"2025-07-18T20:42:35Z"`, `"2025-07-18T20:42:34.123456789Z"`, `"2025-07-18T22:42:34+02:00"`,
+		`"yesterday"`, "1752871354", "1752871354000", "1752871354.5", `"1752871354"`, "null", `""`, "-1", "{}",
+		`"\u0032025-07-18T20:42:34Z"`, "true", `"2025-07-18T20:42:34Z","x":1`, "1e400"} {
+		set(telTSRe, v)
+	}
+	for _, v := range []string{`"0"`, "1", "10", "null", "true", "{}", `"x"`, "-1", "1.5", `""`, `"\u0031"`} {
+		set(telGPURe, v)
+	}
+	rep := func(old, new string) { out = append(out, strings.Replace(base, old, new, 1)) }
+	rep(`"metric_name":`, `"Metric_Name":`)
+	rep(`"value":`, `"VALUE":`)
+	rep(`"value":`, `"val\u0075e":`)
+	rep(`"value":`, `"value":0,"value":`)
+	rep(`"value":`, `"valuex":`)
+	rep(`"timestamp":`, `"Timestamp":`)
+	rep(`"timestamp":`, `"timestamp":null,"timestamp":`)
+	rep(`"metric_name":"`, `"metric_name":"\u0041`)
+	rep(`"metric_name":"`, `"metric_name":"Ü`)
+	rep(`"metric_name":"`, `"metric_name":"`+"\xff")
+	rep(`"uuid":"`, `"uuid":"\u0041`)
+	rep(`"uuid":"`, `"uuid":"Ü`)
+	rep(`"gpu_id":`, `"gpu":`)
+	rep(`"model_name":`, `"modelName":`)
+	rep("{", `{"x":1,`)
+	rep("{", `{"x":"\"value\":1,\"timestamp\":2",`)
+	rep("{", "{\n  ")
+	rep("{", "{\t")
+	rep(":", ": ")
+	rep(",", " ,")
+	rep(",", ",\n")
+	out = append(out,
+		strings.ReplaceAll(base, `":`, `": `),
+		strings.ReplaceAll(base, `,"`, `, "`),
+		strings.TrimSuffix(base, "}")+`,"x":1}`,
+		strings.TrimSuffix(base, "}")+`,"x":{"value":1}}`,
+		strings.TrimSuffix(base, "}")+`,}`,
+		strings.TrimSuffix(base, "}"),
+		strings.TrimSuffix(base, "}")+`,"labels_raw":{"job":"j","n":1}}`,
+		base+" x",
+		base+" ",
+		" "+base,
+		base+"\r",
+		"\ufeff"+base,
+		telLRRe.ReplaceAllString(base, ""),
+		telLRRe.ReplaceAllString(base, `,"labels_raw":"broken"`),
+		telLRRe.ReplaceAllString(base, `,"labels_raw":{"job":"j"}`),
+		telLRRe.ReplaceAllString(base, `,"labels_raw":"job=\"j\\\"k\""`),
+		telLRRe.ReplaceAllString(base, `,"labels_raw":null`),
+		strings.Replace(base, `"metric_name":"`, `"metric_name":"`+"\u00e9", 1),
+		"["+base+"]",
+		base+base,
+	)
+	// Every single-byte change of the part before the value (an identity
+	// byte of the same length), a few of them.
+	for i := 1; i < len(base)-1; i += max(1, len(base)/12) {
+		b := []byte(base)
+		if b[i] >= 'a' && b[i] < 'z' {
+			b[i]++
+			out = append(out, string(b))
+		}
+	}
+	return out
+}
+
+func TestGPUTelJSONFastPath(t *testing.T) {
+	objs := dcgmToTelJSON(t, readTestdata(t, "dcgm_metrics.csv"))
+	bases := []string{
+		telObj,
+		string(objs[0]), string(objs[1]), string(objs[200]),
+		`{"value":1,"timestamp":"2025-07-18T20:42:34Z","metric_name":"A","gpu_id":0}`,
+		`{"metric_name":"A","gpu_id":0,"uuid":"GPU-1","value":1}`,
+		`{"timestamp":"2025-07-18T20:42:34Z","metric_name":"A","gpu_id":"0"}`,
+		"{\n \"timestamp\": \"2025-07-18T20:42:34Z\",\n \"metric_name\": \"A\",\n \"value\": 1\n}",
+		`{"timestamp":1752871354,"metric_name":"A","value":"5 W","labels_raw":"job=\"j\""}`,
+	}
+	p := mustParser(t, FormatGPUTelJSON, Options{Location: time.UTC})
+	variants := 0
+	for _, base := range bases {
+		for _, v := range telVariants(base) {
+			variants++
+			b, vb := []byte(base), []byte(v)
+			lines := []byte(base + "\n" + v + "\n" + base + "\n")
+			// One object per payload: the base until it is predicted (each
+			// payload's row follows the last one's), then the variant.
+			seq := [][]byte{b, b, b, vb, vb, b, vb, b}
+			// Newline-delimited, and both shapes mixed.
+			seq = append(seq, lines, lines, vb, lines, b, vb)
+			diffSequenceWith(t, p, FormatGPUTelJSON, seq)
+			// A fresh parser: the variant first.
+			diffSequence(t, FormatGPUTelJSON, [][]byte{vb, vb, vb, b, b, vb})
+		}
+	}
+	hits := tplHits(p)
+	t.Logf("%d variants, %d template hits", variants, hits)
+	if hits < variants {
+		t.Errorf("template fast path taken %d times for %d variants", hits, variants)
+	}
+}
+
+// rawCSVFields splits a CSV line at the commas outside quotes, keeping
+// each field as written.
+func rawCSVFields(line string) []string {
+	var out []string
+	q := false
+	start := 0
+	for i := 0; i < len(line); i++ {
+		switch line[i] {
+		case '"':
+			q = !q
+		case ',':
+			if !q {
+				out = append(out, line[start:i])
+				start = i + 1
+			}
+		}
+	}
+	return append(out, line[start:])
+}
+
+// csvVariants returns variants of row base (fields in the order of
+// dcgmHeader when full is true).
+func csvVariants(base string, tsCol, valCol int) []string {
+	fields := rawCSVFields(base)
+	var out []string
+	with := func(col int, v string) {
+		if col < 0 || col >= len(fields) {
+			return
+		}
+		f := append([]string(nil), fields...)
+		f[col] = v
+		out = append(out, strings.Join(f, ","))
+	}
+	for _, v := range []string{`"1"`, `"100"`, `1`, ` 1 `, `" 1 "`, `""`, ``, `"N/A"`, `N/A`, `"abc"`, `"2147483647"`, `"1,5"`,
+		`"""1"""`, `"1"x`, `"1`, `1"`, `"5 W"`, `"-0"`, `"1.5"`, `"1e3"`, `"0x1F"`, `"P0"`, `"9223372036854775794"`, `"1234567890123456"`,
+		`"68.12"`, "\t2\t", `"[N/A]"`, `"1",""`, `"é"`} {
+		with(valCol, v)
+	}
+	for _, v := range []string{`"2025-07-18T20:42:35Z"`, `2025-07-18T20:42:35Z`, `""`, ``, `"yesterday"`, `"1752871354"`,
+		` "2025-07-18T20:42:35Z" `, `"2025-07-18T20:42:35.5Z"`, `"2025-07-18T20:42:35Z","x"`, `"2025-07-18T20:42:35Z`, `"1752871354000"`} {
+		with(tsCol, v)
+	}
+	for col := range fields {
+		if col == tsCol || col == valCol {
+			continue
+		}
+		f := fields[col]
+		switch {
+		case len(f) >= 2 && f[0] == '"':
+			with(col, strings.Trim(f, `"`))                  // unquoted
+			with(col, ` `+f+` `)                             // spaces around
+			with(col, `"`+f[1:len(f)-1]+`x"`)                // one byte more
+			with(col, `"`+strings.Repeat("y", len(f)-2)+`"`) // same length, other bytes
+			with(col, `"a""b"`)                              // doubled quote
+		default:
+			with(col, `"`+f+`"`)
+			with(col, f+"z")
+		}
+	}
+	out = append(out,
+		base+`,"extra"`,
+		strings.Join(fields[:len(fields)-1], ","),
+		base+" ",
+		" "+base,
+		strings.ReplaceAll(base, `","`, `", "`),
+		base+"\r",
+	)
+	return out
+}
+
+func TestDCGMCSVFastPath(t *testing.T) {
+	lines := strings.Split(string(readTestdata(t, "dcgm_metrics.csv")), "\n")
+	type baseRow struct {
+		header, row   string
+		tsCol, valCol int
+	}
+	bases := []baseRow{
+		{lines[0], lines[1], 0, 10},
+		{lines[0], lines[2], 0, 10},
+		{lines[0], lines[500], 0, 10},
+		{dcgmHeader, `"2025-07-18T20:42:34Z","A","0","nvidia0","GPU-1","H100","host1","","","","1","job=""j"""`, 0, 10},
+		{"metric_name,value", "A,1", -1, 1},
+		{"value,metric_name,UUID,timestamp", "1,A,GPU-1,2025-07-18T20:42:34Z", 3, 0},
+		{"metric_name,timestamp,uuid,value,labels_raw", `"A", "2025-07-18T20:42:34Z" ,"GPU-1", "1" ,"job=""j"""`, 1, 3},
+	}
+	p := mustParser(t, FormatDCGMCSV, Options{Location: time.UTC})
+	variants := 0
+	for _, b := range bases {
+		for _, v := range csvVariants(b.row, b.tsCol, b.valCol) {
+			variants++
+			pb := []byte(b.header + "\n" + b.row + "\n")
+			pv := []byte(b.header + "\n" + v + "\n")
+			multi := []byte(b.header + "\n" + b.row + "\n" + v + "\n" + b.row + "\n" + v + "\n")
+			diffSequenceWith(t, p, FormatDCGMCSV, [][]byte{pb, pb, pb, pv, pv, pb, pv, multi, multi, pv, pb})
+			diffSequence(t, FormatDCGMCSV, [][]byte{pv, pv, pv, pb, pb, pv, multi, multi})
+		}
+	}
+	hits := tplHits(p)
+	t.Logf("%d variants, %d template hits", variants, hits)
+	if hits < variants {
+		t.Errorf("template fast path taken %d times for %d variants", hits, variants)
+	}
+	// The real export cut into messages, then the same messages with
+	// every value and timestamp changed.
+	msgs := splitCSVMessages(readTestdata(t, "dcgm_metrics.csv"), 100)
+	var changed [][]byte
+	for i, m := range msgs {
+		m = bytes.ReplaceAll(m, []byte(`"2025-07-18T20:42:34Z"`), []byte(fmt.Sprintf(`"2025-07-18T20:43:%02dZ"`, i%60)))
+		m = bytes.ReplaceAll(m, []byte(`","0","DCGM`), []byte(`","1234.5","DCGM`))
+		changed = append(changed, m)
+	}
+	q := diffSequence(t, FormatDCGMCSV, append(append(append(msgs, msgs...), changed...), msgs...))
+	if tplHits(q) == 0 {
+		t.Error("template fast path not taken on the export")
+	}
+}
+
+// TestPlainDecimal: the quick decimal parser gives exactly what
+// strconv.ParseFloat gives, and declines everything else.
+func TestPlainDecimal(t *testing.T) {
+	ins := []string{"0", "-0", "1", "-1", "007", "0.5", "-0.5", "1.5", "68.12", "689.457", "123456789012345",
+		"999999999999999", "99999999999999.9", "0.00000000000001", "1234567.89012345", "9007199254740993",
+		"1234567890123456", "1.", ".5", "-", "", "1..2", "1.2.3", "1e3", "+1", "1_000", "0x10", " 1", "1 ", "--1", "-.5", "12a"}
+	for i := 0; i < 20000; i++ {
+		// Pseudo-random digit strings with a dot somewhere.
+		n := 1 + i%16
+		b := make([]byte, 0, n+2)
+		if i%3 == 0 {
+			b = append(b, '-')
+		}
+		x := uint64(i)*0x9E3779B97F4A7C15 + 12345
+		for j := 0; j < n; j++ {
+			b = append(b, byte('0'+x%10))
+			x /= 10
+			if x == 0 {
+				x = uint64(i*j+7) * 0x9E3779B97F4A7C15
+			}
+		}
+		if i%2 == 0 && n > 1 {
+			d := 1 + int(x%uint64(n-1))
+			b = append(b[:d+1], b[d:]...)
+			b[d] = '.'
+			if b[0] == '-' && d == 1 {
+				b[1], b[2] = b[2], '.'
+			}
+		}
+		ins = append(ins, string(b))
+	}
+	for _, s := range ins {
+		v, ok := plainDecimal([]byte(s))
+		if !ok {
+			continue
+		}
+		want, err := strconv.ParseFloat(s, 64)
+		if err != nil || v != want || (v == 0 && fmt.Sprint(v) != fmt.Sprint(want)) {
+			t.Fatalf("plainDecimal(%q) = %v, ParseFloat gives %v, %v", s, v, want, err)
+		}
+		if fmt.Sprintf("%b", v) != fmt.Sprintf("%b", want) {
+			t.Fatalf("plainDecimal(%q) = %b, want %b", s, v, want)
+		}
+	}
+	for _, s := range []string{"1.", ".5", "-", "", "1..2", "1e3", "+1", "1_000", "0x10", " 1", "1234567890123456", "1.234567890123456"} {
+		if _, ok := plainDecimal([]byte(s)); ok {
+			t.Errorf("plainDecimal(%q) accepted", s)
+		}
+	}
+}
