@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/telemetry-collector/telemetry-collector/internal/grpcbuf"
+	"github.com/telemetry-collector/telemetry-collector/mq/mqcodec"
 	"github.com/telemetry-collector/telemetry-collector/mq/mqpb"
 	"github.com/telemetry-collector/telemetry-collector/sdk"
 )
@@ -44,7 +45,7 @@ func TestRecvCodec(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got mqpb.SubscribeResponse
-			if err := brokerCodec(grpcbuf.NewBufferPool()).Unmarshal(tt.in, &got); err != nil {
+			if err := brokerCodec(grpcbuf.NewBufferPool(), &mqcodec.Buffers{}).Unmarshal(tt.in, &got); err != nil {
 				t.Fatal(err)
 			}
 			for _, b := range tt.in {
@@ -55,17 +56,17 @@ func TestRecvCodec(t *testing.T) {
 			}
 		})
 	}
-	out, err := brokerCodec(grpcbuf.NewBufferPool()).Marshal(want)
+	out, err := brokerCodec(grpcbuf.NewBufferPool(), &mqcodec.Buffers{}).Marshal(want)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(out.Materialize(), raw) {
 		t.Error("Marshal differs from proto.Marshal")
 	}
-	if _, err := brokerCodec(grpcbuf.NewBufferPool()).Marshal("not a message"); err == nil {
+	if _, err := brokerCodec(grpcbuf.NewBufferPool(), &mqcodec.Buffers{}).Marshal("not a message"); err == nil {
 		t.Error("Marshal of a string: no error")
 	}
-	if err := brokerCodec(grpcbuf.NewBufferPool()).Unmarshal(split(len(raw)), new(string)); err == nil {
+	if err := brokerCodec(grpcbuf.NewBufferPool(), &mqcodec.Buffers{}).Unmarshal(split(len(raw)), new(string)); err == nil {
 		t.Error("Unmarshal into a string: no error")
 	}
 }

@@ -36,6 +36,7 @@ import (
 
 	"github.com/telemetry-collector/telemetry-collector/inputs/parsers"
 	"github.com/telemetry-collector/telemetry-collector/internal/grpcbuf"
+	"github.com/telemetry-collector/telemetry-collector/mq/mqcodec"
 	"github.com/telemetry-collector/telemetry-collector/sdk"
 )
 
@@ -351,14 +352,15 @@ func (i *Input) setupLocked() error {
 		bmax = initialBackoff
 	}
 	pool := grpcbuf.NewBufferPool()
+	bufs := &mqcodec.Buffers{}
 	conn, err := grpc.NewClient(i.Address,
 		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg), grpc.ForceCodecV2(brokerCodec(pool))),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg), grpc.ForceCodecV2(brokerCodec(pool, bufs))),
 		// Bounded receive buffers: a fixed flow-control window (grpc's
 		// dynamic one grows to 16 MiB a stream, frames the broker may send
 		// ahead of what we read). HTTP/2 frames (16 KiB at most) are read
 		// into pooled buffers, which go back to the pool as soon as the
-		// codec has joined a message's frames into its own fresh slice
+		// codec has copied a message's frames into a buffer of its own
 		// (see brokerCodec): the pool holds frames, never whole responses.
 		grpc.WithInitialWindowSize(recvWindow),
 		grpc.WithInitialConnWindowSize(recvWindow),

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/telemetry-collector/telemetry-collector/inputs/parsers"
+	"github.com/telemetry-collector/telemetry-collector/mq/mqcodec"
 	"github.com/telemetry-collector/telemetry-collector/mq/mqpb"
 	"github.com/telemetry-collector/telemetry-collector/sdk"
 )
@@ -153,7 +154,7 @@ func (r *runner) session(ctx context.Context) (got bool, err error) {
 		return false, fmt.Errorf("send subscribe request: %w", err)
 	}
 
-	respCh := make(chan *mqpb.SubscribeResponse)
+	respCh := make(chan *mqcodec.Received)
 	errCh := make(chan error, 1)
 	stop := make(chan struct{})
 	renewDone := make(chan struct{})
@@ -217,11 +218,14 @@ func (r *runner) session(ctx context.Context) (got bool, err error) {
 					i.log.Info("subscription restored", "address", i.Address, "topic", i.Topic)
 				}
 			}
-			if resp.GetHeartbeat() {
+			if resp.Response.GetHeartbeat() {
 				heartbeats = true
 				i.stats.heartbeats.Add(1)
 			}
-			r.process(resp)
+			r.process(resp.Response)
+			// process copied what it keeps (parsers copy what they keep
+			// of a payload): the payloads' buffer can be reused.
+			resp.Release()
 			all := maxWait == 0
 			if err := r.flush(ctx, all); err != nil {
 				r.drain(ss, stop, renewDone)
@@ -261,18 +265,20 @@ func (r *runner) classify(ss *subStream, err error) error {
 // broker redelivers it once the stream ends). It must not nack: our broker
 // keeps sending after CloseSend, and nacked messages would come straight
 // back, burning their delivery count.
-func (r *runner) receive(sctx context.Context, ss *subStream, respCh chan<- *mqpb.SubscribeResponse, errCh chan<- error, stop <-chan struct{}) {
+func (r *runner) receive(sctx context.Context, ss *subStream, respCh chan<- *mqcodec.Received, errCh chan<- error, stop <-chan struct{}) {
 	for {
-		resp, err := ss.s.Recv()
-		if err != nil {
+		resp := &mqcodec.Received{}
+		if err := ss.s.RecvMsg(resp); err != nil {
 			errCh <- err
 			return
 		}
 		select {
 		case respCh <- resp:
 		case <-stop:
+			resp.Release()
 			return
 		case <-sctx.Done():
+			resp.Release()
 			return
 		}
 	}

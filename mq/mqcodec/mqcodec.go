@@ -170,7 +170,10 @@ func UnmarshalPublishRequest(b []byte, r *mqpb.PublishRequest) error {
 // to gRPC without copying them (MarshalSubscribeResponse): the broker
 // copied every payload it delivered into the encoded response, ~12% of its
 // CPU under `make bench`.
-type codec struct{ base encoding.CodecV2 }
+type codec struct {
+	base encoding.CodecV2
+	bufs *Buffers // for Received; nil: fresh buffers
+}
 
 // NewCodec returns the codec (grpc.ForceServerCodecV2 / ForceCodecV2),
 // with marshalling buffers from pool.
@@ -198,6 +201,22 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 		return UnmarshalPublishRequest(join(data), m)
 	case *mqpb.SubscribeResponse:
 		return UnmarshalSubscribeResponse(join(data), m)
+	case *Received:
+		var buf []byte
+		if c.bufs != nil {
+			buf = c.bufs.get(data)
+		} else {
+			buf = join(data)
+		}
+		resp := &mqpb.SubscribeResponse{}
+		if err := UnmarshalSubscribeResponse(buf, resp); err != nil {
+			if c.bufs != nil {
+				c.bufs.put(buf)
+			}
+			return err
+		}
+		*m = Received{Response: resp, buf: buf, bufs: c.bufs}
+		return nil
 	}
 	return c.base.Unmarshal(data, v)
 }

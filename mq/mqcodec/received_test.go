@@ -1,0 +1,154 @@
+package mqcodec
+
+import (
+	"bytes"
+	"testing"
+	"unsafe"
+
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/telemetry-collector/telemetry-collector/internal/grpcbuf"
+	"github.com/telemetry-collector/telemetry-collector/mq/mqpb"
+)
+
+// frames returns the encoded m in pieces of size bytes, as gRPC hands
+// them to a codec.
+func frames(t *testing.T, m proto.Message, size int) mem.BufferSlice {
+	t.Helper()
+	raw, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bs mem.BufferSlice
+	for k := 0; k < len(raw); k += size {
+		bs = append(bs, mem.SliceBuffer(bytes.Clone(raw[k:min(k+size, len(raw))])))
+	}
+	return bs
+}
+
+func response(payloads ...string) *mqpb.SubscribeResponse {
+	r := &mqpb.SubscribeResponse{}
+	for k, p := range payloads {
+		r.Messages = append(r.Messages, &mqpb.Message{Id: string(rune('a' + k)), Payload: []byte(p)})
+	}
+	return r
+}
+
+// base returns the address of the first payload's first byte.
+func base(r *Received) unsafe.Pointer {
+	return unsafe.Pointer(unsafe.SliceData(r.Response.Messages[0].Payload))
+}
+
+// TestReceived: a Received decodes like proto.Unmarshal whatever the
+// frames, does not refer to the frames, and after Release its buffer
+// serves the next response that fits; a larger one gets a new buffer.
+func TestReceived(t *testing.T) {
+	bufs := &Buffers{}
+	c := NewCodecBuffers(grpcbuf.NewBufferPool(), bufs)
+	first := response(string(bytes.Repeat([]byte("a"), 5000)), "b")
+	var r1 Received
+	in := frames(t, first, 1000)
+	if err := c.Unmarshal(in, &r1); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range in {
+		clear(b.ReadOnlyData()) // gRPC reuses its frames
+	}
+	if !proto.Equal(r1.Response, first) {
+		t.Fatal("decoded response differs")
+	}
+	addr := base(&r1)
+	r1.Release()
+	if r1.Response != nil {
+		t.Fatal("Release left the response in place")
+	}
+
+	// Smaller: reuses the buffer.
+	second := response(string(bytes.Repeat([]byte("c"), 3000)))
+	var r2 Received
+	if err := c.Unmarshal(frames(t, second, 700), &r2); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(r2.Response, second) {
+		t.Fatal("second response differs")
+	}
+	if base(&r2) != addr {
+		t.Error("a released buffer large enough was not reused")
+	}
+	// While r2 holds it, a third response gets a buffer of its own.
+	var r3 Received
+	if err := c.Unmarshal(frames(t, first, 4096), &r3); err != nil {
+		t.Fatal(err)
+	}
+	if base(&r3) == addr {
+		t.Fatal("a buffer in use was handed out again")
+	}
+	if !proto.Equal(r2.Response, second) || !proto.Equal(r3.Response, first) {
+		t.Fatal("responses sharing memory")
+	}
+	r2.Release()
+	r3.Release()
+
+	// Larger than every free buffer: a new one.
+	big := response(string(bytes.Repeat([]byte("d"), 50_000)))
+	var r4 Received
+	if err := c.Unmarshal(frames(t, big, 16384), &r4); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(r4.Response, big) {
+		t.Fatal("big response differs")
+	}
+	r4.Release()
+
+	// Malformed input: an error, and the buffer is not lost.
+	var bad Received
+	if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer([]byte{0x0a, 0x05, 0x01})}, &bad); err == nil {
+		t.Fatal("malformed response: no error")
+	}
+	if bad.Response != nil {
+		t.Fatal("malformed response: a response")
+	}
+	bad.Release() // harmless
+}
+
+// TestReceivedWithoutBuffers: the plain codec decodes a Received into a
+// fresh buffer, and Release only forgets it.
+func TestReceivedWithoutBuffers(t *testing.T) {
+	c := NewCodec(grpcbuf.NewBufferPool())
+	want := response("x", "yy")
+	var r Received
+	if err := c.Unmarshal(frames(t, want, 3), &r); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(r.Response, want) {
+		t.Fatal("decoded response differs")
+	}
+	r.Release()
+}
+
+// TestBuffersBounded: Buffers keeps at most maxFree buffers, the largest
+// ones, and none over maxKeep.
+func TestBuffersBounded(t *testing.T) {
+	b := &Buffers{}
+	for _, n := range []int{10, 30, 20, maxKeep + 1, 0} {
+		b.put(make([]byte, n))
+	}
+	if len(b.free) != maxFree {
+		t.Fatalf("%d free buffers, want %d", len(b.free), maxFree)
+	}
+	for _, f := range b.free {
+		if c := cap(f); c != 30 && c != 20 {
+			t.Errorf("kept a buffer of %d bytes; want the largest ones under the limit (30, 20)", c)
+		}
+	}
+	// get takes one that fits, and copies the data in.
+	data := mem.BufferSlice{mem.SliceBuffer([]byte("0123456789")), mem.SliceBuffer([]byte("abcdefghij"))}
+	got := b.get(data)
+	if string(got) != "0123456789abcdefghij" || cap(got) < 20 {
+		t.Fatalf("get = %q (cap %d)", got, cap(got))
+	}
+	if len(b.free) != maxFree-1 {
+		t.Fatalf("%d free buffers after get, want %d", len(b.free), maxFree-1)
+	}
+}
