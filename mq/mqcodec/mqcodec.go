@@ -6,7 +6,13 @@
 // `make bench`, in copying and garbage collection. The other fields are
 // decoded by proto.Unmarshal (from the message's bytes minus its payload),
 // so strings are validated and maps, timestamps and unknown fields handled
-// exactly as before. Stateless; safe for concurrent use.
+// exactly as before.
+//
+// Its gRPC codec (NewCodec) also sends large payloads without copying them
+// into the encoded message (MarshalSubscribeResponse), and can decode
+// responses into reused buffers (NewCodecBuffers, Received). The codec and
+// the functions are safe for concurrent use; Buffers documents its own
+// rules.
 package mqcodec
 
 import (
