@@ -10,6 +10,11 @@
 // and memory rules). Encoder and Decoder are the older self-contained
 // per-batch form (a per-batch string dictionary and series table), kept for
 // comparison benchmarks and tools; the plugin protocol uses the stream form.
+//
+// NewCodec is the gRPC codec of the plugin protocol: protobuf, with Batch
+// and ProcessResult marshalled and unmarshalled by hand (proto's bytes, see
+// batchcodec.go) and the columns of received batches pooled: a receiver
+// hands them back with RecycleBatch once it decoded the batch.
 package wire
 
 import (
