@@ -1,6 +1,7 @@
 package parsers
 
 import (
+	"encoding/binary"
 	"hash/maphash"
 	"slices"
 	"sync"
@@ -23,9 +24,10 @@ import (
 // label set (a GPU's ~30 metrics), where a ~350-byte (CSV) or ~600-byte
 // (JSON) key used to be stored twice. A series found by its key is checked
 // against the stored name and labels (a collision gets a series of its own,
-// uncached). A row key is kept (in an arena, see keepKey) while the keys
-// kept take less than maxKeyBytes, and then a found row is checked against
-// it: a predicted row costs a comparison, no hashing at all. Beyond that
+// uncached). The key of a row found again is kept (in an arena, see
+// keepKey) while the keys kept take less than maxKeyBytes, and then a
+// found row is checked against it: a predicted row costs a comparison, no
+// hashing at all. Beyond that
 // bound a row key is not stored, so it cannot be checked: two different
 // rows would have to collide on 128 bits under seeds chosen at random per
 // cache (probability ~n²/2¹²⁹ for n rows: below 10⁻²⁸ for a million), and
@@ -57,8 +59,9 @@ type seriesCache struct {
 	slab  labelSlab // label slices for the batches (a chunk outlives payloads)
 	// keyArena is the chunk the kept row keys are carved from; keyBytes
 	// counts the bytes of the keys kept.
-	keyArena []byte
-	keyBytes int
+	keyArena  []byte
+	keyBytes  int
+	keyBudget int // maxKeyBytes (tests set less)
 	// prev is the row the payload's previous line was (nil: unknown): its
 	// next predicts this line's row (see row).
 	prev *rowEntry
@@ -142,12 +145,13 @@ const (
 
 func newSeriesCache(noRows bool) seriesCache {
 	return seriesCache{
-		in:     make(interner),
-		rows:   make(map[key128]*rowEntry),
-		canon:  make(map[key128]*cachedSeries),
-		sets:   make(map[key128][]sdk.Label),
-		seeds:  [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
-		noRows: noRows,
+		in:        make(interner),
+		rows:      make(map[key128]*rowEntry),
+		canon:     make(map[key128]*cachedSeries),
+		sets:      make(map[key128][]sdk.Label),
+		seeds:     [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
+		noRows:    noRows,
+		keyBudget: maxKeyBytes,
 	}
 }
 
@@ -197,7 +201,7 @@ func (c *seriesCache) row(key []byte) *cachedSeries {
 	prev := c.prev
 	if prev != nil {
 		if r := prev.next; r != nil {
-			if ok, _ := r.is(c, key); ok {
+			if r.is(c, key) {
 				c.prev = r
 				return r.e
 			}
@@ -215,18 +219,49 @@ func (c *seriesCache) row(key []byte) *cachedSeries {
 	return r.e
 }
 
-// is reports whether key is r's. With r's key stored, that is a
-// comparison (exact, sure); without it the prediction is checked against
-// the first 64 bits of the hash and the length only: one comparison with
-// one known row, wrong with probability 2^-64 per line (once in ~600,000
-// years at a million lines a second), where a map lookup compares with
-// every row and needs all 128 bits (see seriesCache).
-func (r *rowEntry) is(c *seriesCache, key []byte) (ok, sure bool) {
+// is reports whether key is r's. With r's key kept, that is a comparison
+// (exact); without it the prediction is checked against the first 64 bits
+// of the hash and the length only: one comparison with one known row,
+// wrong with probability 2^-64 per line (once in ~600,000 years at a
+// million lines a second), where a map lookup compares with every row and
+// needs all 128 bits (see seriesCache). A row found again keeps its key.
+func (r *rowEntry) is(c *seriesCache, key []byte) bool {
 	if r.key != nil {
-		return string(r.key) == string(key), true
+		return string(r.key) == string(key)
 	}
-	return r.n == len(key) && r.h[0] == maphash.Bytes(c.seeds[0], key), false
+	if r.n != len(key) || r.h[0] != maphash.Bytes(c.seeds[0], key) {
+		return false
+	}
+	r.key = c.keepKey(key)
+	return true
 }
+
+// matches reports whether the key that head, line and cuts make (head,
+// then for each cut the uvarint length and the bytes of line before it,
+// then the rest of line: the layout of every row key here) equals r's
+// kept key, without building it. False when r's key is not kept.
+func (r *rowEntry) matches(head, line []byte, cuts [][2]int) bool {
+	k := r.key
+	if k == nil || len(k) < len(head) || string(k[:len(head)]) != string(head) {
+		return false
+	}
+	k = k[len(head):]
+	var buf [binary.MaxVarintLen64]byte
+	prev := 0
+	for _, c := range cuts {
+		n := binary.PutUvarint(buf[:], uint64(c[0]-prev))
+		seg := line[prev:c[0]]
+		if len(k) < n+len(seg) || string(k[:n]) != string(buf[:n]) || string(k[n:n+len(seg)]) != string(seg) {
+			return false
+		}
+		k = k[n+len(seg):]
+		prev = c[1]
+	}
+	return string(k) == string(line[prev:])
+}
+
+// follow makes r, predicted() and found by matches, the row of the line.
+func (c *seriesCache) follow(r *rowEntry) { c.prev = r }
 
 // lookup finds the row of key in the map, or nil. A row whose key is
 // stored must equal it (a 128-bit collision is a miss).
@@ -234,6 +269,11 @@ func (c *seriesCache) lookup(key []byte) *rowEntry {
 	r := c.rows[c.hash(key)]
 	if r == nil || r.n != len(key) || (r.key != nil && string(r.key) != string(key)) {
 		return nil
+	}
+	if r.key == nil {
+		// Seen again: worth keeping (rows seen once, a cold cache's,
+		// are not copied).
+		r.key = c.keepKey(key)
 	}
 	return r
 }
@@ -253,7 +293,7 @@ func (c *seriesCache) predicted() *rowEntry {
 // cuts, at their offsets). A miss leaves the prediction state as it was,
 // for row.
 func (c *seriesCache) rowAt(r *rowEntry, key []byte) *cachedSeries {
-	if ok, _ := r.is(c, key); ok {
+	if r.is(c, key) {
 		c.prev = r
 		return r.e
 	}
@@ -270,7 +310,7 @@ func (c *seriesCache) rowAt(r *rowEntry, key []byte) *cachedSeries {
 
 // setRow remembers the series of a row identity key (the row of the line
 // after the previous row or setRow call) and where its cut fields lie.
-// The key is kept too while the keys kept take less than maxKeyBytes.
+// The key itself is kept when the row is found again (see lookup).
 func (c *seriesCache) setRow(key []byte, e *cachedSeries, tpl rowTemplate) {
 	if c.noRows {
 		return
@@ -278,7 +318,7 @@ func (c *seriesCache) setRow(key []byte, e *cachedSeries, tpl rowTemplate) {
 	h := c.hash(key)
 	r, ok := c.rows[h]
 	if !ok {
-		r = &rowEntry{e: e, n: len(key), h: h, tpl: tpl, key: c.keepKey(key)}
+		r = &rowEntry{e: e, n: len(key), h: h, tpl: tpl}
 		c.rows[h] = r
 		c.bytes += rowEntryBytes
 	}
@@ -291,7 +331,7 @@ func (c *seriesCache) setRow(key []byte, e *cachedSeries, tpl rowTemplate) {
 // keepKey returns a copy of key carved from the key arena, or nil once the
 // keys kept would exceed maxKeyBytes.
 func (c *seriesCache) keepKey(key []byte) []byte {
-	if len(key) == 0 || c.keyBytes+len(key) > maxKeyBytes {
+	if len(key) == 0 || c.keyBytes+len(key) > c.keyBudget {
 		return nil
 	}
 	if cap(c.keyArena)-len(c.keyArena) < len(key) {

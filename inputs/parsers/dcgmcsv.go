@@ -111,6 +111,8 @@ type dcgmLayout struct {
 	// tsCut and valCut are the indexes in cut of the timestamp and value
 	// columns (tsCut -1: no timestamp column).
 	tsCut, valCut int
+	// head is how row keys of this layout begin (its id, see rowKey).
+	head []byte
 }
 
 // maxHeaders bounds the header layouts a state remembers.
@@ -162,6 +164,7 @@ func (st *dcgmState) layout(line []byte) (*dcgmLayout, error) {
 	}
 	st.layouts++
 	l.id = st.layouts
+	l.head = binary.AppendUvarint(nil, uint64(l.id))
 	for _, c := range [...]int{l.cols[dcTimestamp], l.cols[dcValue]} {
 		if c >= 0 {
 			l.cut[l.nCut] = c
@@ -228,8 +231,19 @@ func (st *dcgmState) parse(payload []byte, msgTime time.Time, pos string, b *sdk
 		// value found where its template places them (no splitting); the
 		// key proves the placement.
 		if r := st.cache.predicted(); r != nil && st.locate(lay, r.tpl, line) {
-			key := st.rowKey(lay, line, st.cuts[:lay.nCut])
-			if e := st.cache.rowAt(r, key); e != nil {
+			// The key compared in place (what matching rowKey's result
+			// with r's would do), else built for the map.
+			var cuts [2][2]int
+			for i, sp := range st.cuts[:lay.nCut] {
+				cuts[i] = [2]int{sp.start, sp.end}
+			}
+			e := r.e
+			if r.matches(lay.head, line, cuts[:lay.nCut]) {
+				st.cache.follow(r)
+			} else {
+				e = st.cache.rowAt(r, st.rowKey(lay, line, st.cuts[:lay.nCut]))
+			}
+			if e != nil {
 				st.tplHits++
 				var tsF []byte
 				if lay.tsCut >= 0 {
@@ -413,7 +427,7 @@ func (st *dcgmState) timestamp(f []byte) (int64, error) {
 // equal keys have equal names and labels, and either both parse or neither
 // does, whatever their timestamps and values.
 func (st *dcgmState) rowKey(lay *dcgmLayout, line []byte, cuts []csvSpan) []byte {
-	k := binary.AppendUvarint(st.key[:0], uint64(lay.id))
+	k := append(st.key[:0], lay.head...)
 	prev := 0
 	for _, sp := range cuts {
 		k = binary.AppendUvarint(k, uint64(sp.start-prev))

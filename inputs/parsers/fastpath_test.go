@@ -361,3 +361,53 @@ func TestPlainDecimal(t *testing.T) {
 		}
 	}
 }
+
+// withKeyBudget returns a parser of format whose states keep at most
+// budget bytes of row keys (0: none; rows are then recognised by their
+// hash, as when the budget is spent).
+func withKeyBudget(format string, budget int) Parser {
+	switch format {
+	case FormatDCGMCSV:
+		p := newDCGMCSV()
+		mk := p.pool.make
+		p.pool.make = func() *dcgmState { st := mk(); st.cache.keyBudget = budget; return st }
+		return p
+	case FormatGPUTelJSON:
+		p := newGPUTelJSON()
+		mk := p.pool.make
+		p.pool.make = func() *telState { st := mk(); st.cache.keyBudget = budget; return st }
+		return p
+	}
+	panic(format)
+}
+
+// TestFastPathKeyBudget: with no row keys kept, or only some, the fast
+// paths check rows by their hash instead, with the same results.
+func TestFastPathKeyBudget(t *testing.T) {
+	for _, budget := range []int{0, 2000} {
+		objs := dcgmToTelJSON(t, readTestdata(t, "dcgm_metrics.csv"))
+		p := withKeyBudget(FormatGPUTelJSON, budget)
+		for _, v := range telVariants(string(objs[3])) {
+			b, vb := objs[3], []byte(v)
+			diffSequenceWith(t, p, FormatGPUTelJSON, [][]byte{b, b, b, vb, vb, b, vb})
+		}
+		msgs := ndjsonMessages(objs, 100)
+		diffSequenceWith(t, p, FormatGPUTelJSON, append(append(msgs, msgs...), msgs...))
+		if tplHits(p) == 0 {
+			t.Errorf("budget %d: gpu-tel-json template fast path not taken", budget)
+		}
+
+		q := withKeyBudget(FormatDCGMCSV, budget)
+		lines := strings.Split(string(readTestdata(t, "dcgm_metrics.csv")), "\n")
+		for _, v := range csvVariants(lines[7], 0, 10) {
+			pb := []byte(lines[0] + "\n" + lines[7] + "\n")
+			pv := []byte(lines[0] + "\n" + v + "\n")
+			diffSequenceWith(t, q, FormatDCGMCSV, [][]byte{pb, pb, pb, pv, pv, pb, pv})
+		}
+		csv := splitCSVMessages(readTestdata(t, "dcgm_metrics.csv"), 100)
+		diffSequenceWith(t, q, FormatDCGMCSV, append(append(csv, csv...), csv...))
+		if tplHits(q) == 0 {
+			t.Errorf("budget %d: dcgm-csv template fast path not taken", budget)
+		}
+	}
+}

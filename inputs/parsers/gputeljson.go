@@ -311,6 +311,15 @@ func (em *telEmitter) record(raw []byte, line int, scanned bool) {
 func (em *telEmitter) quick(raw []byte, line int) bool {
 	st := em.st
 	if r := st.cache.predicted(); r != nil && r.tpl.locateJSON(raw, &st.scan) {
+		// The key compared in place (what matching st.scan.key's result
+		// with r's would do), else built for the map.
+		cuts, n, flags := st.scan.present()
+		if r.matches([]byte{flags}, raw, cuts[:n]) {
+			st.cache.follow(r)
+			st.tplHits++
+			em.fast(r.e, raw, line)
+			return true
+		}
 		key := st.scan.key(raw, st.key[:0])
 		st.key = key
 		if e := st.cache.rowAt(r, key); e != nil {

@@ -304,6 +304,19 @@ func (sc *telScan) key(b, k []byte) []byte {
 	return append(k, b[prev:]...)
 }
 
+// present returns the spans of the cuts of the object scanned into sc that
+// are there (n of them, in the order key takes them) and key's flags.
+func (sc *telScan) present() (cuts [2][2]int, n int, flags byte) {
+	all, flags := sc.cuts()
+	for _, c := range all {
+		if c[0] >= 0 {
+			cuts[n] = c
+			n++
+		}
+	}
+	return cuts, n, flags
+}
+
 // template returns the rowTemplate of object b scanned into sc: where its
 // cuts (timestamp and value) lie, in the order key puts them, and key's
 // flags.
