@@ -44,6 +44,7 @@ const (
 func UnmarshalSubscribeResponse(b []byte, r *mqpb.SubscribeResponse) error {
 	proto.Reset(r)
 	var rest []byte // scratch: a message without its payload field
+	var in interner
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -60,6 +61,10 @@ func UnmarshalSubscribeResponse(b []byte, r *mqpb.SubscribeResponse) error {
 				return fmt.Errorf("mqcodec: SubscribeResponse.messages: %w", protowire.ParseError(n))
 			}
 			b = b[n:]
+			if m, ok := fastMessage(mb, &in); ok {
+				r.Messages = append(r.Messages, m)
+				continue
+			}
 			m := &mqpb.Message{}
 			var payload []byte
 			var err error
@@ -154,6 +159,10 @@ func UnmarshalPublishRequest(b []byte, r *mqpb.PublishRequest) error {
 		return fmt.Errorf("mqcodec: PublishRequest: %w", err)
 	}
 	if seen == 0 {
+		return nil
+	}
+	if m, ok := fastMessage(msg, nil); ok {
+		r.Message = m
 		return nil
 	}
 	rest, payload, err := splitPayload(msg, nil)
