@@ -112,11 +112,12 @@ type encSeries struct {
 // several series share (as decoded with ShareLabels): computed once per
 // slice and batch.
 type hashSlot struct {
-	p    *metric.Label
-	n    int32
-	hasH bool
-	ih   uint64 // identity hash
-	h    uint64 // content hash, if hasH
+	p     *metric.Label
+	n     int32
+	hasIH bool
+	hasH  bool
+	ih    uint64 // identity hash, if hasIH
+	h     uint64 // content hash, if hasH
 	// cp is the dictionary's copy of the slice, once an entry defined
 	// (or realiased) in this Encode made one; owner is that entry.
 	cp    []metric.Label
@@ -193,8 +194,26 @@ func (e *StreamEncoder) labelsHash(ls []metric.Label) uint64 {
 // labelSlot returns the (per-Encode cached) hashes of ls, its identity
 // hash filled in.
 func (e *StreamEncoder) labelSlot(ls []metric.Label) *hashSlot {
+	slot := e.slotOf(ls)
+	if !slot.hasIH {
+		h := uint64(len(ls))
+		for i := range ls {
+			h = mix(h, strID(ls[i].Key))
+			h = mix(h, strID(ls[i].Value))
+		}
+		slot.ih, slot.hasIH = h, true
+	}
+	return slot
+}
+
+// slotOf returns the slot of ls in the per-Encode cache, taking it over
+// (emptied) if it held another slice; its hashes are computed only when
+// asked for (labelSlot): checking a candidate's labels (sameLabels) needs
+// none, which saves hashing every label of the series whose label slices
+// are their own (a label-copying processor's).
+func (e *StreamEncoder) slotOf(ls []metric.Label) *hashSlot {
 	if len(ls) == 0 {
-		e.noLabels = hashSlot{hasH: true}
+		e.noLabels = hashSlot{hasIH: true, hasH: true}
 		return &e.noLabels
 	}
 	p := &ls[0]
@@ -206,12 +225,7 @@ func (e *StreamEncoder) labelSlot(ls []metric.Label) *hashSlot {
 		if slot.p == nil {
 			e.touched = append(e.touched, uint32(i))
 		}
-		h := uint64(len(ls))
-		for i := range ls {
-			h = mix(h, strID(ls[i].Key))
-			h = mix(h, strID(ls[i].Value))
-		}
-		*slot = hashSlot{p: p, n: int32(len(ls)), ih: h}
+		*slot = hashSlot{p: p, n: int32(len(ls))}
 	}
 	return slot
 }
@@ -297,7 +311,7 @@ func labelsEqual(a, b []metric.Label) bool {
 // and run alone would compare every label of every series. A match is
 // remembered in run too.
 func (e *StreamEncoder) sameLabels(run *labelRun, d, ls []metric.Label) bool {
-	if !e.labelSlot(ls).same(d, ls) {
+	if !e.slotOf(ls).same(d, ls) {
 		return false
 	}
 	run.set(d, ls)
