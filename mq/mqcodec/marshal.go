@@ -1,9 +1,12 @@
 package mqcodec
 
 import (
+	"unicode/utf8"
+
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/telemetry-collector/telemetry-collector/mq/mqpb"
 )
@@ -27,6 +30,21 @@ type splicer struct {
 	min    int // the smallest payload spliced in (>= 1)
 	buf    []byte
 	pieces []piece
+	// pool and pooled: buf came from pool (nothing is spliced then), and
+	// the result hands it back once gRPC has written it.
+	pool   mem.BufferPool
+	pooled *[]byte
+}
+
+// reserve sizes buf for n bytes: from pool (when not nil) if nothing is
+// to be spliced, else allocated.
+func (s *splicer) reserve(n int, pool mem.BufferPool, splices bool) {
+	if pool != nil && !splices && !mem.IsBelowBufferPoolingThreshold(n) {
+		s.pool, s.pooled = pool, pool.Get(n)
+		s.buf = (*s.pooled)[:0]
+		return
+	}
+	s.buf = make([]byte, 0, n)
 }
 
 // piece is a range of buf (payload == nil) or a payload.
@@ -46,6 +64,13 @@ func (s *splicer) splice(p []byte) {
 
 // slice returns the pieces in order, the payloads as themselves.
 func (s *splicer) slice() mem.BufferSlice {
+	if s.pooled != nil {
+		if len(s.pieces) == 0 && cap(s.buf) == cap(*s.pooled) {
+			*s.pooled = s.buf
+			return mem.BufferSlice{mem.NewBuffer(s.pooled, s.pool)}
+		}
+		s.pool.Put(s.pooled) // outgrown (a size estimate was short)
+	}
 	out := make(mem.BufferSlice, 0, len(s.pieces)+1)
 	last := 0
 	for _, p := range s.pieces {
@@ -76,10 +101,26 @@ func withoutPayload(m *mqpb.Message) *mqpb.Message {
 }
 
 // appendMessage appends the encoded m to s.buf, as a length-delimited
-// field num, splicing its payload in when it is at least s.min long.
+// field num, splicing its payload in when it is at least s.min long. A
+// message with unknown fields (in it or its timestamp) is encoded by
+// proto; the others by hand (plainSize, appendPlain), which protobuf-go's
+// table-driven encoding of the metadata map made worth it: it was most of
+// the broker's cost of delivering one-sample messages.
 func (s *splicer) appendMessage(num protowire.Number, m *mqpb.Message) error {
 	s.buf = protowire.AppendTag(s.buf, num, protowire.BytesType)
-	if len(m.GetPayload()) < s.min {
+	p := m.GetPayload()
+	splice := len(p) >= s.min
+	if isPlain(m) {
+		s.buf = protowire.AppendVarint(s.buf, uint64(plainSize(m)))
+		s.buf = appendPlain(s.buf, m, !splice)
+		if splice {
+			s.buf = protowire.AppendTag(s.buf, fieldMessagePayload, protowire.BytesType)
+			s.buf = protowire.AppendVarint(s.buf, uint64(len(p)))
+			s.splice(p)
+		}
+		return nil
+	}
+	if !splice {
 		s.buf = protowire.AppendVarint(s.buf, uint64(proto.Size(m)))
 		var err error
 		s.buf, err = proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(s.buf, m)
@@ -88,7 +129,6 @@ func (s *splicer) appendMessage(num protowire.Number, m *mqpb.Message) error {
 	// The payload field goes after the others: protobuf accepts fields
 	// in any order.
 	c := withoutPayload(m)
-	p := m.Payload
 	size := proto.Size(c) + protowire.SizeTag(fieldMessagePayload) + protowire.SizeBytes(len(p))
 	s.buf = protowire.AppendVarint(s.buf, uint64(size))
 	var err error
@@ -101,14 +141,129 @@ func (s *splicer) appendMessage(num protowire.Number, m *mqpb.Message) error {
 	return nil
 }
 
-// hasLargePayload reports whether one of ms has a payload worth splicing.
-func hasLargePayload(ms ...*mqpb.Message) bool {
-	for _, m := range ms {
-		if len(m.GetPayload()) >= SpliceMin {
-			return true
+// isPlain reports whether m and its timestamp have no unknown fields and
+// its strings are valid UTF-8: the hand encoder writes every known field
+// (TestMessageFields), and proto.Marshal refuses invalid UTF-8 (left to it,
+// with its error).
+func isPlain(m *mqpb.Message) bool {
+	if len(m.ProtoReflect().GetUnknown()) > 0 || !utf8.ValidString(m.Id) || !utf8.ValidString(m.Topic) {
+		return false
+	}
+	for k, v := range m.Metadata {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return false
 		}
 	}
-	return false
+	return m.Timestamp == nil || len(m.Timestamp.ProtoReflect().GetUnknown()) == 0
+}
+
+// sizeBytesField is the encoded size of a length-delimited field of n
+// bytes with a field number below 16.
+func sizeBytesField(n int) int { return 1 + protowire.SizeBytes(n) }
+
+// sizeVarintField is the encoded size of a varint field with a field
+// number below 16.
+func sizeVarintField(v uint64) int { return 1 + protowire.SizeVarint(v) }
+
+// plainSize is the encoded size of a plain m (isPlain), payload included.
+// Fields with their zero value are not written, as in proto3; map entries
+// always carry their key and value.
+func plainSize(m *mqpb.Message) int {
+	n := 0
+	if m.Id != "" {
+		n += sizeBytesField(len(m.Id))
+	}
+	if m.Topic != "" {
+		n += sizeBytesField(len(m.Topic))
+	}
+	if len(m.Payload) > 0 {
+		n += sizeBytesField(len(m.Payload))
+	}
+	for k, v := range m.Metadata {
+		n += sizeBytesField(sizeBytesField(len(k)) + sizeBytesField(len(v)))
+	}
+	if m.Timestamp != nil {
+		n += sizeBytesField(timestampSize(m.Timestamp))
+	}
+	if m.Priority != 0 {
+		n += sizeVarintField(uint64(int64(m.Priority)))
+	}
+	if m.Sequence != 0 {
+		n += sizeVarintField(uint64(m.Sequence))
+	}
+	return n
+}
+
+func timestampSize(ts *timestamppb.Timestamp) int {
+	n := 0
+	if ts.Seconds != 0 {
+		n += sizeVarintField(uint64(ts.Seconds))
+	}
+	if ts.Nanos != 0 {
+		n += sizeVarintField(uint64(int64(ts.Nanos)))
+	}
+	return n
+}
+
+// appendPlain appends the fields of a plain m (isPlain) in field-number
+// order; the payload too when withPayload is set.
+func appendPlain(b []byte, m *mqpb.Message, withPayload bool) []byte {
+	str := func(b []byte, num protowire.Number, v string) []byte {
+		b = protowire.AppendTag(b, num, protowire.BytesType)
+		return protowire.AppendString(b, v)
+	}
+	if m.Id != "" {
+		b = str(b, fieldMessageID, m.Id)
+	}
+	if m.Topic != "" {
+		b = str(b, fieldMessageTopic, m.Topic)
+	}
+	if withPayload && len(m.Payload) > 0 {
+		b = protowire.AppendTag(b, fieldMessagePayload, protowire.BytesType)
+		b = protowire.AppendBytes(b, m.Payload)
+	}
+	for k, v := range m.Metadata {
+		b = protowire.AppendTag(b, fieldMessageMetadata, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(sizeBytesField(len(k))+sizeBytesField(len(v))))
+		b = str(b, fieldMapKey, k)
+		b = str(b, fieldMapValue, v)
+	}
+	if ts := m.Timestamp; ts != nil {
+		b = protowire.AppendTag(b, fieldMessageTimestamp, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(timestampSize(ts)))
+		if ts.Seconds != 0 {
+			b = protowire.AppendTag(b, fieldTimestampSeconds, protowire.VarintType)
+			b = protowire.AppendVarint(b, uint64(ts.Seconds))
+		}
+		if ts.Nanos != 0 {
+			b = protowire.AppendTag(b, fieldTimestampNanos, protowire.VarintType)
+			b = protowire.AppendVarint(b, uint64(int64(ts.Nanos)))
+		}
+	}
+	if m.Priority != 0 {
+		b = protowire.AppendTag(b, fieldMessagePriority, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(int64(m.Priority)))
+	}
+	if m.Sequence != 0 {
+		b = protowire.AppendTag(b, fieldMessageSequence, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(m.Sequence))
+	}
+	return b
+}
+
+// messageSize is an upper bound of the bytes appendMessage writes into
+// s.buf for m as field num: what it encodes, less a payload it splices.
+func messageSize(m *mqpb.Message, min int) int {
+	var n int
+	if isPlain(m) {
+		n = plainSize(m)
+	} else {
+		n = proto.Size(m) + 16
+	}
+	if p := len(m.GetPayload()); p >= min {
+		n -= p
+	}
+	return n + 1 + protowire.SizeVarint(uint64(n)) + 16
 }
 
 // MarshalSubscribeResponse encodes r as proto.Marshal does, except that
@@ -124,7 +279,20 @@ func MarshalSubscribeResponse(r *mqpb.SubscribeResponse) (mem.BufferSlice, error
 
 // marshalSubscribeResponse splices payloads of at least min (>= 1) bytes.
 func marshalSubscribeResponse(r *mqpb.SubscribeResponse, min int) (mem.BufferSlice, error) {
+	return marshalSubscribeResponseTo(r, min, nil)
+}
+
+// marshalSubscribeResponseTo is marshalSubscribeResponse, with the encoded
+// bytes in a buffer from pool (when not nil) if no payload is spliced.
+func marshalSubscribeResponseTo(r *mqpb.SubscribeResponse, min int, pool mem.BufferPool) (mem.BufferSlice, error) {
 	s := splicer{min: min}
+	n := 4 + len(r.ProtoReflect().GetUnknown())
+	splices := false
+	for _, m := range r.Messages {
+		n += messageSize(m, min)
+		splices = splices || len(m.GetPayload()) >= min
+	}
+	s.reserve(n, pool, splices)
 	for _, m := range r.Messages {
 		if err := s.appendMessage(fieldResponseMessages, m); err != nil {
 			return nil, err
@@ -145,7 +313,18 @@ func MarshalPublishRequest(r *mqpb.PublishRequest) (mem.BufferSlice, error) {
 
 // marshalPublishRequest splices a payload of at least min (>= 1) bytes.
 func marshalPublishRequest(r *mqpb.PublishRequest, min int) (mem.BufferSlice, error) {
+	return marshalPublishRequestTo(r, min, nil)
+}
+
+// marshalPublishRequestTo is marshalPublishRequest, with the encoded bytes
+// in a buffer from pool (when not nil) if the payload is not spliced.
+func marshalPublishRequestTo(r *mqpb.PublishRequest, min int, pool mem.BufferPool) (mem.BufferSlice, error) {
 	s := splicer{min: min}
+	n := 24 + len(r.ProtoReflect().GetUnknown())
+	if r.Message != nil {
+		n += messageSize(r.Message, min)
+	}
+	s.reserve(n, pool, len(r.GetMessage().GetPayload()) >= min)
 	if r.Message != nil {
 		if err := s.appendMessage(fieldRequestMessage, r.Message); err != nil {
 			return nil, err

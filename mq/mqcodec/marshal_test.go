@@ -2,6 +2,7 @@ package mqcodec
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -90,6 +91,8 @@ func TestMarshalSplice(t *testing.T) {
 		{"request, small payload", &mqpb.PublishRequest{Message: full("1", small)}, nil},
 		{"response, small payloads", &mqpb.SubscribeResponse{Messages: []*mqpb.Message{{Id: "1", Payload: small}}}, nil},
 		{"request, no message", &mqpb.PublishRequest{WaitForAck: true}, nil},
+		{"response, 300 small messages", smallMessages(300), nil},
+		{"request, unknown fields, small payload", &mqpb.PublishRequest{Message: unknown(full("u", small))}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bs, err := c.Marshal(tc.m)
@@ -134,6 +137,53 @@ func TestMarshalSplice(t *testing.T) {
 	}
 }
 
+// smallMessages is a response of n one-sample messages, as the
+// gpu-tel-json workload's.
+func smallMessages(n int) *mqpb.SubscribeResponse {
+	r := &mqpb.SubscribeResponse{}
+	for i := 0; i < n; i++ {
+		r.Messages = append(r.Messages, &mqpb.Message{Id: fmt.Sprint("msg-", i), Topic: "gpu-telemetry",
+			Payload: []byte(`{"metric_name":"DCGM_FI_DEV_GPU_TEMP","value":41}`), Metadata: map[string]string{"content-type": "gpu-tel-json", "n": fmt.Sprint(i)},
+			Timestamp: timestamppb.New(time.Unix(1_800_000_000+int64(i), int64(i))), Priority: int32(i % 3), Sequence: int64(i)})
+	}
+	return r
+}
+
+// TestMarshalInvalidUTF8: a message whose strings are not valid UTF-8 is
+// refused when sent, as proto.Marshal refuses it.
+func TestMarshalInvalidUTF8(t *testing.T) {
+	c := NewCodec(grpcbuf.NewBufferPool())
+	for _, m := range []*mqpb.Message{{Id: "\xff"}, {Topic: "\xfe"}, {Metadata: map[string]string{"k": "\xc0"}}, {Metadata: map[string]string{"\xc0": "v"}}} {
+		if _, err := c.Marshal(&mqpb.SubscribeResponse{Messages: []*mqpb.Message{m}}); err == nil {
+			t.Errorf("%v: no error", m)
+		}
+		if _, err := c.Marshal(&mqpb.PublishRequest{Message: m}); err == nil {
+			t.Errorf("%v: no error", m)
+		}
+	}
+}
+
+// TestMarshalPooled: a response without payloads to splice is encoded into
+// one pooled buffer, sized right the first time.
+func TestMarshalPooled(t *testing.T) {
+	r := smallMessages(1000)
+	bs, err := NewCodec(grpcbuf.NewBufferPool()).Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bs) != 1 {
+		t.Fatalf("%d pieces, want one buffer", len(bs))
+	}
+	if _, fresh := bs[0].(mem.SliceBuffer); fresh {
+		t.Fatal("not the pooled buffer: the size estimate was short")
+	}
+	var got mqpb.SubscribeResponse
+	if err := proto.Unmarshal(bs.Materialize(), &got); err != nil || !proto.Equal(&got, r) {
+		t.Fatalf("round trip: %v", err)
+	}
+	bs.Free()
+}
+
 // FuzzMarshalSplice: every response or request proto.Unmarshal accepts
 // round-trips through the splicing encoders, whatever the payload sizes
 // spliced (the seeds are this package's decoder corpus).
@@ -148,56 +198,68 @@ func FuzzMarshalSplice(f *testing.F) {
 		splice := int(min%8) + 1
 		var resp mqpb.SubscribeResponse
 		if proto.Unmarshal(raw, &resp) == nil {
-			bs, err := marshalSubscribeResponse(&resp, splice)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got mqpb.SubscribeResponse
-			if err := proto.Unmarshal(joined(bs), &got); err != nil || !proto.Equal(&got, &resp) {
-				t.Fatalf("response: got %.300v (%v), want %.300v", &got, err, &resp)
+			for _, pool := range []mem.BufferPool{nil, grpcbuf.NewBufferPool()} {
+				bs, err := marshalSubscribeResponseTo(&resp, splice, pool)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got mqpb.SubscribeResponse
+				if err := proto.Unmarshal(joined(bs), &got); err != nil || !proto.Equal(&got, &resp) {
+					t.Fatalf("response: got %.300v (%v), want %.300v", &got, err, &resp)
+				}
+				bs.Free()
 			}
 		}
 		var req mqpb.PublishRequest
 		if proto.Unmarshal(raw, &req) == nil {
-			bs, err := marshalPublishRequest(&req, splice)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got mqpb.PublishRequest
-			if err := proto.Unmarshal(joined(bs), &got); err != nil || !proto.Equal(&got, &req) {
-				t.Fatalf("request: got %.300v (%v), want %.300v", &got, err, &req)
+			for _, pool := range []mem.BufferPool{nil, grpcbuf.NewBufferPool()} {
+				bs, err := marshalPublishRequestTo(&req, splice, pool)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got mqpb.PublishRequest
+				if err := proto.Unmarshal(joined(bs), &got); err != nil || !proto.Equal(&got, &req) {
+					t.Fatalf("request: got %.300v (%v), want %.300v", &got, err, &req)
+				}
+				bs.Free()
 			}
 		}
 	})
 }
 
-// BenchmarkMarshalSubscribeResponse: a response of 100 scrape-sized
-// payloads (56 KiB) encoded by grpc's protobuf codec (a copy of every
-// payload) and by the splicing codec.
+// BenchmarkMarshalSubscribeResponse: responses encoded by grpc's protobuf
+// codec and by this package's: 100 scrape-sized payloads (56 KiB; copied
+// by proto, spliced here), and 1,000 one-sample gpu-tel-json messages
+// (encoded by hand here).
 func BenchmarkMarshalSubscribeResponse(b *testing.B) {
-	r := &mqpb.SubscribeResponse{}
+	large := &mqpb.SubscribeResponse{}
 	for i := 0; i < 100; i++ {
-		r.Messages = append(r.Messages, &mqpb.Message{Id: "m", Topic: "gpu", Payload: bytes.Repeat([]byte{'x'}, 56<<10),
+		large.Messages = append(large.Messages, &mqpb.Message{Id: "m", Topic: "gpu", Payload: bytes.Repeat([]byte{'x'}, 56<<10),
 			Metadata: map[string]string{"content-type": "prometheus"}})
 	}
-	size := int64(proto.Size(r))
 	pool := grpcbuf.NewBufferPool()
-	for _, c := range []struct {
+	for _, r := range []struct {
 		name string
-		c    interface {
-			Marshal(any) (mem.BufferSlice, error)
-		}
-	}{{"proto", grpcbuf.NewCodec(pool)}, {"splice", NewCodec(pool)}} {
-		b.Run(c.name, func(b *testing.B) {
-			b.SetBytes(size)
-			b.ReportAllocs()
-			for i := 0; i < b.N; i++ {
-				bs, err := c.c.Marshal(r)
-				if err != nil {
-					b.Fatal(err)
-				}
-				bs.Free()
+		r    *mqpb.SubscribeResponse
+	}{{"large", large}, {"small", smallMessages(1000)}} {
+		size := int64(proto.Size(r.r))
+		for _, c := range []struct {
+			name string
+			c    interface {
+				Marshal(any) (mem.BufferSlice, error)
 			}
-		})
+		}{{"proto", grpcbuf.NewCodec(pool)}, {"mqcodec", NewCodec(pool)}} {
+			b.Run(r.name+"/"+c.name, func(b *testing.B) {
+				b.SetBytes(size)
+				b.ReportAllocs()
+				for i := 0; i < b.N; i++ {
+					bs, err := c.c.Marshal(r.r)
+					if err != nil {
+						b.Fatal(err)
+					}
+					bs.Free()
+				}
+			})
+		}
 	}
 }

@@ -131,6 +131,7 @@ func UnmarshalPublishRequest(b []byte, r *mqpb.PublishRequest) error {
 	var outer []byte // the request without its message field
 	var msg []byte
 	seen := 0
+	plain := true // outer holds nothing but wait_for_ack and ack_timeout_seconds varints
 	for rest := b; len(rest) > 0; {
 		num, typ, n := protowire.ConsumeTag(rest)
 		if n < 0 {
@@ -145,6 +146,9 @@ func UnmarshalPublishRequest(b []byte, r *mqpb.PublishRequest) error {
 			seen++
 		} else {
 			outer = append(outer, rest[:n+m]...)
+			if typ != protowire.VarintType || (num != fieldRequestWaitForAck && num != fieldRequestAckTimeout) {
+				plain = false
+			}
 		}
 		rest = rest[n+m:]
 	}
@@ -155,7 +159,21 @@ func UnmarshalPublishRequest(b []byte, r *mqpb.PublishRequest) error {
 		}
 		return err
 	}
-	if err := proto.Unmarshal(outer, r); err != nil {
+	if plain {
+		// What publishers send: decoded here, as proto.Unmarshal would
+		// (the last occurrence wins).
+		proto.Reset(r)
+		for len(outer) > 0 {
+			num, _, n := protowire.ConsumeTag(outer)
+			v, m := protowire.ConsumeVarint(outer[n:])
+			outer = outer[n+m:]
+			if num == fieldRequestWaitForAck {
+				r.WaitForAck = protowire.DecodeBool(v)
+			} else {
+				r.AckTimeoutSeconds = int32(v)
+			}
+		}
+	} else if err := proto.Unmarshal(outer, r); err != nil {
 		return fmt.Errorf("mqcodec: PublishRequest: %w", err)
 	}
 	if seen == 0 {
@@ -187,25 +205,24 @@ func UnmarshalPublishRequest(b []byte, r *mqpb.PublishRequest) error {
 // CPU under `make bench`.
 type codec struct {
 	base encoding.CodecV2
+	pool mem.BufferPool
 	bufs *Buffers // for Received; nil: fresh buffers
 }
 
 // NewCodec returns the codec (grpc.ForceServerCodecV2 / ForceCodecV2),
 // with marshalling buffers from pool.
-func NewCodec(pool mem.BufferPool) encoding.CodecV2 { return codec{base: grpcbuf.NewCodec(pool)} }
+func NewCodec(pool mem.BufferPool) encoding.CodecV2 {
+	return codec{base: grpcbuf.NewCodec(pool), pool: pool}
+}
 
 func (c codec) Name() string { return c.base.Name() }
 
 func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	switch m := v.(type) {
 	case *mqpb.SubscribeResponse:
-		if hasLargePayload(m.Messages...) {
-			return MarshalSubscribeResponse(m)
-		}
+		return marshalSubscribeResponseTo(m, SpliceMin, c.pool)
 	case *mqpb.PublishRequest:
-		if hasLargePayload(m.GetMessage()) {
-			return MarshalPublishRequest(m)
-		}
+		return marshalPublishRequestTo(m, SpliceMin, c.pool)
 	}
 	return c.base.Marshal(v)
 }

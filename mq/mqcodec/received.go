@@ -96,5 +96,5 @@ func (r *Received) Release() {
 // NewCodecBuffers is NewCodec, with a Received decoded into a buffer from
 // bufs.
 func NewCodecBuffers(pool mem.BufferPool, bufs *Buffers) encoding.CodecV2 {
-	return codec{base: grpcbuf.NewCodec(pool), bufs: bufs}
+	return codec{base: grpcbuf.NewCodec(pool), pool: pool, bufs: bufs}
 }
