@@ -24,7 +24,9 @@ type Buffers struct {
 }
 
 const (
-	maxFree = 2        // buffers kept for reuse
+	// maxFree buffers are kept for reuse: one is enough in steady state
+	// (one response being parsed, the next being received).
+	maxFree = 1
 	maxKeep = 16 << 20 // larger buffers are left to the garbage collector
 )
 
