@@ -215,6 +215,19 @@ func (st *dcgmState) parse(payload []byte, msgTime time.Time, pos string, b *sdk
 	msgNanos := msgTime.UnixNano()
 	grown := false
 	for {
+		// Fastest path: the row predicted to come next, found without
+		// looking for the end of its line (see quickLine).
+		if r := st.cache.predicted(); r != nil && grown {
+			if line, ok := st.quickLine(lay, r, &lr, header); ok {
+				st.tplHits++
+				var tsF []byte
+				if lay.tsCut >= 0 {
+					tsF = st.cuts[lay.tsCut].content(line)
+				}
+				st.emit(b, r.e, line, lr.n, pos, tsF, st.cuts[lay.valCut].content(line), msgNanos, len(payload)-lr.off)
+				continue
+			}
+		}
 		line, n, ok := lr.next()
 		if !ok {
 			break
@@ -227,7 +240,7 @@ func (st *dcgmState) parse(payload []byte, msgTime time.Time, pos string, b *sdk
 			grown = true
 			growBatch(b, (len(payload)-lr.off)/(len(line)+1)+1)
 		}
-		// Fastest path: the row predicted to come next, its timestamp and
+		// Next fastest: the row predicted to come next, its timestamp and
 		// value found where its template places them (no splitting); the
 		// key proves the placement.
 		if r := st.cache.predicted(); r != nil && st.locate(lay, r.tpl, line) {
@@ -385,25 +398,88 @@ func csvTemplate(cuts []csvSpan, n int) rowTemplate {
 // the same extent as splitPrefix finds it, so the slow path would split
 // it the same way.
 func (st *dcgmState) locate(lay *dcgmLayout, t rowTemplate, line []byte) bool {
-	if int(t.n) != lay.nCut || t.n == 0 || int(t.a) > len(line) {
-		return false
+	n, ok := st.locateIn(lay, t, line)
+	return ok && n == len(line)
+}
+
+// locateIn is locate for a line that starts buf and whose end is not
+// known: it returns the length the line has if the template is right
+// (the end of the last cut, plus t.c).
+func (st *dcgmState) locateIn(lay *dcgmLayout, t rowTemplate, buf []byte) (int, bool) {
+	if int(t.n) != lay.nCut || t.n == 0 || int(t.a) > len(buf) {
+		return 0, false
 	}
-	sp, ok := csvField(line, int(t.a))
+	sp, ok := csvField(buf, int(t.a))
 	if !ok {
-		return false
+		return 0, false
 	}
 	st.cuts[0] = sp
 	if t.n == 2 {
 		i := sp.end + int(t.b)
-		if t.b <= 0 || i > len(line) {
-			return false
+		if t.b <= 0 || i > len(buf) {
+			return 0, false
 		}
-		if sp, ok = csvField(line, i); !ok {
-			return false
+		if sp, ok = csvField(buf, i); !ok {
+			return 0, false
 		}
 		st.cuts[1] = sp
 	}
-	return len(line)-sp.end == int(t.c)
+	return sp.end + int(t.c), sp.end+int(t.c) <= len(buf)
+}
+
+// quickLine is the fastest path: the next line of lr taken as row r (the
+// predicted one) without looking for its end first. Its cut fields are
+// found where r's template places them in the rest of the payload, which
+// gives the line's end; the line is r's when its bytes outside the cuts
+// are r's kept key's, the cuts hold no line break, and lineReader would
+// end the line there (a "\n", "\r\n" or the end of the payload after it,
+// no "\r" of its own at its end). It then advances lr past the line and
+// reports true; else it changes nothing but st.cuts. Only for templates
+// with bytes after the last cut (t.c > 0, the DCGM export's labels_raw):
+// a last cut at the end of a line would be split across the line break.
+func (st *dcgmState) quickLine(lay *dcgmLayout, r *rowEntry, lr *lineReader, header []byte) ([]byte, bool) {
+	if r.tpl.c <= 0 || r.key == nil {
+		return nil, false
+	}
+	rest := lr.data[lr.off:]
+	n, ok := st.locateIn(lay, r.tpl, rest)
+	if !ok {
+		return nil, false
+	}
+	line := rest[:n]
+	var cuts [2][2]int
+	for i, sp := range st.cuts[:lay.nCut] {
+		if bytes.IndexByte(line[sp.start:sp.end], '\n') >= 0 {
+			return nil, false
+		}
+		cuts[i] = [2]int{sp.start, sp.end}
+	}
+	if !r.matches(lay.head, line, cuts[:lay.nCut]) {
+		return nil, false
+	}
+	next := n
+	switch {
+	case n == len(rest):
+		if line[n-1] == '\r' {
+			return nil, false
+		}
+	case rest[n] == '\n':
+		if line[n-1] == '\r' {
+			return nil, false
+		}
+		next = n + 1
+	case rest[n] == '\r' && (n+1 == len(rest) || rest[n+1] == '\n'):
+		next = min(n+2, len(rest))
+	default:
+		return nil, false
+	}
+	if isBlank(line) || bytes.Equal(line, header) {
+		return nil, false
+	}
+	lr.off += next
+	lr.n++
+	st.cache.follow(r)
+	return line, true
 }
 
 // timestamp parses a timestamp field, reusing the last result when the

@@ -185,6 +185,12 @@ func TestGPUTelJSONFastPath(t *testing.T) {
 			diffSequenceWith(t, p, FormatGPUTelJSON, seq)
 			// A fresh parser: the variant first.
 			diffSequence(t, FormatGPUTelJSON, [][]byte{vb, vb, vb, b, b, vb})
+			// White space and line breaks around it: one object, or one
+			// line of newline-delimited objects.
+			for _, w := range [][2]string{{" ", " \n"}, {"\n", ""}, {"", "\n"}, {"\n ", " \r\n"}, {"\t", "\n\n"}, {",", ","}} {
+				wb := []byte(w[0] + v + w[1])
+				diffSequenceWith(t, p, FormatGPUTelJSON, [][]byte{b, b, wb, wb, b, wb})
+			}
 		}
 	}
 	hits := tplHits(p)
@@ -232,6 +238,10 @@ func csvVariants(base string, tsCol, valCol int) []string {
 		`"68.12"`, "\t2\t", `"[N/A]"`, `"1",""`, `"é"`} {
 		with(valCol, v)
 	}
+	// Line breaks inside the cut fields (quoted, the quotes on two lines).
+	with(valCol, "\"1\n2\"")
+	with(tsCol, "\"2025-07-18T20:42:35Z\nx\"")
+	with(tsCol, "\"2025-07-18T20:42:35Z\r\nx\"")
 	for _, v := range []string{`"2025-07-18T20:42:35Z"`, `2025-07-18T20:42:35Z`, `""`, ``, `"yesterday"`, `"1752871354"`,
 		` "2025-07-18T20:42:35Z" `, `"2025-07-18T20:42:35.5Z"`, `"2025-07-18T20:42:35Z","x"`, `"2025-07-18T20:42:35Z`, `"1752871354000"`} {
 		with(tsCol, v)
@@ -295,6 +305,28 @@ func TestDCGMCSVFastPath(t *testing.T) {
 	t.Logf("%d variants, %d template hits", variants, hits)
 	if hits < variants {
 		t.Errorf("template fast path taken %d times for %d variants", hits, variants)
+	}
+	// Line ends: "\r\n", a "\r" of the row's own before "\r\n" or "\n"
+	// or the end, no line end at all; unquoted last fields, where such a
+	// "\r" is part of the row.
+	for _, b := range []baseRow{bases[0], bases[3], {"timestamp,metric_name,value,pod", "2025-07-18T20:42:34Z,A,1,p", 0, 2},
+		{"timestamp,value,metric_name", `"2025-07-18T20:42:34Z","1",A`, 0, 1}} {
+		for _, ends := range [][]string{{"\n", "\n", "\n"}, {"\r\n", "\r\n", "\r\n"}, {"\r\r\n", "\r\n", "\n"},
+			{"\r\n", "\r\r\n", "\r"}, {"\n", "\r\r\n", ""}, {"\r\r\n", "\r\r\n", "\r\r"}, {"\r\r\n", "\r\r\n", "\r\n"},
+			{"\r\r\n", "\r\r\n", "\n"}} {
+			var pl []byte
+			pl = append(pl, b.header+"\n"...)
+			for i := 0; i < 4; i++ {
+				for _, e := range ends {
+					pl = append(pl, b.row+e...)
+				}
+			}
+			// The last line without a line end, after rows whose "\r" is
+			// their own.
+			pl = append(pl, b.row+"\r\r\n"+b.row+"\r\r\n"+b.row+"\r"...)
+			pv := bytes.ReplaceAll(pl, []byte(`"2025-07-18T20:42:34Z"`), []byte(`"2025-07-18T20:42:36Z"`))
+			diffSequence(t, FormatDCGMCSV, [][]byte{pl, pl, pl, pv, pl, pv})
+		}
 	}
 	// The real export cut into messages, then the same messages with
 	// every value and timestamp changed.

@@ -85,6 +85,8 @@ func FuzzDCGMCSV(f *testing.F) {
 	f.Add([]byte(dcgmHeader + "\n" + row + "\n\x00" + dcgmHeader + "\n" + strings.Replace(row, `"1"`, `"12.5"`, 1) + "\n" +
 		"\x00" + dcgmHeader + "\n" + strings.Replace(row, `"0"`, `"1"`, 1) + "\n"))
 	f.Add([]byte("value,metric_name,timestamp\n1,A,2025-07-18T20:42:34Z\nx,B,\n\x00value,metric_name,timestamp\n22,A,1752871354\n"))
+	f.Add([]byte("timestamp,metric_name,value,pod\n1,A,1,p\r\r\n1,A,1,p\r\r\n1,A,1,p\r\n1,A,2,p\n1,A,2,p\r\x00" +
+		"timestamp,metric_name,value,pod\n1,A,1,p\r\r\n1,A,1,p\r\r\n1,A,1,p\r\n\"1,A,2,p\n1,A,2,p\r\"\n"))
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		fuzzParse(t, FormatDCGMCSV, payload)
 		fuzzSequence(t, FormatDCGMCSV, payload)

@@ -88,6 +88,19 @@ func (st *telState) parse(payload []byte, msgTime time.Time, pos string, b *sdk.
 	case '[':
 		return em.array(start)
 	case '{':
+		// One known object (found without scanning it, see quick), and no
+		// line break after it: whatever line breaks it holds, its first
+		// line is no whole object (its one closing brace ends it), so it
+		// is not newline-delimited, and the code below would take it as
+		// one object, trimmed.
+		raw := trimJSONSpace(payload[start:])
+		tried := false
+		if bytes.IndexByte(payload[start+len(raw):], '\n') < 0 {
+			tried = true
+			if em.quick(raw, em.lineAt(start)) {
+				return nil
+			}
+		}
 		// Newline-delimited when the first line is a whole object.
 		end := bytes.IndexByte(payload[start:], '\n')
 		if end >= 0 {
@@ -100,13 +113,13 @@ func (st *telState) parse(payload []byte, msgTime time.Time, pos string, b *sdk.
 		}
 		// One object: a known one, found without scanning it (white space
 		// around it is no part of it, as below), else scanned.
-		if em.quick(trimJSONSpace(payload[start:]), em.lineAt(start)) {
+		if !tried && em.quick(raw, em.lineAt(start)) {
 			return nil
 		}
 		if scanTelObject(payload[start:], &st.scan) {
 			// One object and nothing but white space after it: what the
 			// decoder would do, without it.
-			em.record(trimJSONSpace(payload[start:]), em.lineAt(start), true)
+			em.record(raw, em.lineAt(start), true)
 			return nil
 		}
 		return em.stream(start)
