@@ -63,8 +63,9 @@ test-examples:
 test-faults:
 	$(GO) test -tags faults -count=1 -timeout 15m -v ./internal/faults/
 
-# Every fuzz target of the parsers and the config loader, FUZZTIME each
-# (default 10s), after its committed seed corpus.
+# Every fuzz target of the parsers, the mq.v1 and plugin-protocol codecs
+# and the config loader, FUZZTIME each (default 10s), after its committed
+# seed corpus.
 fuzz:
 	./scripts/fuzz.sh
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make fuzz: runs every Go fuzz target of the packages that take untrusted
-# bytes (the payload parsers, the mq.v1 decoders of the input and the
-# broker, and the configuration loader) for a short,
+# bytes (the payload parsers, the mq.v1 codec of the input and the
+# broker, the plugin protocol's batch codec, and the configuration loader)
+# for a short,
 # bounded time each. The committed seed corpus (testdata/fuzz/<Target>/)
 # always runs first; a failure leaves the crashing input under
 # testdata/fuzz/<Target>/ and fails the script, naming it.
@@ -14,7 +15,7 @@ FUZZTIME=${FUZZTIME:-10s}
 GO=${GO:-go}
 pkgs=("$@")
 if [ ${#pkgs[@]} -eq 0 ]; then
-  pkgs=(./inputs/parsers ./mq/mqcodec ./conf)
+  pkgs=(./inputs/parsers ./mq/mqcodec ./internal/wire ./conf)
 fi
 
 # fuzz_one runs one target. Go 1.26's fuzzing coordinator can fail a
