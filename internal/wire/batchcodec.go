@@ -192,7 +192,7 @@ func batchSize(m *pluginpb.Batch) (size int, ser, pts, ids int) {
 
 // BatchSize is the encoded size of m, as proto.Size reports it.
 func BatchSize(m *pluginpb.Batch) int {
-	if hasUnknown(m) {
+	if m == nil || hasUnknown(m) {
 		return proto.Size(m)
 	}
 	n, _, _, _ := batchSize(m)
@@ -290,7 +290,7 @@ func appendLenTag(b []byte, num protowire.Number, n int) []byte {
 
 // AppendBatch appends m's protobuf encoding (proto.Marshal's bytes) to b.
 func AppendBatch(b []byte, m *pluginpb.Batch) ([]byte, error) {
-	if hasUnknown(m) {
+	if m == nil || hasUnknown(m) {
 		return proto.MarshalOptions{}.MarshalAppend(b, m)
 	}
 	_, ser, pts, ids := batchSize(m)
@@ -376,7 +376,7 @@ func processResultSize(r *pluginpb.ProcessResult, sizes []int) (int, []int) {
 }
 
 func processResultPlain(r *pluginpb.ProcessResult) bool {
-	if hasUnknown(r) {
+	if r == nil || hasUnknown(r) {
 		return false
 	}
 	for _, m := range r.Batches {
@@ -716,7 +716,7 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	var small [16]int
 	switch m := v.(type) {
 	case *pluginpb.Batch:
-		if hasUnknown(m) {
+		if m == nil || hasUnknown(m) {
 			return c.base.Marshal(v)
 		}
 		var ser, pts, ids int

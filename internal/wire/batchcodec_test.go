@@ -317,3 +317,21 @@ func BenchmarkBatchCodec(b *testing.B) {
 		perSample(b)
 	})
 }
+
+// TestCodecNilMessages: typed nil messages marshal as proto's codec does
+// (to nothing), never panic.
+func TestCodecNilMessages(t *testing.T) {
+	c := NewCodec(grpcbuf.NewBufferPool())
+	for _, v := range []any{(*pluginpb.Batch)(nil), (*pluginpb.ProcessResult)(nil)} {
+		data, err := c.Marshal(v)
+		if err != nil || data.Len() != 0 {
+			t.Fatalf("%T: %d bytes, %v", v, data.Len(), err)
+		}
+	}
+	if b, err := AppendBatch([]byte("x"), nil); err != nil || string(b) != "x" || BatchSize(nil) != 0 {
+		t.Fatalf("AppendBatch(nil) = %q, %v; BatchSize(nil) = %d", b, err, BatchSize(nil))
+	}
+	if b, err := AppendProcessResult(nil, nil); err != nil || len(b) != 0 || ProcessResultSize(nil) != 0 {
+		t.Fatalf("AppendProcessResult(nil) = %q, %v; ProcessResultSize(nil) = %d", b, err, ProcessResultSize(nil))
+	}
+}
