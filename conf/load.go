@@ -46,12 +46,14 @@ const (
 	MaxQueueSize    = 65536
 	MaxInputCredits = 1_000_000
 	MaxMaxRetries   = 1_000_000
+	MaxMaxProcs     = 4096
 )
 
 // agentKeys lists the keys of the [agent] table (read-only).
 var agentKeys = []string{
 	"metrics_address", "log_level", "log_format", "flush_interval", "shutdown_timeout",
 	"dead_letter_dir", "plugin_dir", "queue_size", "input_credits", "memory_limit", "plugin_memory_limit",
+	"max_procs", "plugin_max_procs",
 }
 
 // sections are the plugin sections; the values are their kinds (read-only).
@@ -286,6 +288,10 @@ func (l *loader) agent(f *fileCtx, m map[string]any) {
 			a.MemoryLimit, ok = l.size(v, pos, key)
 		case "plugin_memory_limit":
 			a.PluginMemoryLimit, ok = l.size(v, pos, key)
+		case "max_procs":
+			a.MaxProcs, ok = l.intRange(v, pos, key, 1, MaxMaxProcs)
+		case "plugin_max_procs":
+			a.PluginMaxProcs, ok = l.intRange(v, pos, key, 1, MaxMaxProcs)
 		default:
 			l.errs.add(pos, key, "unknown key in [agent]%s: known keys are %s", suggest(k, agentKeys), strings.Join(agentKeys, ", "))
 			ok = false
@@ -372,7 +378,7 @@ func (l *loader) plugin(f *fileCtx, kind Kind, name, path string, t map[string]a
 	}
 	table := p.tableName()
 	explicitAlias := false
-	flushSet, queueSet, memSet := false, false, false
+	flushSet, queueSet, memSet, procsSet := false, false, false, false
 	if kind == KindOutput {
 		p.BatchSize = DefaultBatchSize
 		p.Workers = DefaultWorkers
@@ -396,6 +402,8 @@ func (l *loader) plugin(f *fileCtx, kind Kind, name, path string, t map[string]a
 			p.Command, _ = l.nonEmptyStr(v, pos, key)
 		case k == "memory_limit":
 			p.MemoryLimit, memSet = l.size(v, pos, key)
+		case k == "max_procs":
+			p.MaxProcs, procsSet = l.intRange(v, pos, key, 1, MaxMaxProcs)
 		case kind == KindOutput && k == "batch_size":
 			p.BatchSize, _ = l.intRange(v, pos, key, 1, MaxBatchSize)
 		case kind == KindOutput && k == "flush_interval":
@@ -416,6 +424,9 @@ func (l *loader) plugin(f *fileCtx, kind Kind, name, path string, t map[string]a
 	}
 	if !memSet {
 		p.MemoryLimit = -1 // the agent's plugin_memory_limit, applied once all files are read
+	}
+	if !procsSet {
+		p.MaxProcs = -1 // the agent's plugin_max_procs, likewise
 	}
 	switch kind {
 	case KindInput:
@@ -529,6 +540,9 @@ func (l *loader) finish(opts LoadOptions) {
 		for i := range ps {
 			if ps[i].MemoryLimit < 0 {
 				ps[i].MemoryLimit = a.PluginMemoryLimit
+			}
+			if ps[i].MaxProcs < 0 {
+				ps[i].MaxProcs = a.PluginMaxProcs
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package conf
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -469,6 +470,22 @@ func TestLoadErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "bad max_procs",
+			files: map[string]string{"main.toml": `[agent]
+  max_procs = 0
+  plugin_max_procs = "2"
+` + minimal + `  max_procs = 5000
+[[processors.dedup]]
+  max_procs = 1.5
+`},
+			want: []wantErr{
+				{"main.toml", 2, "agent.max_procs", "0 is out of range: use an integer from 1 to 4096"},
+				{"main.toml", 3, "agent.plugin_max_procs", "must be an integer from 1 to 4096, not a string"},
+				{"main.toml", 9, "outputs.file.max_procs", "5000 is out of range"},
+				{"main.toml", 11, "processors.dedup.max_procs", "must be an integer from 1 to 4096"},
+			},
+		},
+		{
 			name:  "bad log level and format",
 			files: map[string]string{"main.toml": "[agent]\nlog_level = \"verbose\"\nlog_format = \"xml\"\nqueue_size = 1.5\n" + minimal},
 			want: []wantErr{
@@ -732,6 +749,68 @@ func TestShippedConfig(t *testing.T) {
 	}
 	if c.Agent.LogLevel != "debug" || c.Outputs[0].Settings["connection"] != "postgres://u:pw@db/x" || c.Outputs[1].Required {
 		t.Errorf("merged = %+v / %+v", c.Agent, c.Outputs)
+	}
+}
+
+// TestMaxProcs: plugin_max_procs is the default of every plugin's
+// max_procs (also from a drop-in, also through ${VAR}), a plugin's own
+// wins, none by default; Describe shows them.
+func TestMaxProcs(t *testing.T) {
+	tests := []struct {
+		name                string
+		files               map[string]string
+		env                 map[string]string
+		agent, agentPlugins int
+		in, out             int
+		processors          []int
+	}{
+		{name: "none by default", files: map[string]string{"main.toml": minimal}},
+		{
+			name:  "agent and one plugin",
+			files: map[string]string{"main.toml": "[agent]\nmax_procs = 2\n" + minimal + "max_procs = 3\n"},
+			agent: 2, out: 3,
+		},
+		{
+			name: "plugin default, own value wins, drop-in sets the default",
+			files: map[string]string{
+				"main.toml":   "[[processors.dedup]]\nmax_procs = 4\n[[processors.gpu_normalize]]\n" + minimal,
+				"d/10-a.toml": "[agent]\nplugin_max_procs = \"${PROCS}\"\n",
+			},
+			env:          map[string]string{"PROCS": "1"},
+			agentPlugins: 1, in: 1, out: 1, processors: []int{4, 1},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := writeFiles(t, tt.files)
+			dropIn := ""
+			if _, err := os.Stat(filepath.Join(dir, "d")); err == nil {
+				dropIn = filepath.Join(dir, "d")
+			}
+			c, err := Load(filepath.Join(dir, "main.toml"), dropIn, LoadOptions{LookupEnv: func(k string) (string, bool) {
+				v, ok := tt.env[k]
+				return v, ok
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Agent.MaxProcs != tt.agent || c.Agent.PluginMaxProcs != tt.agentPlugins || c.Inputs[0].MaxProcs != tt.in || c.Outputs[0].MaxProcs != tt.out {
+				t.Errorf("agent %d/%d, input %d, output %d; want %d/%d, %d, %d", c.Agent.MaxProcs, c.Agent.PluginMaxProcs,
+					c.Inputs[0].MaxProcs, c.Outputs[0].MaxProcs, tt.agent, tt.agentPlugins, tt.in, tt.out)
+			}
+			for i, want := range tt.processors {
+				if got := c.Processors[i].MaxProcs; got != want {
+					t.Errorf("processor %d: %d, want %d", i, got, want)
+				}
+			}
+			d := c.Describe()
+			if !strings.Contains(d, fmt.Sprintf("max_procs         = %-28d", tt.agent)) {
+				t.Errorf("Describe does not show the agent's max_procs %d:\n%s", tt.agent, d)
+			}
+			if tt.out > 0 && !strings.Contains(d, fmt.Sprintf("  max_procs=%d", tt.out)) {
+				t.Errorf("Describe does not show the output's max_procs %d:\n%s", tt.out, d)
+			}
+		})
 	}
 }
 

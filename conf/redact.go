@@ -184,6 +184,8 @@ func (c *Config) Describe() string {
 	agentLine("input_credits", strconv.Itoa(a.InputCredits))
 	agentLine("memory_limit", FormatSize(a.MemoryLimit))
 	agentLine("plugin_memory_limit", FormatSize(a.PluginMemoryLimit))
+	agentLine("max_procs", strconv.Itoa(a.MaxProcs))
+	agentLine("plugin_max_procs", strconv.Itoa(a.PluginMaxProcs))
 
 	b.WriteString("\nPipeline:\n  ")
 	b.WriteString(flow(c))
@@ -204,6 +206,9 @@ func (c *Config) Describe() string {
 			}
 			if p.MemoryLimit > 0 {
 				fmt.Fprintf(&b, "  memory_limit=%s", FormatSize(p.MemoryLimit))
+			}
+			if p.MaxProcs > 0 {
+				fmt.Fprintf(&b, "  max_procs=%d", p.MaxProcs)
 			}
 			b.WriteString("\n")
 			if p.Kind == KindOutput {

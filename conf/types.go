@@ -52,7 +52,12 @@ type Agent struct {
 	// environment). PluginMemoryLimit (plugin_memory_limit) is the default
 	// of every plugin's memory_limit.
 	MemoryLimit, PluginMemoryLimit int64
-	Positions                      map[string]Position
+	// MaxProcs (max_procs) is the most CPUs the collector process runs Go
+	// code on at once (Go's GOMAXPROCS); 0: Go's default (the CPUs the
+	// process may use). PluginMaxProcs (plugin_max_procs) is the default
+	// of every plugin's max_procs.
+	MaxProcs, PluginMaxProcs int
+	Positions                map[string]Position
 }
 
 // Kind is a plugin kind.
@@ -80,6 +85,10 @@ type Plugin struct {
 	// in bytes, passed as GOMEMLIMIT (Go plugins honour it); 0: none
 	// (default: the agent's plugin_memory_limit).
 	MemoryLimit int64
+	// MaxProcs (max_procs) is the most CPUs the plugin process runs Go
+	// code on at once, passed as GOMAXPROCS; 0: Go's default (default:
+	// the agent's plugin_max_procs).
+	MaxProcs int
 
 	// Output-only (zero for other kinds after defaults are applied).
 	BatchSize     int           // batch_size: max points per Write (default 10000)

@@ -69,6 +69,9 @@ type Spec struct {
 	// MemoryLimit is the plugin process's soft memory limit in bytes,
 	// passed as GOMEMLIMIT (which Go plugins honour); 0: none.
 	MemoryLimit int64
+	// MaxProcs is the most CPUs the plugin process runs Go code on at
+	// once, passed as GOMAXPROCS; 0: Go's default.
+	MaxProcs int
 }
 
 func (s Spec) alias() string {
@@ -219,15 +222,18 @@ func (l *Launcher) startProcess(ctx context.Context, spec Spec) (*instance, erro
 	// The agent's environment, then (overriding it: for a repeated
 	// variable the last one wins) the plugin's own: it logs at the agent's
 	// level (no debug lines built only to be dropped), its alias is
-	// visible to operators in /proc/<pid>/environ, and its memory_limit is
-	// GOMEMLIMIT. go-plugin is told not to add the agent's environment
-	// again after these (SkipHostEnv).
+	// visible to operators in /proc/<pid>/environ, its memory_limit is
+	// GOMEMLIMIT and its max_procs GOMAXPROCS. go-plugin is told not to add
+	// the agent's environment again after these (SkipHostEnv).
 	cmd.Env = append(os.Environ(),
 		sdk.PluginAliasEnv+"="+spec.alias(),
 		sdk.LogLevelEnv+"="+l.logger().GetLevel().String(),
 	)
 	if spec.MemoryLimit > 0 {
 		cmd.Env = append(cmd.Env, "GOMEMLIMIT="+strconv.FormatInt(spec.MemoryLimit, 10))
+	}
+	if spec.MaxProcs > 0 {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(spec.MaxProcs))
 	}
 	timeout := l.StartTimeout
 	if timeout <= 0 {

@@ -372,22 +372,24 @@ func readRows(t *testing.T, path string) []testplugins.Row {
 }
 
 // TestPluginEnvironment: a plugin process gets the agent's environment,
-// its alias, and GOMEMLIMIT from Spec.MemoryLimit, which overrides a
-// GOMEMLIMIT the agent itself has; without a limit the agent's value is
-// inherited as is.
+// its alias, GOMEMLIMIT from Spec.MemoryLimit and GOMAXPROCS from
+// Spec.MaxProcs, which override the agent's own; without them the agent's
+// values are inherited as they are.
 func TestPluginEnvironment(t *testing.T) {
 	t.Setenv("GOMEMLIMIT", "1GiB")
+	t.Setenv("GOMAXPROCS", "7")
 	t.Setenv("TC_TEST_MARKER", "inherited")
 	for _, tc := range []struct {
-		limit int64
-		want  string
+		limit          int64
+		procs          int
+		wantMem, wantP string
 	}{
-		{0, "GOMEMLIMIT=1GiB"},
-		{48 << 20, "GOMEMLIMIT=50331648"},
+		{0, 0, "1GiB", "7"},
+		{48 << 20, 1, "50331648", "1"},
 	} {
-		t.Run(tc.want, func(t *testing.T) {
+		t.Run(fmt.Sprintf("limit=%d,procs=%d", tc.limit, tc.procs), func(t *testing.T) {
 			l := newLauncher(t, nil)
-			p, err := l.Processor(context.Background(), plugins.Spec{Name: "passthrough", Alias: "pt", MemoryLimit: tc.limit})
+			p, err := l.Processor(context.Background(), plugins.Spec{Name: "passthrough", Alias: "pt", MemoryLimit: tc.limit, MaxProcs: tc.procs})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -402,10 +404,9 @@ func TestPluginEnvironment(t *testing.T) {
 					env[k] = v // the last one wins, as for the process
 				}
 			}
-			k, v, _ := strings.Cut(tc.want, "=")
-			if env[k] != v || env["TC_TEST_MARKER"] != "inherited" || env[sdk.PluginAliasEnv] != "pt" {
-				t.Fatalf("plugin environment: GOMEMLIMIT=%q TC_TEST_MARKER=%q alias=%q; want %s, inherited, pt",
-					env["GOMEMLIMIT"], env["TC_TEST_MARKER"], env[sdk.PluginAliasEnv], tc.want)
+			if env["GOMEMLIMIT"] != tc.wantMem || env["GOMAXPROCS"] != tc.wantP || env["TC_TEST_MARKER"] != "inherited" || env[sdk.PluginAliasEnv] != "pt" {
+				t.Fatalf("plugin environment: GOMEMLIMIT=%q GOMAXPROCS=%q TC_TEST_MARKER=%q alias=%q; want %s, %s, inherited, pt",
+					env["GOMEMLIMIT"], env["GOMAXPROCS"], env["TC_TEST_MARKER"], env[sdk.PluginAliasEnv], tc.wantMem, tc.wantP)
 			}
 		})
 	}

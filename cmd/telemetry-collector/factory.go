@@ -42,6 +42,7 @@ func spec(p *conf.Plugin) (plugins.Spec, error) {
 		Workers:     p.Workers,
 		BatchSize:   p.BatchSize,
 		MemoryLimit: p.MemoryLimit,
+		MaxProcs:    p.MaxProcs,
 	}, nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -124,6 +125,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	if cfg.Agent.MemoryLimit > 0 {
 		debug.SetMemoryLimit(cfg.Agent.MemoryLimit)
+	}
+	if cfg.Agent.MaxProcs > 0 {
+		runtime.GOMAXPROCS(cfg.Agent.MaxProcs)
 	}
 	stopProfile, err := profiling.Start("collector")
 	if err != nil {

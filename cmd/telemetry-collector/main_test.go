@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/telemetry-collector/telemetry-collector/sdk"
 )
 
 var bins struct {
@@ -253,6 +255,8 @@ func TestKillProcessorMidStream(t *testing.T) {
   plugin_dir = %[3]q
   memory_limit = "200MiB"
   plugin_memory_limit = "96MiB"
+  max_procs = 1
+  plugin_max_procs = 2
 
 [[inputs.seq]]
   command = %[4]q
@@ -265,6 +269,7 @@ func TestKillProcessorMidStream(t *testing.T) {
   command = %[4]q
   pid_file = %[8]q
   memory_limit = "64MiB"
+  max_procs = 1
 
 [[processors.cluster_label]]
   command = %[9]q
@@ -332,8 +337,20 @@ func TestKillProcessorMidStream(t *testing.T) {
 	}
 	if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", newPID)); err != nil {
 		t.Error(err)
-	} else if vars := strings.Split(string(env), "\x00"); !slices.Contains(vars, "GOMEMLIMIT=67108864") {
-		t.Errorf("restarted processor's environment has no GOMEMLIMIT=67108864 (64MiB)")
+	} else if vars := strings.Split(string(env), "\x00"); !slices.Contains(vars, "GOMEMLIMIT=67108864") || !slices.Contains(vars, "GOMAXPROCS=1") {
+		t.Errorf("restarted processor's environment lacks GOMEMLIMIT=67108864 (64MiB) or GOMAXPROCS=1 (its max_procs)")
+	}
+	// max_procs: the collector's own, and plugin_max_procs for a plugin
+	// without its own (the input).
+	if got := metric(t, metricsAddr, "go_sched_gomaxprocs_threads", ""); got != 1 {
+		t.Errorf("collector go_sched_gomaxprocs_threads = %v, want 1", got)
+	}
+	if pid := childWithAlias(t, cmd.Process.Pid, "seq"); pid > 0 {
+		if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err != nil {
+			t.Error(err)
+		} else if !slices.Contains(strings.Split(string(env), "\x00"), "GOMAXPROCS=2") {
+			t.Errorf("input's environment has no GOMAXPROCS=2 (plugin_max_procs)")
+		}
 	}
 	if alive(oldPID) {
 		t.Errorf("killed processor %d still alive", oldPID)
@@ -396,4 +413,36 @@ func TestKillProcessorMidStream(t *testing.T) {
 			t.Errorf("%s: %d distinct points, want %d", path, len(seen), batches*points)
 		}
 	}
+}
+
+// childWithAlias returns the pid of the child of parent whose environment
+// names the plugin alias (the launcher sets sdk.PluginAliasEnv), failing
+// the test when there is none.
+func childWithAlias(t *testing.T, parent int, alias string) int {
+	t.Helper()
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, ppid follows ')'.
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(fields) < 2 || fields[1] != strconv.Itoa(parent) {
+			continue
+		}
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if err == nil && slices.Contains(strings.Split(string(env), "\x00"), sdk.PluginAliasEnv+"="+alias) {
+			return pid
+		}
+	}
+	t.Errorf("no child of %d runs the plugin %q", parent, alias)
+	return 0
 }
