@@ -51,9 +51,13 @@ func TestMain(m *testing.M) {
 //	BENCH_MEMORY_LIMITS "AGENT,PLUGINS,INPUT" memory_limit of the collector,
 //	                 plugin_memory_limit, and the input's memory_limit, e.g.
 //	                 "64MiB,48MiB,96MiB" (the default); "off": none
+//	BENCH_MAX_PROCS  "AGENT,PLUGINS": max_procs of the collector and
+//	                 plugin_max_procs (0: Go's default), e.g. "0,1";
+//	                 default "0,0"
 //	BENCH_GOGC, BENCH_GOMEMLIMIT  GOGC / GOMEMLIMIT of the collector and
 //	                 (inherited) its plugin processes
 type settings struct {
+	maxProcs      [2]int // max_procs, plugin_max_procs (0: Go's default)
 	credits       int
 	goEnv         []string
 	profileEnv    []string  // the CPU profile setting, for mq-service too
@@ -108,6 +112,15 @@ func readSettings(t *testing.T) settings {
 			t.Fatalf("BENCH_MEMORY_LIMITS=%q: want AGENT,PLUGINS,INPUT sizes (e.g. 48MiB,40MiB,80MiB) or off", v)
 		}
 		copy(s.memLimits[:], parts)
+	}
+	if v := os.Getenv("BENCH_MAX_PROCS"); v != "" {
+		a, p, ok := strings.Cut(v, ",")
+		n1, err1 := strconv.Atoi(a)
+		n2, err2 := strconv.Atoi(p)
+		if !ok || err1 != nil || err2 != nil || n1 < 0 || n2 < 0 {
+			t.Fatalf("BENCH_MAX_PROCS=%q: want AGENT,PLUGINS counts (0: Go's default), e.g. 0,1", v)
+		}
+		s.maxProcs = [2]int{n1, n2}
 	}
 	if s.gpus%GPUsPerHost != 0 {
 		t.Fatalf("BENCH_GPUS=%d: want a multiple of %d", s.gpus, GPUsPerHost)
@@ -193,6 +206,12 @@ func collectorConfig(s settings, w Workload, mqAddr string) e2e.CollectorConfig 
 	if l := s.memLimits; l[0] != "" {
 		cfg.AgentExtra = fmt.Sprintf("memory_limit = %q\nplugin_memory_limit = %q", l[0], l[1])
 		cfg.InputExtra = fmt.Sprintf("memory_limit = %q", l[2])
+	}
+	if n := s.maxProcs[0]; n > 0 {
+		cfg.AgentExtra += fmt.Sprintf("\nmax_procs = %d", n)
+	}
+	if n := s.maxProcs[1]; n > 0 {
+		cfg.AgentExtra += fmt.Sprintf("\nplugin_max_procs = %d", n)
 	}
 	cfg.Env = s.goEnv
 	return cfg
@@ -355,7 +374,8 @@ func runWorkload(t *testing.T, s settings, w Workload) string {
 	if l := s.memLimits; l[0] != "" {
 		limits = fmt.Sprintf("collector %s, plugins %s, mq_service input %s", l[0], l[1], l[2])
 	}
-	fmt.Printf("  peak PSS MiB (shared pages counted once): collector+plugins %.0f; memory_limit: %s\n", float64(peak.pss)/(1<<20), limits)
+	fmt.Printf("  peak PSS MiB (shared pages counted once): collector+plugins %.0f; memory_limit: %s; max_procs: collector %d, plugins %d (0: Go's default)\n",
+		float64(peak.pss)/(1<<20), limits, s.maxProcs[0], s.maxProcs[1])
 	fmt.Printf("  CPU seconds during the run: collector+plugins %.2f, mq-service %.2f, PostgreSQL %.2f, machine busy %.0f%% of %d CPUs\n",
 		cpu1.collector-cpu0.collector, cpu1.mq-cpu0.mq, cpu1.pg-cpu0.pg,
 		100*(cpu1.busy-cpu0.busy)/max(cpu1.all-cpu0.all, 1e-9), runtime.NumCPU())
