@@ -101,3 +101,49 @@ func TestProtocolVersionMismatch(t *testing.T) {
 		t.Fatalf("err = %v (permanent %v), want a permanent protocol mismatch", err, sdk.IsPermanent(err))
 	}
 }
+
+// TestProcessorResultsKept: results are the caller's for good. Every
+// result is kept until all calls are done (with label-copying and
+// label-reading plugins, one and several calls in flight) and then
+// compared with its input: nothing the codec recycles after a decode (the
+// received messages' columns) may show through in a result a later call
+// reuses memory for.
+func TestProcessorResultsKept(t *testing.T) {
+	for _, tc := range []struct {
+		reader bool
+		conc   int
+	}{{false, 1}, {true, 1}, {true, 4}} {
+		t.Run(fmt.Sprintf("reader=%v,inflight=%d", tc.reader, tc.conc), func(t *testing.T) {
+			l := newLauncher(t, nil)
+			p, err := l.Processor(context.Background(), plugins.Spec{Name: "passthrough",
+				ConfigJSON: cfg(t, fmt.Sprintf("max_concurrency = %d\nlabels_read_only = %v\n", tc.conc, tc.reader))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closeIt(t, p)
+			const n = 40
+			results := make([][]*sdk.Batch, n)
+			var wg sync.WaitGroup
+			sem := make(chan struct{}, tc.conc)
+			for i := 0; i < n; i++ {
+				sem <- struct{}{}
+				wg.Add(1)
+				go func() {
+					defer func() { <-sem; wg.Done() }()
+					out, err := p.Process(context.Background(), hostScrape(i, i%5))
+					if err != nil {
+						t.Errorf("call %d: %v", i, err)
+					}
+					results[i] = out
+				}()
+			}
+			wg.Wait()
+			for i, out := range results {
+				want := hostScrape(i, i%5)
+				if len(out) != 1 || !reflect.DeepEqual(out[0].Series, want.Series) || !reflect.DeepEqual(out[0].Points, want.Points) {
+					t.Fatalf("call %d: the kept result no longer equals its input", i)
+				}
+			}
+		})
+	}
+}
