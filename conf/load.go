@@ -47,13 +47,14 @@ const (
 	MaxInputCredits = 1_000_000
 	MaxMaxRetries   = 1_000_000
 	MaxMaxProcs     = 4096
+	MaxGOGC         = 100_000
 )
 
 // agentKeys lists the keys of the [agent] table (read-only).
 var agentKeys = []string{
 	"metrics_address", "log_level", "log_format", "flush_interval", "shutdown_timeout",
 	"dead_letter_dir", "plugin_dir", "queue_size", "input_credits", "memory_limit", "plugin_memory_limit",
-	"max_procs", "plugin_max_procs",
+	"max_procs", "plugin_max_procs", "gogc", "plugin_gogc",
 }
 
 // sections are the plugin sections; the values are their kinds (read-only).
@@ -292,6 +293,10 @@ func (l *loader) agent(f *fileCtx, m map[string]any) {
 			a.MaxProcs, ok = l.intRange(v, pos, key, 1, MaxMaxProcs)
 		case "plugin_max_procs":
 			a.PluginMaxProcs, ok = l.intRange(v, pos, key, 1, MaxMaxProcs)
+		case "gogc":
+			a.GOGC, ok = l.intRange(v, pos, key, 1, MaxGOGC)
+		case "plugin_gogc":
+			a.PluginGOGC, ok = l.intRange(v, pos, key, 1, MaxGOGC)
 		default:
 			l.errs.add(pos, key, "unknown key in [agent]%s: known keys are %s", suggest(k, agentKeys), strings.Join(agentKeys, ", "))
 			ok = false
@@ -378,7 +383,7 @@ func (l *loader) plugin(f *fileCtx, kind Kind, name, path string, t map[string]a
 	}
 	table := p.tableName()
 	explicitAlias := false
-	flushSet, queueSet, memSet, procsSet := false, false, false, false
+	flushSet, queueSet, memSet, procsSet, gogcSet := false, false, false, false, false
 	if kind == KindOutput {
 		p.BatchSize = DefaultBatchSize
 		p.Workers = DefaultWorkers
@@ -404,6 +409,8 @@ func (l *loader) plugin(f *fileCtx, kind Kind, name, path string, t map[string]a
 			p.MemoryLimit, memSet = l.size(v, pos, key)
 		case k == "max_procs":
 			p.MaxProcs, procsSet = l.intRange(v, pos, key, 1, MaxMaxProcs)
+		case k == "gogc":
+			p.GOGC, gogcSet = l.intRange(v, pos, key, 1, MaxGOGC)
 		case kind == KindOutput && k == "batch_size":
 			p.BatchSize, _ = l.intRange(v, pos, key, 1, MaxBatchSize)
 		case kind == KindOutput && k == "flush_interval":
@@ -427,6 +434,9 @@ func (l *loader) plugin(f *fileCtx, kind Kind, name, path string, t map[string]a
 	}
 	if !procsSet {
 		p.MaxProcs = -1 // the agent's plugin_max_procs, likewise
+	}
+	if !gogcSet {
+		p.GOGC = -1 // the agent's plugin_gogc, likewise
 	}
 	switch kind {
 	case KindInput:
@@ -543,6 +553,9 @@ func (l *loader) finish(opts LoadOptions) {
 			}
 			if ps[i].MaxProcs < 0 {
 				ps[i].MaxProcs = a.PluginMaxProcs
+			}
+			if ps[i].GOGC < 0 {
+				ps[i].GOGC = a.PluginGOGC
 			}
 		}
 	}

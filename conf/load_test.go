@@ -486,6 +486,19 @@ func TestLoadErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "bad gogc",
+			files: map[string]string{"main.toml": `[agent]
+  gogc = "off"
+  plugin_gogc = 0
+` + minimal + `  gogc = 200000
+`},
+			want: []wantErr{
+				{"main.toml", 2, "agent.gogc", "must be an integer from 1 to 100000, not a string"},
+				{"main.toml", 3, "agent.plugin_gogc", "0 is out of range: use an integer from 1 to 100000"},
+				{"main.toml", 9, "outputs.file.gogc", "200000 is out of range"},
+			},
+		},
+		{
 			name:  "bad log level and format",
 			files: map[string]string{"main.toml": "[agent]\nlog_level = \"verbose\"\nlog_format = \"xml\"\nqueue_size = 1.5\n" + minimal},
 			want: []wantErr{
@@ -811,6 +824,32 @@ func TestMaxProcs(t *testing.T) {
 				t.Errorf("Describe does not show the output's max_procs %d:\n%s", tt.out, d)
 			}
 		})
+	}
+}
+
+// TestGOGC: plugin_gogc is the default of every plugin's gogc, a
+// plugin's own wins, none by default; Describe shows them.
+func TestGOGC(t *testing.T) {
+	dir := writeFiles(t, map[string]string{"main.toml": "[agent]\ngogc = 150\nplugin_gogc = 300\n" +
+		"[[processors.dedup]]\ngogc = 50\n[[processors.gpu_normalize]]\n" + minimal})
+	c, err := Load(filepath.Join(dir, "main.toml"), "", LoadOptions{LookupEnv: noEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Agent.GOGC != 150 || c.Agent.PluginGOGC != 300 || c.Inputs[0].GOGC != 300 || c.Outputs[0].GOGC != 300 ||
+		c.Processors[0].GOGC != 50 || c.Processors[1].GOGC != 300 {
+		t.Errorf("agent %d/%d, input %d, output %d, processors %d %d; want 150/300, 300, 300, 50 300", c.Agent.GOGC,
+			c.Agent.PluginGOGC, c.Inputs[0].GOGC, c.Outputs[0].GOGC, c.Processors[0].GOGC, c.Processors[1].GOGC)
+	}
+	if d := c.Describe(); !strings.Contains(d, "gogc              = 150") || !strings.Contains(d, "  gogc=50") {
+		t.Errorf("Describe does not show gogc:\n%s", d)
+	}
+	dir = writeFiles(t, map[string]string{"main.toml": minimal})
+	if c, err = Load(filepath.Join(dir, "main.toml"), "", LoadOptions{LookupEnv: noEnv}); err != nil {
+		t.Fatal(err)
+	}
+	if c.Agent.GOGC != 0 || c.Outputs[0].GOGC != 0 {
+		t.Errorf("default gogc: agent %d, output %d; want 0 (Go's default)", c.Agent.GOGC, c.Outputs[0].GOGC)
 	}
 }
 

@@ -186,6 +186,8 @@ func (c *Config) Describe() string {
 	agentLine("plugin_memory_limit", FormatSize(a.PluginMemoryLimit))
 	agentLine("max_procs", strconv.Itoa(a.MaxProcs))
 	agentLine("plugin_max_procs", strconv.Itoa(a.PluginMaxProcs))
+	agentLine("gogc", strconv.Itoa(a.GOGC))
+	agentLine("plugin_gogc", strconv.Itoa(a.PluginGOGC))
 
 	b.WriteString("\nPipeline:\n  ")
 	b.WriteString(flow(c))
@@ -209,6 +211,9 @@ func (c *Config) Describe() string {
 			}
 			if p.MaxProcs > 0 {
 				fmt.Fprintf(&b, "  max_procs=%d", p.MaxProcs)
+			}
+			if p.GOGC > 0 {
+				fmt.Fprintf(&b, "  gogc=%d", p.GOGC)
 			}
 			b.WriteString("\n")
 			if p.Kind == KindOutput {

@@ -57,7 +57,13 @@ type Agent struct {
 	// process may use). PluginMaxProcs (plugin_max_procs) is the default
 	// of every plugin's max_procs.
 	MaxProcs, PluginMaxProcs int
-	Positions                map[string]Position
+	// GOGC (gogc) is the collector process's garbage collection target
+	// percentage (Go's GOGC: the heap may grow by this much of the live
+	// data before a collection); 0: Go's default (100, or GOGC from the
+	// environment). PluginGOGC (plugin_gogc) is the default of every
+	// plugin's gogc.
+	GOGC, PluginGOGC int
+	Positions        map[string]Position
 }
 
 // Kind is a plugin kind.
@@ -89,6 +95,10 @@ type Plugin struct {
 	// code on at once, passed as GOMAXPROCS; 0: Go's default (default:
 	// the agent's plugin_max_procs).
 	MaxProcs int
+	// GOGC (gogc) is the plugin process's garbage collection target
+	// percentage, passed as GOGC; 0: Go's default (default: the agent's
+	// plugin_gogc).
+	GOGC int
 
 	// Output-only (zero for other kinds after defaults are applied).
 	BatchSize     int           // batch_size: max points per Write (default 10000)

@@ -72,6 +72,9 @@ type Spec struct {
 	// MaxProcs is the most CPUs the plugin process runs Go code on at
 	// once, passed as GOMAXPROCS; 0: Go's default.
 	MaxProcs int
+	// GOGC is the plugin process's garbage collection target percentage,
+	// passed as GOGC; 0: Go's default.
+	GOGC int
 }
 
 func (s Spec) alias() string {
@@ -223,8 +226,9 @@ func (l *Launcher) startProcess(ctx context.Context, spec Spec) (*instance, erro
 	// variable the last one wins) the plugin's own: it logs at the agent's
 	// level (no debug lines built only to be dropped), its alias is
 	// visible to operators in /proc/<pid>/environ, its memory_limit is
-	// GOMEMLIMIT and its max_procs GOMAXPROCS. go-plugin is told not to add
-	// the agent's environment again after these (SkipHostEnv).
+	// GOMEMLIMIT, its max_procs GOMAXPROCS and its gogc GOGC. go-plugin is
+	// told not to add the agent's environment again after these
+	// (SkipHostEnv).
 	cmd.Env = append(os.Environ(),
 		sdk.PluginAliasEnv+"="+spec.alias(),
 		sdk.LogLevelEnv+"="+l.logger().GetLevel().String(),
@@ -234,6 +238,9 @@ func (l *Launcher) startProcess(ctx context.Context, spec Spec) (*instance, erro
 	}
 	if spec.MaxProcs > 0 {
 		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(spec.MaxProcs))
+	}
+	if spec.GOGC > 0 {
+		cmd.Env = append(cmd.Env, "GOGC="+strconv.Itoa(spec.GOGC))
 	}
 	timeout := l.StartTimeout
 	if timeout <= 0 {

@@ -372,24 +372,25 @@ func readRows(t *testing.T, path string) []testplugins.Row {
 }
 
 // TestPluginEnvironment: a plugin process gets the agent's environment,
-// its alias, GOMEMLIMIT from Spec.MemoryLimit and GOMAXPROCS from
-// Spec.MaxProcs, which override the agent's own; without them the agent's
-// values are inherited as they are.
+// its alias, GOMEMLIMIT from Spec.MemoryLimit, GOMAXPROCS from
+// Spec.MaxProcs and GOGC from Spec.GOGC, which override the agent's own;
+// without them the agent's values are inherited as they are.
 func TestPluginEnvironment(t *testing.T) {
 	t.Setenv("GOMEMLIMIT", "1GiB")
 	t.Setenv("GOMAXPROCS", "7")
+	t.Setenv("GOGC", "80")
 	t.Setenv("TC_TEST_MARKER", "inherited")
 	for _, tc := range []struct {
-		limit          int64
-		procs          int
-		wantMem, wantP string
+		limit                  int64
+		procs, gogc            int
+		wantMem, wantP, wantGC string
 	}{
-		{0, 0, "1GiB", "7"},
-		{48 << 20, 1, "50331648", "1"},
+		{0, 0, 0, "1GiB", "7", "80"},
+		{48 << 20, 1, 400, "50331648", "1", "400"},
 	} {
-		t.Run(fmt.Sprintf("limit=%d,procs=%d", tc.limit, tc.procs), func(t *testing.T) {
+		t.Run(fmt.Sprintf("limit=%d,procs=%d,gogc=%d", tc.limit, tc.procs, tc.gogc), func(t *testing.T) {
 			l := newLauncher(t, nil)
-			p, err := l.Processor(context.Background(), plugins.Spec{Name: "passthrough", Alias: "pt", MemoryLimit: tc.limit, MaxProcs: tc.procs})
+			p, err := l.Processor(context.Background(), plugins.Spec{Name: "passthrough", Alias: "pt", MemoryLimit: tc.limit, MaxProcs: tc.procs, GOGC: tc.gogc})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -404,9 +405,10 @@ func TestPluginEnvironment(t *testing.T) {
 					env[k] = v // the last one wins, as for the process
 				}
 			}
-			if env["GOMEMLIMIT"] != tc.wantMem || env["GOMAXPROCS"] != tc.wantP || env["TC_TEST_MARKER"] != "inherited" || env[sdk.PluginAliasEnv] != "pt" {
-				t.Fatalf("plugin environment: GOMEMLIMIT=%q GOMAXPROCS=%q TC_TEST_MARKER=%q alias=%q; want %s, %s, inherited, pt",
-					env["GOMEMLIMIT"], env["GOMAXPROCS"], env["TC_TEST_MARKER"], env[sdk.PluginAliasEnv], tc.wantMem, tc.wantP)
+			if env["GOMEMLIMIT"] != tc.wantMem || env["GOMAXPROCS"] != tc.wantP || env["GOGC"] != tc.wantGC ||
+				env["TC_TEST_MARKER"] != "inherited" || env[sdk.PluginAliasEnv] != "pt" {
+				t.Fatalf("plugin environment: GOMEMLIMIT=%q GOMAXPROCS=%q GOGC=%q TC_TEST_MARKER=%q alias=%q; want %s, %s, %s, inherited, pt",
+					env["GOMEMLIMIT"], env["GOMAXPROCS"], env["GOGC"], env["TC_TEST_MARKER"], env[sdk.PluginAliasEnv], tc.wantMem, tc.wantP, tc.wantGC)
 			}
 		})
 	}

@@ -43,6 +43,7 @@ func spec(p *conf.Plugin) (plugins.Spec, error) {
 		BatchSize:   p.BatchSize,
 		MemoryLimit: p.MemoryLimit,
 		MaxProcs:    p.MaxProcs,
+		GOGC:        p.GOGC,
 	}, nil
 }
 

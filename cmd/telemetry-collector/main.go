@@ -129,6 +129,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cfg.Agent.MaxProcs > 0 {
 		runtime.GOMAXPROCS(cfg.Agent.MaxProcs)
 	}
+	if cfg.Agent.GOGC > 0 {
+		debug.SetGCPercent(cfg.Agent.GOGC)
+	}
 	stopProfile, err := profiling.Start("collector")
 	if err != nil {
 		logger.Warn("no CPU profile", "error", err)

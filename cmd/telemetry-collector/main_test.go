@@ -257,6 +257,8 @@ func TestKillProcessorMidStream(t *testing.T) {
   plugin_memory_limit = "96MiB"
   max_procs = 1
   plugin_max_procs = 2
+  gogc = 150
+  plugin_gogc = 300
 
 [[inputs.seq]]
   command = %[4]q
@@ -270,6 +272,7 @@ func TestKillProcessorMidStream(t *testing.T) {
   pid_file = %[8]q
   memory_limit = "64MiB"
   max_procs = 1
+  gogc = 50
 
 [[processors.cluster_label]]
   command = %[9]q
@@ -337,19 +340,22 @@ func TestKillProcessorMidStream(t *testing.T) {
 	}
 	if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", newPID)); err != nil {
 		t.Error(err)
-	} else if vars := strings.Split(string(env), "\x00"); !slices.Contains(vars, "GOMEMLIMIT=67108864") || !slices.Contains(vars, "GOMAXPROCS=1") {
-		t.Errorf("restarted processor's environment lacks GOMEMLIMIT=67108864 (64MiB) or GOMAXPROCS=1 (its max_procs)")
+	} else if vars := strings.Split(string(env), "\x00"); !slices.Contains(vars, "GOMEMLIMIT=67108864") || !slices.Contains(vars, "GOMAXPROCS=1") || !slices.Contains(vars, "GOGC=50") {
+		t.Errorf("restarted processor's environment lacks GOMEMLIMIT=67108864 (64MiB), GOMAXPROCS=1 or GOGC=50 (its own settings)")
 	}
-	// max_procs: the collector's own, and plugin_max_procs for a plugin
-	// without its own (the input).
+	// max_procs and gogc: the collector's own, and plugin_max_procs and
+	// plugin_gogc for a plugin without its own (the input).
 	if got := metric(t, metricsAddr, "go_sched_gomaxprocs_threads", ""); got != 1 {
 		t.Errorf("collector go_sched_gomaxprocs_threads = %v, want 1", got)
+	}
+	if got := metric(t, metricsAddr, "go_gc_gogc_percent", ""); got != 150 {
+		t.Errorf("collector go_gc_gogc_percent = %v, want 150", got)
 	}
 	if pid := childWithAlias(t, cmd.Process.Pid, "seq"); pid > 0 {
 		if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err != nil {
 			t.Error(err)
-		} else if !slices.Contains(strings.Split(string(env), "\x00"), "GOMAXPROCS=2") {
-			t.Errorf("input's environment has no GOMAXPROCS=2 (plugin_max_procs)")
+		} else if vars := strings.Split(string(env), "\x00"); !slices.Contains(vars, "GOMAXPROCS=2") || !slices.Contains(vars, "GOGC=300") {
+			t.Errorf("input's environment lacks GOMAXPROCS=2 (plugin_max_procs) or GOGC=300 (plugin_gogc)")
 		}
 	}
 	if alive(oldPID) {
