@@ -54,10 +54,13 @@ func TestMain(m *testing.M) {
 //	BENCH_MAX_PROCS  "AGENT,PLUGINS": max_procs of the collector and
 //	                 plugin_max_procs (0: Go's default), e.g. "0,1";
 //	                 default "0,0"
-//	BENCH_GOGC, BENCH_GOMEMLIMIT  GOGC / GOMEMLIMIT of the collector and
-//	                 (inherited) its plugin processes
+//	BENCH_GOGC       "AGENT,PLUGINS": gogc of the collector and plugin_gogc
+//	                 (0: Go's default), e.g. "100,400"; one number: both
+//	BENCH_GOMEMLIMIT GOMEMLIMIT of the collector and (inherited) its plugin
+//	                 processes
 type settings struct {
 	maxProcs      [2]int // max_procs, plugin_max_procs (0: Go's default)
+	gogc          [2]int // gogc, plugin_gogc (0: Go's default)
 	credits       int
 	goEnv         []string
 	profileEnv    []string  // the CPU profile setting, for mq-service too
@@ -87,7 +90,16 @@ func readSettings(t *testing.T) settings {
 	atoi("BENCH_MAX_IN_FLIGHT", &s.maxInFlight)
 	atoi("BENCH_CREDITS", &s.credits)
 	if v := os.Getenv("BENCH_GOGC"); v != "" {
-		s.goEnv = append(s.goEnv, "GOGC="+v)
+		a, p, ok := strings.Cut(v, ",")
+		if !ok {
+			p = a
+		}
+		n1, err1 := strconv.Atoi(a)
+		n2, err2 := strconv.Atoi(p)
+		if err1 != nil || err2 != nil || n1 < 0 || n2 < 0 {
+			t.Fatalf("BENCH_GOGC=%q: want AGENT,PLUGINS percentages (0: Go's default) or one for both, e.g. 100,400", v)
+		}
+		s.gogc = [2]int{n1, n2}
 	}
 	if v := os.Getenv("BENCH_GOMEMLIMIT"); v != "" {
 		s.goEnv = append(s.goEnv, "GOMEMLIMIT="+v)
@@ -212,6 +224,12 @@ func collectorConfig(s settings, w Workload, mqAddr string) e2e.CollectorConfig 
 	}
 	if n := s.maxProcs[1]; n > 0 {
 		cfg.AgentExtra += fmt.Sprintf("\nplugin_max_procs = %d", n)
+	}
+	if n := s.gogc[0]; n > 0 {
+		cfg.AgentExtra += fmt.Sprintf("\ngogc = %d", n)
+	}
+	if n := s.gogc[1]; n > 0 {
+		cfg.AgentExtra += fmt.Sprintf("\nplugin_gogc = %d", n)
 	}
 	cfg.Env = s.goEnv
 	return cfg
@@ -374,8 +392,8 @@ func runWorkload(t *testing.T, s settings, w Workload) string {
 	if l := s.memLimits; l[0] != "" {
 		limits = fmt.Sprintf("collector %s, plugins %s, mq_service input %s", l[0], l[1], l[2])
 	}
-	fmt.Printf("  peak PSS MiB (shared pages counted once): collector+plugins %.0f; memory_limit: %s; max_procs: collector %d, plugins %d (0: Go's default)\n",
-		float64(peak.pss)/(1<<20), limits, s.maxProcs[0], s.maxProcs[1])
+	fmt.Printf("  peak PSS MiB (shared pages counted once): collector+plugins %.0f; memory_limit: %s; max_procs: collector %d, plugins %d; gogc: collector %d, plugins %d (0: Go's default)\n",
+		float64(peak.pss)/(1<<20), limits, s.maxProcs[0], s.maxProcs[1], s.gogc[0], s.gogc[1])
 	fmt.Printf("  CPU seconds during the run: collector+plugins %.2f, mq-service %.2f, PostgreSQL %.2f, machine busy %.0f%% of %d CPUs\n",
 		cpu1.collector-cpu0.collector, cpu1.mq-cpu0.mq, cpu1.pg-cpu0.pg,
 		100*(cpu1.busy-cpu0.busy)/max(cpu1.all-cpu0.all, 1e-9), runtime.NumCPU())
