@@ -170,6 +170,11 @@ func BenchmarkDCGMCSV(b *testing.B) {
 	b.Run("file", func(b *testing.B) { benchPayloads(b, FormatDCGMCSV, [][]byte{data}, false) })
 	b.Run("msg100", func(b *testing.B) { benchPayloads(b, FormatDCGMCSV, msgs, false) })
 	b.Run("cold", func(b *testing.B) { benchPayloads(b, FormatDCGMCSV, msgs, true) })
+	// As inputs.mq_service uses the parsers (Options.SharedLabels): no
+	// copy of each series's labels per batch, so no garbage at all; the
+	// parser's own cost.
+	shared := Options{Location: time.UTC, SharedLabels: true}
+	b.Run("msg100/shared-labels", func(b *testing.B) { benchPayloadsOpts(b, FormatDCGMCSV, shared, msgs, false) })
 }
 
 func BenchmarkNvidiaSMICSV(b *testing.B) {
@@ -195,6 +200,8 @@ func BenchmarkGPUTelJSON(b *testing.B) {
 		benchPayloads(b, FormatGPUTelJSON, [][]byte{append(arr, ']')}, false)
 	})
 	b.Run("cold", func(b *testing.B) { benchPayloads(b, FormatGPUTelJSON, ndjson, true) })
+	shared := Options{Location: time.UTC, SharedLabels: true}
+	b.Run("single/shared-labels", func(b *testing.B) { benchPayloadsOpts(b, FormatGPUTelJSON, shared, objs[:100], false) })
 	b.Run("telObj", func(b *testing.B) {
 		benchPayloads(b, FormatGPUTelJSON, [][]byte{[]byte(strings.Repeat(telObj+"\n", 1000))}, false)
 	})

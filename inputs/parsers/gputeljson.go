@@ -323,7 +323,7 @@ func (em *telEmitter) record(raw []byte, line int, scanned bool) {
 // found row proves the placement (see telHint.guess and rowTemplate).
 func (em *telEmitter) quick(raw []byte, line int) bool {
 	st := em.st
-	if r := st.cache.predicted(); r != nil && r.tpl.locateJSON(raw, &st.scan) {
+	if r := st.cache.predicted(); r != nil && r.tpl.locateJSON(raw, &st.scan, st.lastTS) {
 		// The key compared in place (what matching st.scan.key's result
 		// with r's would do), else built for the map.
 		cuts, n, flags := st.scan.present()

@@ -345,11 +345,22 @@ func (sc *telScan) template(b []byte) rowTemplate {
 // t.b bytes after the first ends, t.c bytes before the end, each one JSON
 // scalar. It reports false when they do not fit. As with telHint.guess,
 // the placement is proved only by a row key built from it matching the
-// key of an object scanned whole.
-func (t rowTemplate) locateJSON(b []byte, sc *telScan) bool {
+// key of an object scanned whole. lastTS, when it is a JSON string (a
+// scalar checked before: the last timestamp read), is the timestamp's
+// token whenever b holds those bytes where the timestamp starts: a string
+// ends at its first unescaped quote, so the scan would stop at the same
+// place.
+func (t rowTemplate) locateJSON(b []byte, sc *telScan, lastTS []byte) bool {
 	var cuts [2][2]int
 	if int(t.n) != int(t.flags&1+t.flags>>1&1) {
 		return false
+	}
+	tsCut := -1
+	switch t.flags {
+	case 1, 3:
+		tsCut = 0
+	case 7:
+		tsCut = 1
 	}
 	end := 0
 	if t.n > 0 {
@@ -361,9 +372,13 @@ func (t rowTemplate) locateJSON(b []byte, sc *telScan) bool {
 			if i < end || i > len(b) {
 				return false
 			}
-			var ok bool
-			if end, ok = scanJSONScalar(b, i); !ok {
-				return false
+			if k == tsCut && len(lastTS) > 0 && lastTS[0] == '"' && len(b)-i >= len(lastTS) && string(b[i:i+len(lastTS)]) == string(lastTS) {
+				end = i + len(lastTS)
+			} else {
+				var ok bool
+				if end, ok = scanJSONScalar(b, i); !ok {
+					return false
+				}
 			}
 			cuts[k] = [2]int{i, end}
 		}
