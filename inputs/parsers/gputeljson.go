@@ -323,23 +323,8 @@ func (em *telEmitter) record(raw []byte, line int, scanned bool) {
 // found row proves the placement (see telHint.guess and rowTemplate).
 func (em *telEmitter) quick(raw []byte, line int) bool {
 	st := em.st
-	if r := st.cache.predicted(); r != nil && r.tpl.locateJSON(raw, &st.scan, st.lastTS) {
-		// The key compared in place (what matching st.scan.key's result
-		// with r's would do), else built for the map.
-		cuts, n, flags := st.scan.present()
-		if r.matches([]byte{flags}, raw, cuts[:n]) {
-			st.cache.follow(r)
-			st.tplHits++
-			em.fast(r.e, raw, line)
-			return true
-		}
-		key := st.scan.key(raw, st.key[:0])
-		st.key = key
-		if e := st.cache.rowAt(r, key); e != nil {
-			st.tplHits++
-			em.fast(e, raw, line)
-			return true
-		}
+	if r := st.cache.predicted(); r != nil && em.template(r, raw, line) {
+		return true
 	}
 	if st.hint.guess(raw, &st.scan) {
 		key := st.scan.key(raw, st.key[:0])
@@ -348,6 +333,32 @@ func (em *telEmitter) quick(raw []byte, line int) bool {
 			em.fast(e, raw, line)
 			return true
 		}
+	}
+	return false
+}
+
+// template is quick's first try: object raw taken as the predicted row
+// r, or another known row with r's template.
+func (em *telEmitter) template(r *rowEntry, raw []byte, line int) bool {
+	st := em.st
+	cuts, ok := r.tpl.locateJSON(raw, &st.scan, st.lastTS)
+	if !ok {
+		return false
+	}
+	// The key compared in place (what matching st.scan.key's result with
+	// r's would do), else built for the map.
+	if r.matches([]byte{r.tpl.flags}, raw, cuts[:r.tpl.n]) {
+		st.cache.follow(r)
+		st.tplHits++
+		em.fast(r.e, raw, line)
+		return true
+	}
+	key := st.scan.key(raw, st.key[:0])
+	st.key = key
+	if e := st.cache.rowAt(r, key); e != nil {
+		st.tplHits++
+		em.fast(e, raw, line)
+		return true
 	}
 	return false
 }

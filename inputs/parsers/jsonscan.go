@@ -304,19 +304,6 @@ func (sc *telScan) key(b, k []byte) []byte {
 	return append(k, b[prev:]...)
 }
 
-// present returns the spans of the cuts of the object scanned into sc that
-// are there (n of them, in the order key takes them) and key's flags.
-func (sc *telScan) present() (cuts [2][2]int, n int, flags byte) {
-	all, flags := sc.cuts()
-	for _, c := range all {
-		if c[0] >= 0 {
-			cuts[n] = c
-			n++
-		}
-	}
-	return cuts, n, flags
-}
-
 // template returns the rowTemplate of object b scanned into sc: where its
 // cuts (timestamp and value) lie, in the order key puts them, and key's
 // flags.
@@ -343,17 +330,18 @@ func (sc *telScan) template(b []byte) rowTemplate {
 // locateJSON fills sc with the spans of the timestamp and value of object
 // b where template t places them: the first cut at offset t.a, the second
 // t.b bytes after the first ends, t.c bytes before the end, each one JSON
-// scalar. It reports false when they do not fit. As with telHint.guess,
+// scalar, and returns the first t.n of cuts (in the order and with the
+// flags sc.cuts gives for them). It reports false when they do not fit.
+// As with telHint.guess,
 // the placement is proved only by a row key built from it matching the
 // key of an object scanned whole. lastTS, when it is a JSON string (a
 // scalar checked before: the last timestamp read), is the timestamp's
 // token whenever b holds those bytes where the timestamp starts: a string
 // ends at its first unescaped quote, so the scan would stop at the same
 // place.
-func (t rowTemplate) locateJSON(b []byte, sc *telScan, lastTS []byte) bool {
-	var cuts [2][2]int
+func (t rowTemplate) locateJSON(b []byte, sc *telScan, lastTS []byte) (cuts [2][2]int, ok bool) {
 	if int(t.n) != int(t.flags&1+t.flags>>1&1) {
-		return false
+		return cuts, false
 	}
 	tsCut := -1
 	switch t.flags {
@@ -370,21 +358,18 @@ func (t rowTemplate) locateJSON(b []byte, sc *telScan, lastTS []byte) bool {
 				i = end + int(t.b)
 			}
 			if i < end || i > len(b) {
-				return false
+				return cuts, false
 			}
 			if k == tsCut && len(lastTS) > 0 && lastTS[0] == '"' && len(b)-i >= len(lastTS) && string(b[i:i+len(lastTS)]) == string(lastTS) {
 				end = i + len(lastTS)
-			} else {
-				var ok bool
-				if end, ok = scanJSONScalar(b, i); !ok {
-					return false
-				}
+			} else if end, ok = scanJSONScalar(b, i); !ok {
+				return cuts, false
 			}
 			cuts[k] = [2]int{i, end}
 		}
 	}
 	if len(b)-end != int(t.c) {
-		return false
+		return cuts, false
 	}
 	sc.ts = [2]int{-1, -1}
 	sc.val = [2]int{-1, -1}
@@ -399,9 +384,9 @@ func (t rowTemplate) locateJSON(b []byte, sc *telScan, lastTS []byte) bool {
 	case 7:
 		sc.val, sc.ts = cuts[0], cuts[1]
 	default:
-		return false
+		return cuts, false
 	}
-	return true
+	return cuts, true
 }
 
 // cuts returns the spans of the timestamp and value of the object scanned
@@ -501,13 +486,6 @@ func jsonSpecial8(w uint64) bool {
 // scanJSONNumber checks the number starting at b[i] (JSON grammar) and
 // returns the offset after it.
 func scanJSONNumber(b []byte, i int) (int, bool) {
-	digits := func(i int) (int, bool) {
-		s := i
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		return i, i > s
-	}
 	if b[i] == '-' {
 		i++
 	}
@@ -517,14 +495,21 @@ func scanJSONNumber(b []byte, i int) (int, bool) {
 	if b[i] == '0' {
 		i++
 	} else {
-		var ok bool
-		if i, ok = digits(i); !ok {
+		s := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == s {
 			return 0, false
 		}
 	}
 	if i < len(b) && b[i] == '.' {
-		var ok bool
-		if i, ok = digits(i + 1); !ok {
+		i++
+		s := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == s {
 			return 0, false
 		}
 	}
@@ -533,8 +518,11 @@ func scanJSONNumber(b []byte, i int) (int, bool) {
 		if i < len(b) && (b[i] == '+' || b[i] == '-') {
 			i++
 		}
-		var ok bool
-		if i, ok = digits(i); !ok {
+		s := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == s {
 			return 0, false
 		}
 	}
