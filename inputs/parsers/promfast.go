@@ -357,8 +357,13 @@ func isPromNameByte(c byte) bool {
 	return c == '_' || c == ':' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
 }
 
-// expfmtFloat parses a sample value the way expfmt does.
+// expfmtFloat parses a sample value the way expfmt does. Plain decimals
+// (most values) take plainDecimal's exact path, which gives
+// strconv.ParseFloat's result.
 func expfmtFloat(b []byte) (float64, error) {
+	if v, ok := plainDecimal(b); ok {
+		return v, nil
+	}
 	if bytes.ContainsAny(b, "pP_") {
 		return 0, strconv.ErrSyntax
 	}
