@@ -233,6 +233,42 @@ func TestOutputRetryableThenOK(t *testing.T) {
 	}
 }
 
+// TestInputEmitCopies: the plugin process's accumulator says it copies a
+// batch before Emit returns (sdk.BatchCopier), and does: the seq input
+// fills one batch again and again and scribbles over it right after each
+// Emit, and every batch the agent gets is still the one emitted.
+func TestInputEmitCopies(t *testing.T) {
+	const batches, points = 20, 50
+	in, err := newLauncher(t, nil).Input(context.Background(), plugins.Spec{Name: "seq", Credits: batches,
+		ConfigJSON: cfg(t, fmt.Sprintf("batches = %d\npoints = %d\nreuse_batch = true", batches, points))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc := sdktest.NewCollector()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx, acc) }()
+	got := acc.Wait(t, batches, 10*time.Second)
+	acc.Ack(true)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	closeIt(t, in)
+	for i, b := range got {
+		want := testplugins.SeqBatch(i, points)
+		if b.Len() != want.Len() {
+			t.Fatalf("batch %d: %d points, want %d", i, b.Len(), want.Len())
+		}
+		for k := 0; k < want.Len(); k++ {
+			g, w := b.Sample(k), want.Sample(k)
+			if g.Name != w.Name || !g.Time.Equal(w.Time) || g.Value != w.Value || g.Labels.String() != w.Labels.String() {
+				t.Fatalf("batch %d point %d: got %v, want %v", i, k, g, w)
+			}
+		}
+	}
+}
+
 // TestInputRunDrainClose runs the seq input through the launcher, acks
 // every batch, drains and closes; the plugin wrote every ack to its file.
 func TestInputRunDrainClose(t *testing.T) {

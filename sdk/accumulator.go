@@ -90,6 +90,12 @@ func (a *accumulator) Emit(ctx context.Context, b *Batch, done func(Delivery)) e
 	return nil
 }
 
+// EmitCopies implements BatchCopier: Emit encodes the batch into the
+// stream's message and sends it (gRPC marshals it before Send returns)
+// under sendMu; the stream dictionary keeps its own copies of label slices
+// and the (immutable) strings, nothing of the batch's arrays.
+func (a *accumulator) EmitCopies() bool { return true }
+
 func (a *accumulator) signal() {
 	select {
 	case a.avail <- struct{}{}:

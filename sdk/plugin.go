@@ -46,6 +46,17 @@ type Accumulator interface {
 	Emit(ctx context.Context, b *Batch, done func(Delivery)) error
 }
 
+// BatchCopier is implemented by an Accumulator whose Emit, when it returns
+// nil, has already copied all it needs of the batch: the accumulator of a
+// plugin process encodes the batch and hands the bytes to gRPC before Emit
+// returns. An input may then reuse the batch's memory (its Series, Points
+// and Rejects arrays; the label slices and strings they refer to are not
+// changed by the reuse) for a later batch. Without it, or when EmitCopies
+// is false, b belongs to the pipeline once emitted.
+type BatchCopier interface {
+	EmitCopies() bool
+}
+
 // Processor transforms batches.
 //
 // Process receives a batch it owns until it returns, and returns the batches

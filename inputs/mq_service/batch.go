@@ -74,6 +74,9 @@ type builder struct {
 	seed maphash.Seed
 	key  []byte // scratch for series keys
 
+	// reusable is an emitted batch whose memory newCur may take (see
+	// spare); nil: none.
+	reusable *sdk.Batch
 }
 
 func newBuilder(maxPoints int) *builder { return &builder{maxPoints: maxPoints} }
@@ -86,17 +89,38 @@ func (bl *builder) newCur() {
 		// points several times).
 		bl.hintPoints, bl.hintSeries = len(c.b.Points), len(c.b.Series)
 	}
+	if b := bl.reusable; b != nil {
+		bl.reusable = nil
+		b.Reset()
+		bl.cur = &pendingBatch{b: b}
+		bl.resetIDs()
+		return
+	}
 	b := &sdk.Batch{}
 	if bl.hintPoints > 0 {
 		b.Points = make([]sdk.Point, 0, min(bl.hintPoints, bl.maxPoints))
 		b.Series = make([]sdk.Series, 0, min(bl.hintSeries, bl.hintPoints, bl.maxPoints))
 	}
 	bl.cur = &pendingBatch{b: b}
+	bl.resetIDs()
+}
+
+// resetIDs empties the series index of the current batch.
+func (bl *builder) resetIDs() {
 	if bl.ids == nil {
 		bl.ids = make(map[uint64]uint32)
 		bl.seed = maphash.MakeSeed()
 	}
 	clear(bl.ids)
+}
+
+// spare offers the memory of b, a batch emitted to an accumulator that
+// copied it (sdk.BatchCopier), to the next new batch. Only b's arrays are
+// reused; the builder keeps one such batch.
+func (bl *builder) spare(b *sdk.Batch) {
+	if b != nil && bl.reusable == nil {
+		bl.reusable = b
+	}
 }
 
 func (bl *builder) rotate() {

@@ -275,3 +275,63 @@ func TestOurBrokerBufferReuse(t *testing.T) {
 		t.Errorf("%d messages and %d rows rejected, want none", s.Rejected, s.RowRejects)
 	}
 }
+
+// copyingAcc is countingAcc behind an accumulator that copies a batch
+// before Emit returns (sdk.BatchCopier), as a plugin process's does. It
+// records the arrays of the batches it got, to see them reused.
+type copyingAcc struct {
+	countingAcc
+	arraysMu sync.Mutex
+	arrays   map[*sdk.Point]bool
+	emitted  int
+}
+
+func (a *copyingAcc) EmitCopies() bool { return true }
+
+func (a *copyingAcc) Emit(ctx context.Context, b *sdk.Batch, done func(sdk.Delivery)) error {
+	a.arraysMu.Lock()
+	if a.arrays == nil {
+		a.arrays = map[*sdk.Point]bool{}
+	}
+	if len(b.Points) > 0 {
+		a.arrays[&b.Points[:1][0]] = true
+	}
+	a.emitted++
+	a.arraysMu.Unlock()
+	// countingAcc reads the values now, as an encoder would.
+	return a.countingAcc.Emit(ctx, b, done)
+}
+
+// TestOurBrokerReusesEmittedBatches: with an accumulator that copies on
+// Emit, the input builds later batches in the memory of emitted ones, and
+// every value still arrives exactly once.
+func TestOurBrokerReusesEmittedBatches(t *testing.T) {
+	addr, publish := startBroker(t)
+	const msgs, lines = 200, 50
+	var batch []*mqpb.Message
+	for m := 0; m < msgs; m++ {
+		var p []byte
+		for l := 0; l < lines; l++ {
+			p = fmt.Appendf(p, "DCGM_FI_DEV_GPU_TEMP{gpu=\"%d\",Hostname=\"host-%03d\"} %d\n", l, m, m*lines+l)
+		}
+		batch = append(batch, &mqpb.Message{Payload: p, Metadata: map[string]string{"content-type": parsers.FormatPrometheus}})
+	}
+	publish("gpu-telemetry", batch...)
+	acc := &copyingAcc{}
+	in := testInput(t, addr)
+	in.newParser = parsers.New
+	in.DataFormat = parsers.FormatPrometheus
+	in.BatchSize = 10
+	in.EmitMaxPoints = 500 // 20 batches or more
+	start(t, in, acc)
+	waitFor(t, "all acked", 20*time.Second, func() bool { return in.Stats().Acked == msgs })
+	distinct, dups := acc.counts()
+	if distinct != msgs*lines || dups != 0 {
+		t.Errorf("%d distinct values (%d duplicates), want %d once each", distinct, dups, msgs*lines)
+	}
+	acc.arraysMu.Lock()
+	defer acc.arraysMu.Unlock()
+	if acc.emitted < 20 || len(acc.arrays) >= acc.emitted {
+		t.Errorf("%d batches emitted in %d distinct point arrays: emitted batches' memory was not reused", acc.emitted, len(acc.arrays))
+	}
+}

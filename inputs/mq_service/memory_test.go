@@ -177,3 +177,46 @@ func BenchmarkBuilderMerge(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*msg.Len()), "ns/sample")
 }
+
+// noCopyAcc says it does not copy on Emit.
+type noCopyAcc struct{ countingAcc }
+
+func (*noCopyAcc) EmitCopies() bool { return false }
+
+// TestBuilderReusesSpare: emitted batches are reused only behind an
+// accumulator that copies on Emit, and a reused batch starts empty.
+func TestBuilderReusesSpare(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		acc  sdk.Accumulator
+		want bool
+	}{
+		{"copying accumulator", &copyingAcc{}, true},
+		{"says it does not copy", &noCopyAcc{}, false},
+		{"plain accumulator (the pipeline keeps batches)", &countingAcc{}, false},
+	} {
+		if got := copiesOnEmit(tc.acc); got != tc.want {
+			t.Errorf("%s: copiesOnEmit = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	bl := newBuilder(100)
+	msg := &sdk.Batch{}
+	msg.Add(msg.AddSeries("m", sdk.Labels{{Key: "host", Value: "a"}}), 1, 1)
+	bl.merge(&msgTrack{id: "1"}, msg, true)
+	first := bl.take(true)[0].b
+	bl.spare(first)
+	bl.merge(&msgTrack{id: "2"}, msg, true)
+	second := bl.cur.b
+	if second != first || &second.Points[0] != &first.Points[0] {
+		t.Fatal("the spare batch was not reused")
+	}
+	if second.Len() != 1 || len(second.Series) != 1 {
+		t.Fatalf("reused batch holds %d points, %d series; want only the new message's", second.Len(), len(second.Series))
+	}
+	// Without a spare, a new batch.
+	third := bl.take(true)[0].b
+	bl.merge(&msgTrack{id: "3"}, msg, true)
+	if bl.cur.b == third {
+		t.Fatal("a batch not offered as spare was reused")
+	}
+}

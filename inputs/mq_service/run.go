@@ -17,6 +17,13 @@ import (
 	"github.com/telemetry-collector/telemetry-collector/sdk"
 )
 
+// copiesOnEmit reports whether acc copies what it needs of a batch before
+// Emit returns (sdk.BatchCopier), so the input may reuse emitted batches.
+func copiesOnEmit(acc sdk.Accumulator) bool {
+	c, ok := acc.(sdk.BatchCopier)
+	return ok && c.EmitCopies()
+}
+
 // errNoHeartbeat ends a subscription that went silent.
 var errNoHeartbeat = errors.New("no message or heartbeat within heartbeat_timeout")
 
@@ -57,6 +64,7 @@ func (i *Input) Run(ctx context.Context, acc sdk.Accumulator) error {
 		maxPoints = DefaultEmitMaxPoints
 	}
 	r := &runner{in: i, acc: acc, pc: pc, bl: newBuilder(maxPoints), scratch: &sdk.Batch{}}
+	r.reuse = copiesOnEmit(acc)
 
 	bo := newBackoff(i.ReconnectBackoffMax.D())
 	outage := false
@@ -100,8 +108,11 @@ func (e *fatalError) Error() string { return e.err.Error() }
 // runner holds the receive loop's state across sessions; owned by Run's
 // goroutine.
 type runner struct {
-	in      *Input
-	acc     sdk.Accumulator
+	in  *Input
+	acc sdk.Accumulator
+	// reuse: acc copies what it needs of a batch before Emit returns
+	// (sdk.BatchCopier), so emitted batches' memory serves later ones.
+	reuse   bool
 	pc      *parserCache
 	bl      *builder
 	scratch *sdk.Batch
@@ -427,9 +438,13 @@ func (r *runner) flush(ctx context.Context, all bool) error {
 			}
 			return &fatalError{err: fmt.Errorf("mq_service: emit: %w", err)}
 		}
-		// The batch belongs to the pipeline now; the done callback keeps p
+		// The batch belongs to the pipeline now (or, when acc copied it,
+		// its memory serves the next batch); the done callback keeps p
 		// (the message tracks) until the pipeline settles it, which can be
 		// long under backpressure, so p must not keep the samples alive.
+		if r.reuse {
+			r.bl.spare(p.b)
+		}
 		p.release()
 		r.in.stats.emitted.Add(1)
 	}

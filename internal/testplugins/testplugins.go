@@ -48,6 +48,12 @@ type Seq struct {
 	Exit bool `toml:"exit"`
 	// Interval is a pause between batches, so tests can act mid-stream.
 	Interval sdk.Duration `toml:"interval"`
+	// ReuseBatch fills one batch again and again, as the mq_service input
+	// does with an accumulator that copies on Emit (sdk.BatchCopier), and
+	// scribbles over it as soon as Emit returns: whatever the agent gets
+	// must be what was emitted. Run fails when the accumulator does not
+	// say it copies.
+	ReuseBatch bool `toml:"reuse_batch"`
 
 	mu sync.Mutex
 	f  *os.File
@@ -94,13 +100,34 @@ func (s *Seq) record(i int, d sdk.Delivery) {
 
 // Run implements sdk.Input.
 func (s *Seq) Run(ctx context.Context, acc sdk.Accumulator) error {
+	if c, ok := acc.(sdk.BatchCopier); s.ReuseBatch && (!ok || !c.EmitCopies()) {
+		return sdk.Permanent(fmt.Errorf("seq: reuse_batch: the accumulator (%T) does not copy batches on Emit", acc))
+	}
+	reused := &sdk.Batch{}
 	for i := 0; i < s.Batches; i++ {
 		i := i
-		if err := acc.Emit(ctx, SeqBatch(i, s.Points), func(d sdk.Delivery) { s.record(i, d) }); err != nil {
+		b := SeqBatch(i, s.Points)
+		if s.ReuseBatch {
+			reused.Reset()
+			for k := range b.Series {
+				reused.AddSeries(b.Series[k].Name, b.Series[k].Labels)
+			}
+			reused.Points = append(reused.Points, b.Points...)
+			b = reused
+		}
+		if err := acc.Emit(ctx, b, func(d sdk.Delivery) { s.record(i, d) }); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
+		}
+		if s.ReuseBatch {
+			for k := range b.Points {
+				b.Points[k] = sdk.Point{Series: 0, Time: -1, Value: -1}
+			}
+			for k := range b.Series {
+				b.Series[k] = sdk.Series{Name: "scribbled"}
+			}
 		}
 		if s.Interval > 0 {
 			select {
