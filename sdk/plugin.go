@@ -46,6 +46,17 @@ type Accumulator interface {
 	Emit(ctx context.Context, b *Batch, done func(Delivery)) error
 }
 
+// BatchReleaser is implemented by a Processor or an Output that keeps no
+// reference to the Series, Points or Rejects arrays of a batch it received
+// once Process or Write has returned (nor to those of the batches Process
+// returned, once they were sent): the sdk may then decode a later batch
+// into the same arrays instead of allocating new ones. Label slices and
+// strings are never reused this way. Plugins that keep batches (to
+// aggregate, to write later) must not implement it, or return false.
+type BatchReleaser interface {
+	ReleasesBatches() bool
+}
+
 // BatchCopier is implemented by an Accumulator whose Emit, when it returns
 // nil, has already copied all it needs of the batch: the accumulator of a
 // plugin process encodes the batch and hands the bytes to gRPC before Emit

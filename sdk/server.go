@@ -236,7 +236,7 @@ func (s *server) Process(stream pluginpb.Plugin_ProcessServer) error {
 	s.mu.Unlock()
 	enc := wire.NewStreamEncoder()
 	var msgs []*pluginpb.Batch // reused: Send marshals before returning
-	return serveStream(s, stream.Context(), conc, readsLabelsOnly(v), stream.Recv, func(ctx context.Context, id uint64, b *Batch, decErr error) processed {
+	return serveStream(s, stream.Context(), conc, readsLabelsOnly(v), releasesBatches(v), stream.Recv, func(ctx context.Context, id uint64, b *Batch, decErr error) processed {
 		return s.processOne(ctx, log, p, id, b, decErr)
 	}, func(r processed) error {
 		// Called under the stream's send lock: encode in send order.
@@ -295,7 +295,7 @@ func (s *server) Write(stream pluginpb.Plugin_WriteServer) error {
 	s.mu.Lock()
 	workers := s.workers
 	s.mu.Unlock()
-	return serveStream(s, stream.Context(), workers, readsLabelsOnly(v), stream.Recv, func(ctx context.Context, id uint64, b *Batch, decErr error) *pluginpb.WriteResult {
+	return serveStream(s, stream.Context(), workers, readsLabelsOnly(v), releasesBatches(v), stream.Recv, func(ctx context.Context, id uint64, b *Batch, decErr error) *pluginpb.WriteResult {
 		return s.writeOne(ctx, log, o, id, b, decErr)
 	}, stream.Send)
 }
@@ -332,17 +332,32 @@ func readsLabelsOnly(v any) bool {
 	return ok && lr.ReadsLabelsOnly()
 }
 
+// releasesBatches reports whether v promised (BatchReleaser) to keep
+// nothing of a batch once its call returned.
+func releasesBatches(v any) bool {
+	r, ok := v.(BatchReleaser)
+	return ok && r.ReleasesBatches()
+}
+
 // serveStream receives batches, decodes them in receive order with the
 // stream's dictionary (a malformed batch reaches handle with its decode
 // error), and handles up to conc of them at once, sending each result as
 // soon as it is ready (sends are serialised: a grpc stream allows one
 // sender at a time, and send may encode with the stream's dictionary). A
 // failed send ends the stream.
-func serveStream[R any](s *server, ctx context.Context, conc int, shareLabels bool, recv func() (*pluginpb.Batch, error),
+//
+// With reuse (the plugin is a BatchReleaser), a batch whose result was sent
+// goes to a free list that later batches are decoded into (Decode empties
+// it first), instead of a new batch each time.
+func serveStream[R any](s *server, ctx context.Context, conc int, shareLabels, reuse bool, recv func() (*pluginpb.Batch, error),
 	handle func(context.Context, uint64, *Batch, error) R, send func(R) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	sem := make(chan struct{}, max(1, conc))
+	var free chan *Batch
+	if reuse {
+		free = make(chan *Batch, max(1, conc))
+	}
 	var sendMu sync.Mutex
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -357,7 +372,12 @@ func serveStream[R any](s *server, ctx context.Context, conc int, shareLabels bo
 			}
 			return err
 		}
-		b := &Batch{}
+		var b *Batch
+		select {
+		case b = <-free: // nil channel without reuse: never ready
+		default:
+			b = &Batch{}
+		}
 		decErr := dec.Decode(msg, b)
 		id := msg.GetId()
 		// Decode copied what it keeps: the message's columns go back to
@@ -378,6 +398,13 @@ func serveStream[R any](s *server, ctx context.Context, conc int, shareLabels bo
 			sendMu.Unlock()
 			if err != nil {
 				cancel(err)
+			}
+			if reuse {
+				// Sent (encoded): nothing refers to b's arrays any more.
+				select {
+				case free <- b:
+				default:
+				}
 			}
 		}()
 	}

@@ -321,3 +321,8 @@ func ParseInterval(s string) (time.Duration, error) {
 // label slices it receives (it reads them, or builds new ones), so the sdk
 // may hand it slices shared between batches instead of a copy per series.
 func (*Output) ReadsLabelsOnly() bool { return true }
+
+// ReleasesBatches implements sdk.BatchReleaser: Write stores the batch before it returns, and its scratch keeps no pointer into a batch it reads past the next Write's reset, keeping nothing of its
+// arrays once the call returned, so the sdk may decode later batches into
+// them.
+func (*Output) ReleasesBatches() bool { return true }

@@ -587,3 +587,8 @@ func (d *Dedup) compact(b *sdk.Batch) {
 // label slices it receives (it reads them, or builds new ones), so the sdk
 // may hand it slices shared between batches instead of a copy per series.
 func (*Dedup) ReadsLabelsOnly() bool { return true }
+
+// ReleasesBatches implements sdk.BatchReleaser: it changes a batch in place and returns it, keeping nothing of its
+// arrays once the call returned, so the sdk may decode later batches into
+// them.
+func (*Dedup) ReleasesBatches() bool { return true }

@@ -808,6 +808,11 @@ func hostOf(instance string) string {
 // may hand it slices shared between batches instead of a copy per series.
 func (*Normalize) ReadsLabelsOnly() bool { return true }
 
+// ReleasesBatches implements sdk.BatchReleaser: it changes a batch in place and returns it, keeping nothing of its
+// arrays once the call returned, so the sdk may decode later batches into
+// them.
+func (*Normalize) ReleasesBatches() bool { return true }
+
 // aliasTable maps label slice identities (labelsKey, never 0) to label set
 // ids: an open-addressing table (linear probing, no deletion, emptied as a
 // whole), a key and its value in one slot. It is a Normalize's, used under

@@ -167,3 +167,77 @@ func BenchmarkScrapeHop(b *testing.B) {
 		})
 	}
 }
+
+// batchProbe records the arrays of the batches it receives; with Releases
+// it is a BatchReleaser (keeps nothing of a batch once Process returned),
+// without it keeps every batch (as an aggregating processor may).
+type batchProbe struct {
+	Releases bool `toml:"releases"`
+
+	mu     sync.Mutex
+	arrays map[*sdk.Point]int
+	kept   []*sdk.Batch
+}
+
+func (p *batchProbe) ReleasesBatches() bool { return p.Releases }
+func (p *batchProbe) ReadsLabelsOnly() bool { return true }
+
+func (p *batchProbe) Process(_ context.Context, b *sdk.Batch) ([]*sdk.Batch, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.arrays == nil {
+		p.arrays = map[*sdk.Point]int{}
+	}
+	p.arrays[&b.Points[0]]++
+	if !p.Releases {
+		p.kept = append(p.kept, b)
+	}
+	return []*sdk.Batch{b}, nil
+}
+
+// A BatchReleaser gets later batches decoded into the arrays of earlier
+// ones, and every result still equals its input; a processor that keeps
+// batches never sees its batches' memory reused.
+func TestBatchReleaserReuse(t *testing.T) {
+	for _, releases := range []bool{true, false} {
+		t.Run(fmt.Sprintf("releases=%v", releases), func(t *testing.T) {
+			probe := &batchProbe{}
+			reg := sdk.Registration{Name: "probe", Kind: sdk.KindProcessor, New: func() any { return probe }}
+			p := sdktest.Processor(t, reg, fmt.Sprintf("releases = %v", releases))
+			const calls = 12
+			for i := 0; i < calls; i++ {
+				in := scrape(i)
+				out, err := p.Process(context.Background(), in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(out) != 1 || !reflect.DeepEqual(samples(out[0]), samples(scrape(i))) {
+					t.Fatalf("call %d: result differs from its input", i)
+				}
+			}
+			probe.mu.Lock()
+			defer probe.mu.Unlock()
+			if releases && len(probe.arrays) >= calls {
+				t.Errorf("%d calls in %d distinct point arrays: no batch memory reused", calls, len(probe.arrays))
+			}
+			if !releases && len(probe.arrays) != calls {
+				t.Errorf("%d calls in %d distinct point arrays: a kept batch's memory was reused", calls, len(probe.arrays))
+			}
+			for k, b := range probe.kept {
+				if !reflect.DeepEqual(samples(b), samples(scrape(k))) {
+					t.Fatalf("kept batch %d changed after its call", k)
+				}
+			}
+		})
+	}
+}
+
+// samples renders a batch's points as self-contained samples.
+func samples(b *sdk.Batch) []string {
+	var out []string
+	for i := range b.Points {
+		s := b.Sample(i)
+		out = append(out, fmt.Sprintf("%s%s %d %g", s.Name, s.Labels, s.Time.UnixNano(), s.Value))
+	}
+	return out
+}
