@@ -449,3 +449,48 @@ func TestPluginEnvironment(t *testing.T) {
 		})
 	}
 }
+
+// TestBatchReleaserConcurrent: a processor that releases its batches
+// (sdk.BatchReleaser) gets later batches decoded into earlier ones' arrays
+// while several calls are in flight; every result is still its own input.
+func TestBatchReleaserConcurrent(t *testing.T) {
+	p, err := newLauncher(t, nil).Processor(context.Background(), plugins.Spec{Name: "passthrough",
+		ConfigJSON: []byte(`{"max_concurrency":4,"labels_read_only":true,"releases_batches":true}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeIt(t, p)
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 150; i++ {
+				n := g*1000 + i
+				in := testplugins.SeqBatch(n, 40+n%7)
+				out, err := p.Process(context.Background(), in)
+				if err != nil {
+					errs <- err
+					return
+				}
+				want := testplugins.SeqBatch(n, 40+n%7)
+				if len(out) != 1 || out[0].Len() != want.Len() {
+					errs <- fmt.Errorf("call %d: %d results", n, len(out))
+					return
+				}
+				for k := 0; k < want.Len(); k++ {
+					if g, w := out[0].Sample(k), want.Sample(k); g.Value != w.Value || !g.Time.Equal(w.Time) || g.Labels.String() != w.Labels.String() {
+						errs <- fmt.Errorf("call %d point %d: got %v, want %v", n, k, g, w)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}

@@ -3,6 +3,7 @@ package plugins_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/telemetry-collector/telemetry-collector/plugins"
@@ -37,7 +38,9 @@ func scrapeBatch(gpus int) *sdk.Batch {
 // own copy of every label slice); label-reader: one that only reads them
 // (sdk.LabelReader, as gpu_normalize, dedup and the outputs are), with the
 // series of a GPU sharing one label slice as the wire decoder and the
-// parsers hand them out.
+// parsers hand them out; +releaser: one that also keeps no batch
+// (sdk.BatchReleaser, as they are), so the plugin side decodes into reused
+// batches.
 //
 // inflight: batches sent before the first reply is awaited (the agent
 // keeps up to a processor's max_concurrency in flight), so both processes
@@ -51,10 +54,13 @@ func BenchmarkProcessorRoundTripScrape(b *testing.B) {
 		{"label-copies/inflight=1", false, 1},
 		{"label-reader/inflight=1", true, 1},
 		{"label-reader/inflight=4", true, 4},
+		{"label-reader+releaser/inflight=1", true, 1},
+		{"label-reader+releaser/inflight=4", true, 4},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			l := &plugins.Launcher{PluginDir: "/", BuiltinBinary: testPluginBin[1:]}
-			conf := fmt.Sprintf(`{"max_concurrency":%d,"labels_read_only":%t}`, tc.inflight, tc.reader)
+			conf := fmt.Sprintf(`{"max_concurrency":%d,"labels_read_only":%t,"releases_batches":%t}`, tc.inflight, tc.reader,
+				strings.Contains(tc.name, "releaser"))
 			p, err := l.Processor(context.Background(), plugins.Spec{Name: "passthrough", ConfigJSON: []byte(conf)})
 			if err != nil {
 				b.Fatal(err)

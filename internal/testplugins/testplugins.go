@@ -173,11 +173,18 @@ type Passthrough struct {
 	// LabelsReadOnly makes it an sdk.LabelReader (as gpu_normalize, dedup
 	// and the outputs are): the sdk then shares label slices with it.
 	LabelsReadOnly bool `toml:"labels_read_only"`
-	seen           atomic.Int64
+	// ReleasesBatches makes it an sdk.BatchReleaser (as gpu_normalize,
+	// dedup and the postgresql output are): the sdk then decodes later
+	// batches into the arrays of earlier ones.
+	ReleasesBatch bool `toml:"releases_batches"`
+	seen          atomic.Int64
 }
 
 // ReadsLabelsOnly implements sdk.LabelReader: it never changes labels.
 func (p *Passthrough) ReadsLabelsOnly() bool { return p.LabelsReadOnly }
+
+// ReleasesBatches implements sdk.BatchReleaser: it keeps no batch.
+func (p *Passthrough) ReleasesBatches() bool { return p.ReleasesBatch }
 
 // Init implements sdk.Initializer.
 func (p *Passthrough) Init(context.Context) error {
