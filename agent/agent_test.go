@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -813,5 +814,68 @@ func TestFailingBestEffortOutputDoesNotHoldShutdown(t *testing.T) {
 	dropped := metricValue(t, h.a.Registry(), "collector_dropped_total", map[string]string{"plugin": "outputs.broken"})
 	if dropped < 1 {
 		t.Errorf("collector_dropped_total{plugin=outputs.broken} = %v, want >= 1", dropped)
+	}
+}
+
+// releasingProcessor is a processor that takes back the batches it
+// replaced (as plugins.ProcessorClient does) and records them.
+type releasingProcessor struct {
+	funcProcessor
+	mu       sync.Mutex
+	released []*sdk.Batch
+}
+
+func (p *releasingProcessor) ReleaseBatch(b *sdk.Batch) {
+	p.mu.Lock()
+	p.released = append(p.released, b)
+	p.mu.Unlock()
+}
+
+// TestReleaseReplacedBatches: a batch a processor replaced with results
+// (or dropped) goes back to a processor that takes batches back; one it
+// returned itself, or that failed (dead-lettered), does not.
+func TestReleaseReplacedBatches(t *testing.T) {
+	copyOf := func(b *sdk.Batch) *sdk.Batch {
+		return &sdk.Batch{Series: slices.Clone(b.Series), Points: slices.Clone(b.Points)}
+	}
+	tests := []struct {
+		name        string
+		proc        func(ctx context.Context, b *sdk.Batch) ([]*sdk.Batch, error)
+		wantRelease bool
+		wantOK      bool
+	}{
+		{"replaced", func(_ context.Context, b *sdk.Batch) ([]*sdk.Batch, error) { return []*sdk.Batch{copyOf(b)}, nil }, true, true},
+		{"dropped", func(context.Context, *sdk.Batch) ([]*sdk.Batch, error) { return nil, nil }, true, true},
+		{"returned itself", func(_ context.Context, b *sdk.Batch) ([]*sdk.Batch, error) { return []*sdk.Batch{b}, nil }, false, true},
+		{"failed (dead-lettered, which acknowledges it)", func(context.Context, *sdk.Batch) ([]*sdk.Batch, error) {
+			return nil, sdk.Permanent(errors.New("no"))
+		}, false, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			proc := &releasingProcessor{funcProcessor: funcProcessor{fn: tc.proc}}
+			out := &testOutput{}
+			h := start(t, setup{
+				order:   []string{"p"},
+				procs:   map[string]sdk.Processor{"p": proc},
+				outputs: []conf.Plugin{outputPlugin("out", nil)},
+				outImpl: map[string]sdk.Output{"out": out},
+			})
+			in := batchOf(0, 5)
+			h.emit(t, 1, in)
+			h.acks.wait(t, 1, 5*time.Second)
+			if d, _ := h.acks.get(1); d.OK != tc.wantOK {
+				t.Fatalf("delivery = %+v, want OK %v", d, tc.wantOK)
+			}
+			if err := h.stop(t); err != nil && tc.wantOK {
+				t.Fatalf("Run: %v", err)
+			}
+			proc.mu.Lock()
+			defer proc.mu.Unlock()
+			released := len(proc.released) == 1 && proc.released[0] == in
+			if released != tc.wantRelease || len(proc.released) > 1 {
+				t.Fatalf("released %d batches (the input: %v), want the input released: %v", len(proc.released), released, tc.wantRelease)
+			}
+		})
 	}
 }

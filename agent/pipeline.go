@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -153,6 +154,7 @@ func (s *procStage) handle(it item) {
 	}
 	if n == 0 {
 		it.tr.release(1) // a drop counts as delivered
+		s.release(it.b, results)
 		return
 	}
 	it.tr.add(n - 1)
@@ -165,6 +167,30 @@ func (s *procStage) handle(it item) {
 			return
 		}
 	}
+	s.release(it.b, results)
+}
+
+// batchReleaser is implemented by processors that take back batches the
+// agent no longer refers to, to decode later batches into
+// (plugins.ProcessorClient.ReleaseBatch).
+type batchReleaser interface {
+	ReleaseBatch(b *sdk.Batch)
+}
+
+// release hands b, a batch the processor has replaced with results, back
+// to a processor that takes batches back: nothing in the agent refers to b
+// once its results are on their way (its rejects were dead-lettered and
+// cleared before the call; the tracker counts batches, it holds none).
+// A processor that returned b itself among its results keeps it in the
+// pipeline, and nothing is released. Only a processor whose results never
+// share memory with b may implement batchReleaser: a ProcessorClient's
+// results are decoded from the plugin's reply.
+func (s *procStage) release(b *sdk.Batch, results []*sdk.Batch) {
+	rel, ok := s.proc.(batchReleaser)
+	if !ok || slices.Contains(results, b) {
+		return
+	}
+	rel.ReleaseBatch(b)
 }
 
 // process calls Process, retrying retryable errors with backoff (up to

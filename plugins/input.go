@@ -278,7 +278,7 @@ func (c *InputClient) pump(ctx context.Context, acc sdk.Accumulator, rs *runStre
 			return nil
 		}
 		id := msg.GetId()
-		b := &sdk.Batch{}
+		b := c.sup.l.batches.get()
 		err = dec.Decode(msg, b)
 		// Decode copied what it keeps: the message's columns go back to
 		// the codec's pool (nothing else sees msg).

@@ -138,6 +138,10 @@ type Launcher struct {
 	// gRPC server and client code) instead of launching binaries. For
 	// tests and package sdktest.
 	InProcess []sdk.Registration
+
+	// batches: decoded batches handed back (ReleaseBatch), shared by the
+	// launcher's clients.
+	batches batchPool
 }
 
 func (l *Launcher) logger() hclog.Logger {

@@ -494,3 +494,33 @@ func TestBatchReleaserConcurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReleaseBatch: a batch handed back with ReleaseBatch is what the
+// launcher's clients decode later results into, and those results are
+// right.
+func TestReleaseBatch(t *testing.T) {
+	p, err := newLauncher(t, nil).Processor(context.Background(), plugins.Spec{Name: "passthrough"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeIt(t, p)
+	reused := 0
+	var prev *sdk.Batch
+	for i := 0; i < 20; i++ {
+		out, err := p.Process(context.Background(), testplugins.SeqBatch(i, 30))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out) != 1 || !reflect.DeepEqual(out[0].Points, testplugins.SeqBatch(i, 30).Points) {
+			t.Fatalf("call %d: wrong result", i)
+		}
+		if out[0] == prev {
+			reused++
+		}
+		prev = out[0]
+		p.ReleaseBatch(out[0])
+	}
+	if reused != 19 {
+		t.Fatalf("%d of 19 results decoded into the batch released before", reused)
+	}
+}

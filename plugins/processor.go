@@ -35,7 +35,7 @@ func (l *Launcher) Processor(ctx context.Context, spec Spec) (*ProcessorClient, 
 		for _, pb := range r.GetBatches() {
 			// Decode every batch even after a failure: later ones may
 			// define series the stream's later results use.
-			ob := &sdk.Batch{}
+			ob := l.batches.get()
 			err := dec.Decode(pb, ob)
 			// Decode copied what it keeps: the columns go back to the
 			// codec's pool (r's batches are read nowhere else).
