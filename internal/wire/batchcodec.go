@@ -231,8 +231,13 @@ func appendPackedU32(b []byte, s []uint32, n int) []byte {
 	return b
 }
 
-// appendI64s appends the little-endian bytes of s to b.
-func appendI64s(b []byte, s []int64) []byte {
+// fixed64 are the column types protobuf encodes as packed fixed64.
+type fixed64 interface{ ~int64 | ~float64 }
+
+// appendFixed64s appends the little-endian fixed64 bytes of s to b (bits
+// gives a value's 64 bits: the int64 itself, the IEEE 754 bits of a
+// float64).
+func appendFixed64s[T fixed64](b []byte, s []T, bits func(T) uint64) []byte {
 	off := len(b)
 	n := 8 * len(s)
 	b = grown(b, n)
@@ -242,26 +247,13 @@ func appendI64s(b []byte, s []int64) []byte {
 		return b
 	}
 	for i, v := range s {
-		binary.LittleEndian.PutUint64(out[8*i:], uint64(v))
+		binary.LittleEndian.PutUint64(out[8*i:], bits(v))
 	}
 	return b
 }
 
-// appendF64s appends the little-endian IEEE 754 bytes of s to b.
-func appendF64s(b []byte, s []float64) []byte {
-	off := len(b)
-	n := 8 * len(s)
-	b = grown(b, n)
-	out := b[off : off+n]
-	if littleEndian {
-		copy(out, unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), n))
-		return b
-	}
-	for i, v := range s {
-		binary.LittleEndian.PutUint64(out[8*i:], math.Float64bits(v))
-	}
-	return b
-}
+func int64Bits(v int64) uint64     { return uint64(v) }
+func int64FromBits(x uint64) int64 { return int64(x) }
 
 // littleEndian: the machine's int64 and float64 are laid out as protobuf's
 // fixed64 (then columns are copied byte for byte; the bytes are only
@@ -316,11 +308,11 @@ func appendBatch(b []byte, m *pluginpb.Batch, ser, pts, ids int) ([]byte, error)
 	}
 	if len(m.PointTime) > 0 {
 		b = appendLenTag(b, fBatchPtTime, 8*len(m.PointTime))
-		b = appendI64s(b, m.PointTime)
+		b = appendFixed64s(b, m.PointTime, int64Bits)
 	}
 	if len(m.PointValue) > 0 {
 		b = appendLenTag(b, fBatchPtValue, 8*len(m.PointValue))
-		b = appendF64s(b, m.PointValue)
+		b = appendFixed64s(b, m.PointValue, math.Float64bits)
 	}
 	for _, r := range m.Rejects {
 		b = appendLenTag(b, fBatchRejects, proto.Size(r))
@@ -568,9 +560,9 @@ func unmarshalBatch(b []byte, m *pluginpb.Batch) error {
 		case fBatchSeriesIDs:
 			m.SeriesIds, ok = consumePackedU32(m.SeriesIds, v, true)
 		case fBatchPtTime:
-			m.PointTime, ok = consumeI64s(m.PointTime, v)
+			m.PointTime, ok = consumeFixed64s(m.PointTime, v, &i64Pool, int64FromBits)
 		case fBatchPtValue:
-			m.PointValue, ok = consumeF64s(m.PointValue, v)
+			m.PointValue, ok = consumeFixed64s(m.PointValue, v, &f64Pool, math.Float64frombits)
 		case fBatchRejects:
 			r := &pluginpb.Reject{}
 			if proto.Unmarshal(v, r) != nil {
@@ -638,7 +630,9 @@ func consumePackedU32(s []uint32, v []byte, pooled bool) ([]uint32, bool) {
 	return s[:off+j], true
 }
 
-func consumeI64s(s []int64, v []byte) ([]int64, bool) {
+// consumeFixed64s appends the packed fixed64 column v to s, which comes
+// from pool when it is empty (from gives a value from its 64 bits).
+func consumeFixed64s[T fixed64](s []T, v []byte, pool *colPool[T], from func(uint64) T) ([]T, bool) {
 	if len(v)%8 != 0 {
 		return s, false
 	}
@@ -648,9 +642,9 @@ func consumeI64s(s []int64, v []byte) ([]int64, bool) {
 	}
 	off := len(s)
 	if off == 0 {
-		s = i64Pool.get(n)
+		s = pool.get(n)
 	} else {
-		s = append(s, make([]int64, n)...)
+		s = append(s, make([]T, n)...)
 	}
 	out := s[off : off+n]
 	if littleEndian {
@@ -658,32 +652,7 @@ func consumeI64s(s []int64, v []byte) ([]int64, bool) {
 		return s, true
 	}
 	for i := range out {
-		out[i] = int64(binary.LittleEndian.Uint64(v[8*i:]))
-	}
-	return s, true
-}
-
-func consumeF64s(s []float64, v []byte) ([]float64, bool) {
-	if len(v)%8 != 0 {
-		return s, false
-	}
-	n := len(v) / 8
-	if n == 0 {
-		return s, true
-	}
-	off := len(s)
-	if off == 0 {
-		s = f64Pool.get(n)
-	} else {
-		s = append(s, make([]float64, n)...)
-	}
-	out := s[off : off+n]
-	if littleEndian {
-		copy(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(out))), len(v)), v)
-		return s, true
-	}
-	for i := range out {
-		out[i] = math.Float64frombits(binary.LittleEndian.Uint64(v[8*i:]))
+		out[i] = from(binary.LittleEndian.Uint64(v[8*i:]))
 	}
 	return s, true
 }
