@@ -879,3 +879,61 @@ func TestReleaseReplacedBatches(t *testing.T) {
 		})
 	}
 }
+
+// releasingOutput is a testOutput that takes back the batches the agent
+// is done with (as plugins.OutputClient does) and records them.
+type releasingOutput struct {
+	testOutput
+	mu       sync.Mutex
+	released []*sdk.Batch
+}
+
+func (o *releasingOutput) ReleaseBatch(b *sdk.Batch) {
+	o.mu.Lock()
+	o.released = append(o.released, b)
+	o.mu.Unlock()
+}
+
+// TestOutputReleasesBatches: an output stage hands back a batch it merged
+// into another, one it cut into pieces, and one Write stored; a batch a
+// failed Write dead-lettered is not handed back; what is written is right.
+func TestOutputReleasesBatches(t *testing.T) {
+	tests := []struct {
+		name      string
+		batches   []*sdk.Batch
+		fail      bool
+		wantWrite []float64
+		released  int // batches handed back
+	}{
+		{"merged, then written", []*sdk.Batch{batchOf(0, 2), batchOf(2, 2)}, false, []float64{0, 1, 2, 3}, 2},
+		{"cut into pieces", []*sdk.Batch{batchOf(0, 9)}, false, []float64{0, 1, 2, 3, 4, 5, 6, 7, 8}, 4},
+		{"dead-lettered", []*sdk.Batch{batchOf(0, 4)}, true, nil, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := &releasingOutput{}
+			if tc.fail {
+				out.hook = func(context.Context, *sdk.Batch) error { return sdk.Permanent(errors.New("no")) }
+			}
+			h := start(t, setup{
+				outputs: []conf.Plugin{outputPlugin("out", func(p *conf.Plugin) { p.BatchSize = 4; p.FlushInterval = time.Hour })},
+				outImpl: map[string]sdk.Output{"out": out},
+			})
+			for i, b := range tc.batches {
+				h.emit(t, i+1, b)
+			}
+			if err := h.stop(t); err != nil && !tc.fail {
+				t.Fatalf("Run: %v", err)
+			}
+			_, values := out.snapshot()
+			if !slices.Equal(values, tc.wantWrite) {
+				t.Fatalf("written %v, want %v", values, tc.wantWrite)
+			}
+			out.mu.Lock()
+			defer out.mu.Unlock()
+			if len(out.released) != tc.released {
+				t.Fatalf("%d batches handed back, want %d", len(out.released), tc.released)
+			}
+		})
+	}
+}

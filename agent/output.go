@@ -159,10 +159,12 @@ func (s *outputStage) batcher() {
 			if i < n {
 				pend, trs = slicePoints(b, i, n), withTr(it.tr)
 			}
+			s.release(b) // the pieces are copies
 		case pend == nil:
 			pend, trs = b, withTr(it.tr)
 		default:
 			mergeInto(pend, b)
+			s.release(b) // copied into pend
 			if it.tr != nil {
 				trs = append(trs, it.tr)
 			}
@@ -241,6 +243,18 @@ func (s *outputStage) write(job writeJob) {
 	}
 	for _, t := range job.trs {
 		t.release(1)
+	}
+	s.release(b)
+}
+
+// release hands b back to an output that takes batches back (a batch this
+// stage owns: fan-out gives every output its own), once the stage keeps
+// nothing of it: merged into another batch, cut into pieces, or stored by
+// Write. Batches dead-lettered or abandoned are left to the garbage
+// collector.
+func (s *outputStage) release(b *sdk.Batch) {
+	if rel, ok := s.out.(batchReleaser); ok {
+		rel.ReleaseBatch(b)
 	}
 }
 

@@ -55,3 +55,8 @@ func (bp *batchPool) put(b *sdk.Batch) {
 // The agent calls it for a batch a processor has replaced with its
 // results. Safe for concurrent use.
 func (c *ProcessorClient) ReleaseBatch(b *sdk.Batch) { c.m.sup.l.batches.put(b) }
+
+// ReleaseBatch is ProcessorClient.ReleaseBatch for an output: the agent
+// calls it for a batch it merged into another one, or once Write stored
+// it.
+func (c *OutputClient) ReleaseBatch(b *sdk.Batch) { c.m.sup.l.batches.put(b) }
