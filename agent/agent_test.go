@@ -817,18 +817,24 @@ func TestFailingBestEffortOutputDoesNotHoldShutdown(t *testing.T) {
 	}
 }
 
-// releasingProcessor is a processor that takes back the batches it
-// replaced (as plugins.ProcessorClient does) and records them.
-type releasingProcessor struct {
-	funcProcessor
+// releaseRecorder takes back batches (as plugins.ProcessorClient and
+// OutputClient do) and records them.
+type releaseRecorder struct {
 	mu       sync.Mutex
 	released []*sdk.Batch
 }
 
-func (p *releasingProcessor) ReleaseBatch(b *sdk.Batch) {
-	p.mu.Lock()
-	p.released = append(p.released, b)
-	p.mu.Unlock()
+func (r *releaseRecorder) ReleaseBatch(b *sdk.Batch) {
+	r.mu.Lock()
+	r.released = append(r.released, b)
+	r.mu.Unlock()
+}
+
+// releasingProcessor is a processor that takes back the batches it
+// replaced.
+type releasingProcessor struct {
+	funcProcessor
+	releaseRecorder
 }
 
 // TestReleaseReplacedBatches: a batch a processor replaced with results
@@ -881,17 +887,10 @@ func TestReleaseReplacedBatches(t *testing.T) {
 }
 
 // releasingOutput is a testOutput that takes back the batches the agent
-// is done with (as plugins.OutputClient does) and records them.
+// is done with.
 type releasingOutput struct {
 	testOutput
-	mu       sync.Mutex
-	released []*sdk.Batch
-}
-
-func (o *releasingOutput) ReleaseBatch(b *sdk.Batch) {
-	o.mu.Lock()
-	o.released = append(o.released, b)
-	o.mu.Unlock()
+	releaseRecorder
 }
 
 // TestOutputReleasesBatches: an output stage hands back a batch it merged
@@ -929,8 +928,8 @@ func TestOutputReleasesBatches(t *testing.T) {
 			if !slices.Equal(values, tc.wantWrite) {
 				t.Fatalf("written %v, want %v", values, tc.wantWrite)
 			}
-			out.mu.Lock()
-			defer out.mu.Unlock()
+			out.releaseRecorder.mu.Lock()
+			defer out.releaseRecorder.mu.Unlock()
 			if len(out.released) != tc.released {
 				t.Fatalf("%d batches handed back, want %d", len(out.released), tc.released)
 			}
