@@ -75,11 +75,8 @@ func (em *promEmitter) fastParse(payload []byte) bool {
 	}
 	var last []byte // the name of the last sample line
 	for off := 0; off < len(payload); {
-		line := payload[off:]
-		if i := bytes.IndexByte(line, '\n'); i >= 0 {
-			line = line[:i]
-		}
-		off += len(line) + 1
+		var line []byte
+		line, off = nextLine(payload, off)
 		if len(line) == 0 {
 			continue
 		}
@@ -174,11 +171,8 @@ func (em *promEmitter) learn(payload []byte, fams map[string]*dto.MetricFamily) 
 	var rows []learned
 	var metas [][]byte
 	for off := 0; off < len(payload); {
-		line := payload[off:]
-		if i := bytes.IndexByte(line, '\n'); i >= 0 {
-			line = line[:i]
-		}
-		off += len(line) + 1
+		var line []byte
+		line, off = nextLine(payload, off)
 		if len(line) == 0 {
 			continue
 		}
@@ -355,6 +349,16 @@ func tokenEnd(b []byte) int {
 // [a-zA-Z0-9_:].
 func isPromNameByte(c byte) bool {
 	return c == '_' || c == ':' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+}
+
+// nextLine returns the line of payload that starts at off (without its
+// '\n') and the offset of the next one.
+func nextLine(payload []byte, off int) (line []byte, next int) {
+	line = payload[off:]
+	if i := bytes.IndexByte(line, '\n'); i >= 0 {
+		line = line[:i]
+	}
+	return line, off + len(line) + 1
 }
 
 // expfmtFloat parses a sample value the way expfmt does. Plain decimals
