@@ -21,6 +21,8 @@ func FuzzLoad(f *testing.F) {
 		"[[a.b]]\n[[a.b.c]]\n[a.b.c.d]\n[[a.b]]\n",
 		"x = [[[[[[[[]]]]]]]]\n",
 		"[agent\n",
+		"[[processors.a]]\nprocess_group = \"g\"\n[[processors.b]]\nprocess_group = \"g\"\nmemory_limit = \"9MiB\"\n[[processors.c]]\n[[processors.d]]\nprocess_group = \"${A}\"\n" + minimal,
+		"[[inputs.x]]\nprocess_group = 1\n[[processors.p]]\nprocess_group = \"g\"\n[[processors.q]]\n[[processors.p]]\nprocess_group = \"g\"\n[[outputs.y]]\n",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -43,6 +45,35 @@ func FuzzLoad(f *testing.F) {
 			return
 		}
 		_ = c.Describe()
+		// The groups are the processors in order, each group's members
+		// of one non-empty process group and the only ones of it.
+		var flat []*Plugin
+		seen := map[string]bool{}
+		for _, g := range c.ProcessorGroups() {
+			if len(g) == 0 {
+				t.Fatal("empty processor group")
+			}
+			name := g[0].ProcessGroup
+			if name != "" && seen[name] {
+				t.Fatalf("process group %q not consecutive", name)
+			}
+			seen[name] = true
+			for _, p := range g {
+				if p.ProcessGroup != name || len(g) > 1 && (name == "" || p.Command != g[0].Command ||
+					p.MemoryLimit != g[0].MemoryLimit || p.MaxProcs != g[0].MaxProcs || p.GOGC != g[0].GOGC) {
+					t.Fatalf("group %q: member %s differs", name, p.ID())
+				}
+			}
+			flat = append(flat, g...)
+		}
+		if len(flat) != len(c.Processors) {
+			t.Fatalf("%d processors in groups, want %d", len(flat), len(c.Processors))
+		}
+		for i := range flat {
+			if flat[i] != &c.Processors[i] {
+				t.Fatalf("group member %d is not processor %d", i, i)
+			}
+		}
 		for i := range c.Outputs {
 			if _, err := c.Outputs[i].SettingsJSON(); err != nil {
 				t.Fatalf("SettingsJSON: %v", err)

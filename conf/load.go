@@ -123,6 +123,10 @@ type loader struct {
 	outFlushSet, outQueueSet []bool
 	// explicit aliases per plugin (parallel to the cfg slices).
 	explicitAlias map[*[]Plugin][]bool
+	// per processor (same index as cfg.Processors): the keys the process
+	// group check compares that were written but refused, so that a bad
+	// value is reported once, not again as a difference within its group.
+	procBad []map[string]bool
 }
 
 // fileCtx is what is known while processing one file.
@@ -405,6 +409,16 @@ func (l *loader) plugin(f *fileCtx, kind Kind, name, path string, t map[string]a
 			}
 		case k == "command":
 			p.Command, _ = l.nonEmptyStr(v, pos, key)
+		case k == "process_group":
+			if kind != KindProcessor {
+				l.errs.add(pos, key, "process groups are for processors: remove process_group (every %s runs in its own process)", kind)
+			} else if s, ok := l.nonEmptyStr(v, pos, key); ok {
+				if validName(s) {
+					p.ProcessGroup = s
+				} else {
+					l.errs.add(pos, key, "invalid process group %q: use letters, digits, _ and -", s)
+				}
+			}
 		case k == "memory_limit":
 			p.MemoryLimit, memSet = l.size(v, pos, key)
 		case k == "max_procs":
@@ -443,6 +457,17 @@ func (l *loader) plugin(f *fileCtx, kind Kind, name, path string, t map[string]a
 		l.cfg.Inputs = append(l.cfg.Inputs, p)
 	case KindProcessor:
 		l.cfg.Processors = append(l.cfg.Processors, p)
+		var bad map[string]bool
+		for k, set := range map[string]bool{"memory_limit": memSet, "max_procs": procsSet, "gogc": gogcSet,
+			"command": p.Command != "", "process_group": p.ProcessGroup != ""} {
+			if _, written := t[k]; written && !set {
+				if bad == nil {
+					bad = map[string]bool{}
+				}
+				bad[k] = true
+			}
+		}
+		l.procBad = append(l.procBad, bad)
 	case KindOutput:
 		l.cfg.Outputs = append(l.cfg.Outputs, p)
 		l.outFlushSet = append(l.outFlushSet, flushSet)
@@ -572,6 +597,7 @@ func (l *loader) finish(opts LoadOptions) {
 		slot := l.slot(kind)
 		l.aliases(*slot, l.explicitAlias[slot])
 	}
+	l.processGroups()
 	main := Position{File: l.errs.files[0]}
 	if len(l.errs.errs) == 0 {
 		if len(l.cfg.Inputs) == 0 {
@@ -618,6 +644,88 @@ func (l *loader) aliases(ps []Plugin, explicit []bool) {
 		}
 		p.Alias = alias
 		taken[alias] = p
+	}
+}
+
+// processGroups checks the process groups of the processors, with the
+// defaults applied: the members of a group must be consecutive and agree on
+// everything that belongs to their one process (the binary, memory_limit,
+// max_procs and gogc). Each problem is reported at the member's
+// process_group key.
+func (l *loader) processGroups() {
+	ps := l.cfg.Processors
+	first := map[string]int{} // group -> index of its first member
+	last := map[string]int{}  // group -> index of its latest member so far
+	for i := range ps {
+		p := &ps[i]
+		g := p.ProcessGroup
+		if g == "" {
+			continue
+		}
+		f, seen := first[g]
+		if !seen {
+			first[g], last[g] = i, i
+			continue
+		}
+		pos, key := p.KeyPosition("process_group"), p.tableName()+".process_group"
+		prev := &ps[last[g]]
+		for j := last[g] + 1; j < i; j++ {
+			if l.procBad[j]["process_group"] {
+				continue // its group is unknown; its own error says why
+			}
+			in := "in no process group"
+			if ps[j].ProcessGroup != "" {
+				in = fmt.Sprintf("in process group %q", ps[j].ProcessGroup)
+			}
+			l.errs.add(pos, key, "process group %q is split: %s (%s, %s) runs between %s (%s) and this processor; "+
+				"the members of a group run one after the other in one process, so they must be consecutive: "+
+				"move this table next to the group's other members, or give it another process_group",
+				g, ps[j].ID(), ps[j].Source, in, prev.ID(), prev.KeyPosition("process_group"))
+			break
+		}
+		last[g] = i
+		l.compareGroupMember(&ps[f], f, p, i, pos, key)
+	}
+}
+
+// compareGroupMember reports each process setting in which member p (index
+// i) differs from its group's first member fp (index fi).
+func (l *loader) compareGroupMember(fp *Plugin, fi int, p *Plugin, i int, pos Position, key string) {
+	differs := func(k, mine, theirs, fix string) {
+		if l.procBad[i][k] || l.procBad[fi][k] {
+			return // the refused value has its own error
+		}
+		l.errs.add(pos, key, "%s %s differs from %s of %s (%s), the first member of process group %q: %s",
+			k, mine, theirs, fp.ID(), fp.KeyPosition("process_group"), p.ProcessGroup, fix)
+	}
+	if p.Command != fp.Command {
+		command := func(c string) string {
+			if c == "" {
+				return "built-in"
+			}
+			return strconv.Quote(c)
+		}
+		differs("command", command(p.Command), command(fp.Command),
+			"one binary runs every member of a group: give every member the same command (none for the built-in plugins), or put them in different groups")
+	}
+	const share = "the members share one process: give every member the same %s, or write %s on none of them so that [agent] %s applies to all"
+	if p.MemoryLimit != fp.MemoryLimit {
+		differs("memory_limit", FormatSize(p.MemoryLimit), FormatSize(fp.MemoryLimit),
+			fmt.Sprintf(share, "memory_limit", "memory_limit", "plugin_memory_limit"))
+	}
+	orDefault := func(n int) string {
+		if n == 0 {
+			return "unset (Go's default)"
+		}
+		return strconv.Itoa(n)
+	}
+	if p.MaxProcs != fp.MaxProcs {
+		differs("max_procs", orDefault(p.MaxProcs), orDefault(fp.MaxProcs),
+			fmt.Sprintf(share, "max_procs", "max_procs", "plugin_max_procs"))
+	}
+	if p.GOGC != fp.GOGC {
+		differs("gogc", orDefault(p.GOGC), orDefault(fp.GOGC),
+			fmt.Sprintf(share, "gogc", "gogc", "plugin_gogc"))
 	}
 }
 

@@ -152,8 +152,10 @@ func jsonValue(v any) any {
 
 // Describe renders the resolved pipeline for `telemetry-collector check`:
 // the files read, the agent settings, then inputs -> processors (in order)
-// -> outputs (fan-out), each plugin with its alias, where it was defined
-// and its settings, secrets masked.
+// -> outputs (fan-out), each plugin with its alias, where it was defined,
+// the settings of its process (process_group, memory_limit, max_procs, gogc)
+// and its settings, secrets masked. The members of a process group appear
+// in the pipeline line as [GROUP: processors.a -> processors.b].
 func (c *Config) Describe() string {
 	var b strings.Builder
 	b.WriteString("Files (merge order):\n")
@@ -206,6 +208,9 @@ func (c *Config) Describe() string {
 			} else {
 				b.WriteString("  built-in")
 			}
+			if p.ProcessGroup != "" {
+				fmt.Fprintf(&b, "  process_group=%q", p.ProcessGroup)
+			}
 			if p.MemoryLimit > 0 {
 				fmt.Fprintf(&b, "  memory_limit=%s", FormatSize(p.MemoryLimit))
 			}
@@ -229,7 +234,8 @@ func (c *Config) Describe() string {
 	return b.String()
 }
 
-// flow is the one-line picture: inputs -> processors -> {outputs}.
+// flow is the one-line picture: inputs -> processors -> {outputs}, the
+// members of a process group written [group: a -> b].
 func flow(c *Config) string {
 	ids := func(ps []Plugin) []string {
 		out := make([]string, len(ps))
@@ -245,7 +251,18 @@ func flow(c *Config) string {
 	} else {
 		parts = append(parts, "{"+strings.Join(in, ", ")+"}")
 	}
-	parts = append(parts, ids(c.Processors)...)
+	for _, g := range c.ProcessorGroups() {
+		if len(g) == 1 {
+			parts = append(parts, g[0].ID())
+			continue
+		}
+		// One process runs the members one after the other.
+		members := make([]string, len(g))
+		for i, p := range g {
+			members[i] = p.ID()
+		}
+		parts = append(parts, "["+g[0].ProcessGroup+": "+strings.Join(members, " -> ")+"]")
+	}
 	out := ids(c.Outputs)
 	if len(out) == 1 {
 		parts = append(parts, out[0])

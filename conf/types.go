@@ -78,8 +78,8 @@ const (
 
 // Plugin is one [[inputs.X]], [[processors.X]] or [[outputs.X]] table.
 //
-// Keys the agent understands for every plugin (alias, command) and for
-// outputs (batch_size, flush_interval, workers, required, queue_size,
+// Keys the agent understands for every plugin (alias, command, memory_limit,
+// max_procs, gogc), for processors (process_group) and for outputs (batch_size, flush_interval, workers, required, queue_size,
 // max_retries) are lifted out of the table into fields; everything else stays
 // in Settings and is decoded strictly by the plugin itself.
 type Plugin struct {
@@ -87,6 +87,13 @@ type Plugin struct {
 	Name    string // the X in [[outputs.X]]
 	Alias   string // alias; defaults to Name, made unique ("postgresql-2") when repeated
 	Command string // command: path of a third-party plugin binary; "" = built-in
+	// ProcessGroup (process_group, processors only) names the plugin
+	// process the processor runs in: consecutive processors with the same
+	// non-empty group share one process (one binary, one memory_limit,
+	// max_procs and gogc; Load checks that), and a batch goes through all
+	// of them in it without a hop through the agent; "" = its own process.
+	// Use Config.ProcessorGroups to get the processors grouped.
+	ProcessGroup string
 	// MemoryLimit (memory_limit) is the plugin process's soft memory limit
 	// in bytes, passed as GOMEMLIMIT (Go plugins honour it); 0: none
 	// (default: the agent's plugin_memory_limit).
@@ -163,4 +170,29 @@ func (p *Plugin) ID() string {
 		id += "[" + p.Alias + "]"
 	}
 	return id
+}
+
+// ProcessorGroups returns the processors in order, grouped by the process
+// they run in: the consecutive members of a process group together (in
+// their order), every processor without a group alone. The agent builds one
+// pipeline stage, one plugin process, per returned group; flattened, the
+// groups are c.Processors in order. Load guarantees that the members of a
+// group are consecutive and agree on command, memory_limit, max_procs and
+// gogc; in a Config built by hand, members that are not consecutive form
+// separate groups, and nothing else is checked.
+//
+// The pointers point into c.Processors (nothing is copied); the slices are
+// new on every call and belong to the caller. Like every read of a Config,
+// it is safe for concurrent use as long as nobody modifies c.
+func (c *Config) ProcessorGroups() [][]*Plugin {
+	var groups [][]*Plugin
+	for i := range c.Processors {
+		p := &c.Processors[i]
+		if n := len(groups); n > 0 && p.ProcessGroup != "" && groups[n-1][0].ProcessGroup == p.ProcessGroup {
+			groups[n-1] = append(groups[n-1], p)
+			continue
+		}
+		groups = append(groups, []*Plugin{p})
+	}
+	return groups
 }
