@@ -165,7 +165,7 @@ func (r *runner) session(ctx context.Context) (got bool, err error) {
 		return false, fmt.Errorf("send subscribe request: %w", err)
 	}
 
-	respCh := make(chan *mqcodec.Received)
+	respCh := make(chan *mqcodec.Frames)
 	errCh := make(chan error, 1)
 	stop := make(chan struct{})
 	renewDone := make(chan struct{})
@@ -220,8 +220,21 @@ func (r *runner) session(ctx context.Context) (got bool, err error) {
 				r.drain(ss, stop, renewDone)
 				return got, err
 			}
-		case resp := <-respCh:
+		case frames := <-respCh:
 			idle.Stop()
+			// Decoded only now, into the buffer the last response was
+			// parsed in (see receive).
+			var resp mqcodec.Received
+			if err := frames.Decode(&resp); err != nil {
+				// What gRPC reports for a response its codec cannot
+				// decode (the stream is ended below, as it did then).
+				err = status.Errorf(codes.Internal, "grpc: failed to unmarshal the received message: %v", err)
+				if ferr := r.flush(ctx, true); ferr != nil {
+					r.drain(ss, stop, renewDone)
+					return got, ferr
+				}
+				return end(err)
+			}
 			if !got {
 				got = true
 				if *r.outage {
@@ -271,14 +284,21 @@ func (r *runner) classify(ss *subStream, err error) error {
 }
 
 // receive reads the stream and hands responses over one at a time (so at
-// most one response waits here while the pipeline is full). After stop it
+// most one response waits here while the pipeline is full). A response
+// waits as gRPC's frames (mqcodec.Frames), decoded by the session loop
+// when it takes it: decoded here, it would be held twice while being
+// copied out of its frames and then once more next to the buffer of the
+// response being parsed; decoded there, it goes into the buffer the
+// previous response was just released to, so the input holds one decoded
+// response at a time instead of two (~5.7 MB each for a scrape-sized
+// response, ~10 MB for DCGM CSV; see README, Memory). After stop it
 // stops reading: what it holds is neither processed nor acknowledged (the
 // broker redelivers it once the stream ends). It must not nack: our broker
 // keeps sending after CloseSend, and nacked messages would come straight
 // back, burning their delivery count.
-func (r *runner) receive(sctx context.Context, ss *subStream, respCh chan<- *mqcodec.Received, errCh chan<- error, stop <-chan struct{}) {
+func (r *runner) receive(sctx context.Context, ss *subStream, respCh chan<- *mqcodec.Frames, errCh chan<- error, stop <-chan struct{}) {
 	for {
-		resp := &mqcodec.Received{}
+		resp := &mqcodec.Frames{}
 		if err := ss.s.RecvMsg(resp); err != nil {
 			errCh <- err
 			return

@@ -234,20 +234,13 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	case *mqpb.SubscribeResponse:
 		return UnmarshalSubscribeResponse(join(data), m)
 	case *Received:
-		var buf []byte
-		if c.bufs != nil {
-			buf = c.bufs.get(data)
-		} else {
-			buf = join(data)
-		}
-		resp := &mqpb.SubscribeResponse{}
-		if err := UnmarshalSubscribeResponse(buf, resp); err != nil {
-			if c.bufs != nil {
-				c.bufs.put(buf)
-			}
-			return err
-		}
-		*m = Received{Response: resp, buf: buf, bufs: c.bufs}
+		return decodeReceived(data, c.bufs, m)
+	case *Frames:
+		// grpc frees data after Unmarshal: keep a reference of our own
+		// (its slice of buffers is made for this message alone).
+		m.Release()
+		data.Ref()
+		*m = Frames{data: data, bufs: c.bufs}
 		return nil
 	}
 	return c.base.Unmarshal(data, v)

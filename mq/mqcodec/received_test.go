@@ -152,3 +152,129 @@ func TestBuffersBounded(t *testing.T) {
 		t.Fatalf("%d free buffers after get, want %d", len(b.free), maxFree-1)
 	}
 }
+
+// countingPool is a mem.BufferPool that counts the buffers put back.
+type countingPool struct {
+	mem.BufferPool
+	puts int
+}
+
+func (p *countingPool) Put(b *[]byte) { p.puts++; p.BufferPool.Put(b) }
+
+// poolFrames is frames, each frame a buffer of pool (refcounted, as
+// gRPC's are), and how many of them go back to pool when freed (grpc's
+// mem package does not pool buffers of 1 KiB or less).
+func poolFrames(t *testing.T, m proto.Message, size int, pool mem.BufferPool) (_ mem.BufferSlice, pooled int) {
+	t.Helper()
+	var bs mem.BufferSlice
+	for _, f := range frames(t, m, size) {
+		b := pool.Get(f.Len())
+		copy(*b, f.ReadOnlyData())
+		if !mem.IsBelowBufferPoolingThreshold(cap(*b)) {
+			pooled++
+		}
+		bs = append(bs, mem.NewBuffer(b, pool))
+	}
+	return bs, pooled
+}
+
+// TestFrames: a response received as Frames keeps gRPC's frames (none goes
+// back to the pool when gRPC frees its reference after Unmarshal), Decode
+// decodes it like a Received, into the Buffers' buffer, and gives every
+// frame back; Release gives them back undecoded; malformed input is an
+// error from Decode, its frames given back all the same.
+func TestFrames(t *testing.T) {
+	pool := &countingPool{BufferPool: grpcbuf.NewBufferPool()}
+	bufs := &Buffers{}
+	c := NewCodecBuffers(pool, bufs)
+	want := response(string(bytes.Repeat([]byte("a"), 5000)), "b")
+
+	in, pooled := poolFrames(t, want, 2000, pool)
+	var f Frames
+	if err := c.Unmarshal(in, &f); err != nil {
+		t.Fatal(err)
+	}
+	in.Free() // as gRPC does after Unmarshal
+	if pool.puts != 0 {
+		t.Fatalf("%d frames back in the pool before Decode", pool.puts)
+	}
+	if f.Len() != proto.Size(want) {
+		t.Fatalf("Len = %d, want %d", f.Len(), proto.Size(want))
+	}
+	var r Received
+	if err := f.Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	if pool.puts != pooled {
+		t.Fatalf("%d of %d frames back in the pool after Decode", pool.puts, pooled)
+	}
+	if f.Len() != 0 {
+		t.Fatal("Decode left the frames in place")
+	}
+	if !proto.Equal(r.Response, want) {
+		t.Fatal("decoded response differs")
+	}
+	addr := base(&r)
+	r.Release()
+
+	// The next one is decoded into the buffer the first was released to.
+	in, pooled = poolFrames(t, want, 1800, pool)
+	pool.puts = 0
+	f = Frames{}
+	if err := c.Unmarshal(in, &f); err != nil {
+		t.Fatal(err)
+	}
+	in.Free()
+	if err := f.Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	if base(&r) != addr || !proto.Equal(r.Response, want) {
+		t.Error("second response: not decoded into the released buffer, or differs")
+	}
+	r.Release()
+
+	// Release without decoding.
+	in, pooled = poolFrames(t, want, 2000, pool)
+	pool.puts = 0
+	f = Frames{}
+	if err := c.Unmarshal(in, &f); err != nil {
+		t.Fatal(err)
+	}
+	in.Free()
+	f.Release()
+	f.Release() // harmless
+	if pool.puts != pooled {
+		t.Fatalf("%d of %d frames back in the pool after Release", pool.puts, pooled)
+	}
+
+	// Malformed: Decode fails, r untouched, frames back.
+	// (a messages field of 2047 bytes, 2000 of them there)
+	badBuf := pool.Get(2003)
+	copy(*badBuf, []byte{0x0a, 0xff, 0x0f})
+	bad := mem.BufferSlice{mem.NewBuffer(badBuf, pool)}
+	pool.puts = 0
+	f = Frames{}
+	if err := c.Unmarshal(bad, &f); err != nil {
+		t.Fatal(err)
+	}
+	bad.Free()
+	r = Received{}
+	if err := f.Decode(&r); err == nil {
+		t.Fatal("malformed response: no error")
+	}
+	if r.Response != nil || pool.puts != 1 {
+		t.Fatalf("malformed response: response %v, %d frames back", r.Response, pool.puts)
+	}
+
+	// Without Buffers: a fresh buffer.
+	in, pooled = poolFrames(t, want, 2000, pool)
+	f = Frames{}
+	if err := NewCodec(pool).Unmarshal(in, &f); err != nil {
+		t.Fatal(err)
+	}
+	in.Free()
+	if err := f.Decode(&r); err != nil || !proto.Equal(r.Response, want) {
+		t.Fatalf("plain codec: %v", err)
+	}
+	r.Release()
+}
