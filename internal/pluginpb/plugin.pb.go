@@ -185,14 +185,18 @@ func (x *DescribeResponse) GetPlugins() []*PluginInfo {
 }
 
 type ConfigureRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // which plugin of the binary
-	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
-	ConfigJson    []byte                 `protobuf:"bytes,3,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"` // the plugin's TOML table as JSON, agent keys removed
-	Alias         string                 `protobuf:"bytes,4,opt,name=alias,proto3" json:"alias,omitempty"`
-	Workers       int32                  `protobuf:"varint,5,opt,name=workers,proto3" json:"workers,omitempty"`
-	BatchSize     int32                  `protobuf:"varint,6,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
-	CheckOnly     bool                   `protobuf:"varint,7,opt,name=check_only,json=checkOnly,proto3" json:"check_only,omitempty"` // validate only: decode and Validate, skip Init
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // which plugin of the binary
+	Kind       string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	ConfigJson []byte                 `protobuf:"bytes,3,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"` // the plugin's TOML table as JSON, agent keys removed
+	Alias      string                 `protobuf:"bytes,4,opt,name=alias,proto3" json:"alias,omitempty"`
+	Workers    int32                  `protobuf:"varint,5,opt,name=workers,proto3" json:"workers,omitempty"`
+	BatchSize  int32                  `protobuf:"varint,6,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
+	CheckOnly  bool                   `protobuf:"varint,7,opt,name=check_only,json=checkOnly,proto3" json:"check_only,omitempty"` // validate only: decode and Validate, skip Init
+	// A process group (processors only): more processors this process runs
+	// after the one above, in order, on every batch of the Process stream.
+	// Member 0 is the plugin above, member i is group[i-1].
+	Group         []*GroupMember `protobuf:"bytes,8,rep,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -276,17 +280,85 @@ func (x *ConfigureRequest) GetCheckOnly() bool {
 	return false
 }
 
+func (x *ConfigureRequest) GetGroup() []*GroupMember {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
+type GroupMember struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	ConfigJson    []byte                 `protobuf:"bytes,2,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
+	Alias         string                 `protobuf:"bytes,3,opt,name=alias,proto3" json:"alias,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupMember) Reset() {
+	*x = GroupMember{}
+	mi := &file_plugin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupMember) ProtoMessage() {}
+
+func (x *GroupMember) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupMember.ProtoReflect.Descriptor instead.
+func (*GroupMember) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GroupMember) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GroupMember) GetConfigJson() []byte {
+	if x != nil {
+		return x.ConfigJson
+	}
+	return nil
+}
+
+func (x *GroupMember) GetAlias() string {
+	if x != nil {
+		return x.Alias
+	}
+	return ""
+}
+
 type ConfigIssue struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"` // dotted key path inside the plugin table, "" if none
 	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Member        uint32                 `protobuf:"varint,3,opt,name=member,proto3" json:"member,omitempty"` // process group: the member whose table it is about
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConfigIssue) Reset() {
 	*x = ConfigIssue{}
-	mi := &file_plugin_proto_msgTypes[4]
+	mi := &file_plugin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -298,7 +370,7 @@ func (x *ConfigIssue) String() string {
 func (*ConfigIssue) ProtoMessage() {}
 
 func (x *ConfigIssue) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[4]
+	mi := &file_plugin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -311,7 +383,7 @@ func (x *ConfigIssue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigIssue.ProtoReflect.Descriptor instead.
 func (*ConfigIssue) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{4}
+	return file_plugin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ConfigIssue) GetKey() string {
@@ -328,19 +400,29 @@ func (x *ConfigIssue) GetMessage() string {
 	return ""
 }
 
+func (x *ConfigIssue) GetMember() uint32 {
+	if x != nil {
+		return x.Member
+	}
+	return 0
+}
+
 type ConfigureResponse struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Issues         []*ConfigIssue         `protobuf:"bytes,1,rep,name=issues,proto3" json:"issues,omitempty"` // config problems (unknown key, bad value, Validate errors)
 	Error          string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`   // Init failure or other error
 	Permanent      bool                   `protobuf:"varint,3,opt,name=permanent,proto3" json:"permanent,omitempty"`
 	MaxConcurrency uint32                 `protobuf:"varint,4,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"` // processors: concurrent batches allowed
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Process groups: the members configured (1 + len(group)). A binary
+	// that leaves it 0 does not run groups; the agent refuses it then.
+	GroupSize     uint32 `protobuf:"varint,5,opt,name=group_size,json=groupSize,proto3" json:"group_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConfigureResponse) Reset() {
 	*x = ConfigureResponse{}
-	mi := &file_plugin_proto_msgTypes[5]
+	mi := &file_plugin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -352,7 +434,7 @@ func (x *ConfigureResponse) String() string {
 func (*ConfigureResponse) ProtoMessage() {}
 
 func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[5]
+	mi := &file_plugin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -365,7 +447,7 @@ func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureResponse.ProtoReflect.Descriptor instead.
 func (*ConfigureResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{5}
+	return file_plugin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ConfigureResponse) GetIssues() []*ConfigIssue {
@@ -392,6 +474,13 @@ func (x *ConfigureResponse) GetPermanent() bool {
 func (x *ConfigureResponse) GetMaxConcurrency() uint32 {
 	if x != nil {
 		return x.MaxConcurrency
+	}
+	return 0
+}
+
+func (x *ConfigureResponse) GetGroupSize() uint32 {
+	if x != nil {
+		return x.GroupSize
 	}
 	return 0
 }
@@ -437,7 +526,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_plugin_proto_msgTypes[6]
+	mi := &file_plugin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -449,7 +538,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[6]
+	mi := &file_plugin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -462,7 +551,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{6}
+	return file_plugin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Batch) GetId() uint64 {
@@ -567,7 +656,7 @@ type Reject struct {
 
 func (x *Reject) Reset() {
 	*x = Reject{}
-	mi := &file_plugin_proto_msgTypes[7]
+	mi := &file_plugin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -579,7 +668,7 @@ func (x *Reject) String() string {
 func (*Reject) ProtoMessage() {}
 
 func (x *Reject) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[7]
+	mi := &file_plugin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -592,7 +681,7 @@ func (x *Reject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reject.ProtoReflect.Descriptor instead.
 func (*Reject) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{7}
+	return file_plugin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Reject) GetReason() string {
@@ -627,7 +716,7 @@ type InputControl struct {
 
 func (x *InputControl) Reset() {
 	*x = InputControl{}
-	mi := &file_plugin_proto_msgTypes[8]
+	mi := &file_plugin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -639,7 +728,7 @@ func (x *InputControl) String() string {
 func (*InputControl) ProtoMessage() {}
 
 func (x *InputControl) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[8]
+	mi := &file_plugin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -652,7 +741,7 @@ func (x *InputControl) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InputControl.ProtoReflect.Descriptor instead.
 func (*InputControl) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{8}
+	return file_plugin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *InputControl) GetCredits() uint32 {
@@ -680,7 +769,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_plugin_proto_msgTypes[9]
+	mi := &file_plugin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -692,7 +781,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[9]
+	mi := &file_plugin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -705,7 +794,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{9}
+	return file_plugin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Ack) GetId() uint64 {
@@ -730,18 +819,31 @@ func (x *Ack) GetError() string {
 }
 
 type ProcessResult struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"` // the input batch id
-	Batches       []*Batch               `protobuf:"bytes,2,rep,name=batches,proto3" json:"batches,omitempty"`
-	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
-	Permanent     bool                   `protobuf:"varint,4,opt,name=permanent,proto3" json:"permanent,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"` // the input batch id
+	Batches   []*Batch               `protobuf:"bytes,2,rep,name=batches,proto3" json:"batches,omitempty"`
+	Error     string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	Permanent bool                   `protobuf:"varint,4,opt,name=permanent,proto3" json:"permanent,omitempty"`
+	// Process groups only (empty otherwise), for the agent's per-member
+	// metrics and dead-letter records:
+	// batch_members[i] is the member whose rejects batches[i] carries;
+	BatchMembers []uint32 `protobuf:"varint,5,rep,packed,name=batch_members,json=batchMembers,proto3" json:"batch_members,omitempty"`
+	// error_member is the member that failed (with error);
+	ErrorMember uint32 `protobuf:"varint,6,opt,name=error_member,json=errorMember,proto3" json:"error_member,omitempty"`
+	// per member, during this call: Process calls (0: not reached), points
+	// handed to them, nanoseconds spent in them, and retryable failures
+	// retried inside the process.
+	MemberCalls   []uint64 `protobuf:"varint,7,rep,packed,name=member_calls,json=memberCalls,proto3" json:"member_calls,omitempty"`
+	MemberPoints  []uint64 `protobuf:"varint,8,rep,packed,name=member_points,json=memberPoints,proto3" json:"member_points,omitempty"`
+	MemberNanos   []uint64 `protobuf:"varint,9,rep,packed,name=member_nanos,json=memberNanos,proto3" json:"member_nanos,omitempty"`
+	MemberRetries []uint64 `protobuf:"varint,10,rep,packed,name=member_retries,json=memberRetries,proto3" json:"member_retries,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ProcessResult) Reset() {
 	*x = ProcessResult{}
-	mi := &file_plugin_proto_msgTypes[10]
+	mi := &file_plugin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +855,7 @@ func (x *ProcessResult) String() string {
 func (*ProcessResult) ProtoMessage() {}
 
 func (x *ProcessResult) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[10]
+	mi := &file_plugin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +868,7 @@ func (x *ProcessResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessResult.ProtoReflect.Descriptor instead.
 func (*ProcessResult) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{10}
+	return file_plugin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ProcessResult) GetId() uint64 {
@@ -797,6 +899,48 @@ func (x *ProcessResult) GetPermanent() bool {
 	return false
 }
 
+func (x *ProcessResult) GetBatchMembers() []uint32 {
+	if x != nil {
+		return x.BatchMembers
+	}
+	return nil
+}
+
+func (x *ProcessResult) GetErrorMember() uint32 {
+	if x != nil {
+		return x.ErrorMember
+	}
+	return 0
+}
+
+func (x *ProcessResult) GetMemberCalls() []uint64 {
+	if x != nil {
+		return x.MemberCalls
+	}
+	return nil
+}
+
+func (x *ProcessResult) GetMemberPoints() []uint64 {
+	if x != nil {
+		return x.MemberPoints
+	}
+	return nil
+}
+
+func (x *ProcessResult) GetMemberNanos() []uint64 {
+	if x != nil {
+		return x.MemberNanos
+	}
+	return nil
+}
+
+func (x *ProcessResult) GetMemberRetries() []uint64 {
+	if x != nil {
+		return x.MemberRetries
+	}
+	return nil
+}
+
 type WriteResult struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -809,7 +953,7 @@ type WriteResult struct {
 
 func (x *WriteResult) Reset() {
 	*x = WriteResult{}
-	mi := &file_plugin_proto_msgTypes[11]
+	mi := &file_plugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -821,7 +965,7 @@ func (x *WriteResult) String() string {
 func (*WriteResult) ProtoMessage() {}
 
 func (x *WriteResult) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[11]
+	mi := &file_plugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -834,7 +978,7 @@ func (x *WriteResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteResult.ProtoReflect.Descriptor instead.
 func (*WriteResult) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{11}
+	return file_plugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WriteResult) GetId() uint64 {
@@ -879,7 +1023,7 @@ const file_plugin_proto_rawDesc = "" +
 	"\rsample_config\x18\x04 \x01(\tR\fsampleConfig\"x\n" +
 	"\x10DescribeResponse\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x129\n" +
-	"\aplugins\x18\x02 \x03(\v2\x1f.telemetry.plugin.v1.PluginInfoR\aplugins\"\xc9\x01\n" +
+	"\aplugins\x18\x02 \x03(\v2\x1f.telemetry.plugin.v1.PluginInfoR\aplugins\"\x81\x02\n" +
 	"\x10ConfigureRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1f\n" +
@@ -890,15 +1034,24 @@ const file_plugin_proto_rawDesc = "" +
 	"\n" +
 	"batch_size\x18\x06 \x01(\x05R\tbatchSize\x12\x1d\n" +
 	"\n" +
-	"check_only\x18\a \x01(\bR\tcheckOnly\"9\n" +
+	"check_only\x18\a \x01(\bR\tcheckOnly\x126\n" +
+	"\x05group\x18\b \x03(\v2 .telemetry.plugin.v1.GroupMemberR\x05group\"X\n" +
+	"\vGroupMember\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
+	"\vconfig_json\x18\x02 \x01(\fR\n" +
+	"configJson\x12\x14\n" +
+	"\x05alias\x18\x03 \x01(\tR\x05alias\"Q\n" +
 	"\vConfigIssue\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\xaa\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x16\n" +
+	"\x06member\x18\x03 \x01(\rR\x06member\"\xc9\x01\n" +
 	"\x11ConfigureResponse\x128\n" +
 	"\x06issues\x18\x01 \x03(\v2 .telemetry.plugin.v1.ConfigIssueR\x06issues\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x1c\n" +
 	"\tpermanent\x18\x03 \x01(\bR\tpermanent\x12'\n" +
-	"\x0fmax_concurrency\x18\x04 \x01(\rR\x0emaxConcurrency\"\x9e\x03\n" +
+	"\x0fmax_concurrency\x18\x04 \x01(\rR\x0emaxConcurrency\x12\x1d\n" +
+	"\n" +
+	"group_size\x18\x05 \x01(\rR\tgroupSize\"\x9e\x03\n" +
 	"\x05Batch\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
 	"\astrings\x18\x02 \x03(\tR\astrings\x12\x16\n" +
@@ -929,12 +1082,19 @@ const file_plugin_proto_rawDesc = "" +
 	"\x03Ack\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x0e\n" +
 	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"\x89\x01\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\xe3\x02\n" +
 	"\rProcessResult\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x124\n" +
 	"\abatches\x18\x02 \x03(\v2\x1a.telemetry.plugin.v1.BatchR\abatches\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x1c\n" +
-	"\tpermanent\x18\x04 \x01(\bR\tpermanent\"\x88\x01\n" +
+	"\tpermanent\x18\x04 \x01(\bR\tpermanent\x12#\n" +
+	"\rbatch_members\x18\x05 \x03(\rR\fbatchMembers\x12!\n" +
+	"\ferror_member\x18\x06 \x01(\rR\verrorMember\x12!\n" +
+	"\fmember_calls\x18\a \x03(\x04R\vmemberCalls\x12#\n" +
+	"\rmember_points\x18\b \x03(\x04R\fmemberPoints\x12!\n" +
+	"\fmember_nanos\x18\t \x03(\x04R\vmemberNanos\x12%\n" +
+	"\x0emember_retries\x18\n" +
+	" \x03(\x04R\rmemberRetries\"\x88\x01\n" +
 	"\vWriteResult\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x1c\n" +
@@ -961,47 +1121,49 @@ func file_plugin_proto_rawDescGZIP() []byte {
 	return file_plugin_proto_rawDescData
 }
 
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_plugin_proto_goTypes = []any{
 	(*Empty)(nil),             // 0: telemetry.plugin.v1.Empty
 	(*PluginInfo)(nil),        // 1: telemetry.plugin.v1.PluginInfo
 	(*DescribeResponse)(nil),  // 2: telemetry.plugin.v1.DescribeResponse
 	(*ConfigureRequest)(nil),  // 3: telemetry.plugin.v1.ConfigureRequest
-	(*ConfigIssue)(nil),       // 4: telemetry.plugin.v1.ConfigIssue
-	(*ConfigureResponse)(nil), // 5: telemetry.plugin.v1.ConfigureResponse
-	(*Batch)(nil),             // 6: telemetry.plugin.v1.Batch
-	(*Reject)(nil),            // 7: telemetry.plugin.v1.Reject
-	(*InputControl)(nil),      // 8: telemetry.plugin.v1.InputControl
-	(*Ack)(nil),               // 9: telemetry.plugin.v1.Ack
-	(*ProcessResult)(nil),     // 10: telemetry.plugin.v1.ProcessResult
-	(*WriteResult)(nil),       // 11: telemetry.plugin.v1.WriteResult
+	(*GroupMember)(nil),       // 4: telemetry.plugin.v1.GroupMember
+	(*ConfigIssue)(nil),       // 5: telemetry.plugin.v1.ConfigIssue
+	(*ConfigureResponse)(nil), // 6: telemetry.plugin.v1.ConfigureResponse
+	(*Batch)(nil),             // 7: telemetry.plugin.v1.Batch
+	(*Reject)(nil),            // 8: telemetry.plugin.v1.Reject
+	(*InputControl)(nil),      // 9: telemetry.plugin.v1.InputControl
+	(*Ack)(nil),               // 10: telemetry.plugin.v1.Ack
+	(*ProcessResult)(nil),     // 11: telemetry.plugin.v1.ProcessResult
+	(*WriteResult)(nil),       // 12: telemetry.plugin.v1.WriteResult
 }
 var file_plugin_proto_depIdxs = []int32{
 	1,  // 0: telemetry.plugin.v1.DescribeResponse.plugins:type_name -> telemetry.plugin.v1.PluginInfo
-	4,  // 1: telemetry.plugin.v1.ConfigureResponse.issues:type_name -> telemetry.plugin.v1.ConfigIssue
-	7,  // 2: telemetry.plugin.v1.Batch.rejects:type_name -> telemetry.plugin.v1.Reject
-	9,  // 3: telemetry.plugin.v1.InputControl.acks:type_name -> telemetry.plugin.v1.Ack
-	6,  // 4: telemetry.plugin.v1.ProcessResult.batches:type_name -> telemetry.plugin.v1.Batch
-	7,  // 5: telemetry.plugin.v1.WriteResult.rejects:type_name -> telemetry.plugin.v1.Reject
-	0,  // 6: telemetry.plugin.v1.Plugin.Describe:input_type -> telemetry.plugin.v1.Empty
-	3,  // 7: telemetry.plugin.v1.Plugin.Configure:input_type -> telemetry.plugin.v1.ConfigureRequest
-	0,  // 8: telemetry.plugin.v1.Plugin.Drain:input_type -> telemetry.plugin.v1.Empty
-	0,  // 9: telemetry.plugin.v1.Plugin.Close:input_type -> telemetry.plugin.v1.Empty
-	8,  // 10: telemetry.plugin.v1.Plugin.Run:input_type -> telemetry.plugin.v1.InputControl
-	6,  // 11: telemetry.plugin.v1.Plugin.Process:input_type -> telemetry.plugin.v1.Batch
-	6,  // 12: telemetry.plugin.v1.Plugin.Write:input_type -> telemetry.plugin.v1.Batch
-	2,  // 13: telemetry.plugin.v1.Plugin.Describe:output_type -> telemetry.plugin.v1.DescribeResponse
-	5,  // 14: telemetry.plugin.v1.Plugin.Configure:output_type -> telemetry.plugin.v1.ConfigureResponse
-	0,  // 15: telemetry.plugin.v1.Plugin.Drain:output_type -> telemetry.plugin.v1.Empty
-	0,  // 16: telemetry.plugin.v1.Plugin.Close:output_type -> telemetry.plugin.v1.Empty
-	6,  // 17: telemetry.plugin.v1.Plugin.Run:output_type -> telemetry.plugin.v1.Batch
-	10, // 18: telemetry.plugin.v1.Plugin.Process:output_type -> telemetry.plugin.v1.ProcessResult
-	11, // 19: telemetry.plugin.v1.Plugin.Write:output_type -> telemetry.plugin.v1.WriteResult
-	13, // [13:20] is the sub-list for method output_type
-	6,  // [6:13] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	4,  // 1: telemetry.plugin.v1.ConfigureRequest.group:type_name -> telemetry.plugin.v1.GroupMember
+	5,  // 2: telemetry.plugin.v1.ConfigureResponse.issues:type_name -> telemetry.plugin.v1.ConfigIssue
+	8,  // 3: telemetry.plugin.v1.Batch.rejects:type_name -> telemetry.plugin.v1.Reject
+	10, // 4: telemetry.plugin.v1.InputControl.acks:type_name -> telemetry.plugin.v1.Ack
+	7,  // 5: telemetry.plugin.v1.ProcessResult.batches:type_name -> telemetry.plugin.v1.Batch
+	8,  // 6: telemetry.plugin.v1.WriteResult.rejects:type_name -> telemetry.plugin.v1.Reject
+	0,  // 7: telemetry.plugin.v1.Plugin.Describe:input_type -> telemetry.plugin.v1.Empty
+	3,  // 8: telemetry.plugin.v1.Plugin.Configure:input_type -> telemetry.plugin.v1.ConfigureRequest
+	0,  // 9: telemetry.plugin.v1.Plugin.Drain:input_type -> telemetry.plugin.v1.Empty
+	0,  // 10: telemetry.plugin.v1.Plugin.Close:input_type -> telemetry.plugin.v1.Empty
+	9,  // 11: telemetry.plugin.v1.Plugin.Run:input_type -> telemetry.plugin.v1.InputControl
+	7,  // 12: telemetry.plugin.v1.Plugin.Process:input_type -> telemetry.plugin.v1.Batch
+	7,  // 13: telemetry.plugin.v1.Plugin.Write:input_type -> telemetry.plugin.v1.Batch
+	2,  // 14: telemetry.plugin.v1.Plugin.Describe:output_type -> telemetry.plugin.v1.DescribeResponse
+	6,  // 15: telemetry.plugin.v1.Plugin.Configure:output_type -> telemetry.plugin.v1.ConfigureResponse
+	0,  // 16: telemetry.plugin.v1.Plugin.Drain:output_type -> telemetry.plugin.v1.Empty
+	0,  // 17: telemetry.plugin.v1.Plugin.Close:output_type -> telemetry.plugin.v1.Empty
+	7,  // 18: telemetry.plugin.v1.Plugin.Run:output_type -> telemetry.plugin.v1.Batch
+	11, // 19: telemetry.plugin.v1.Plugin.Process:output_type -> telemetry.plugin.v1.ProcessResult
+	12, // 20: telemetry.plugin.v1.Plugin.Write:output_type -> telemetry.plugin.v1.WriteResult
+	14, // [14:21] is the sub-list for method output_type
+	7,  // [7:14] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_plugin_proto_init() }
@@ -1015,7 +1177,7 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

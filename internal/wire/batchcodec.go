@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"slices"
 	"sync"
 	"unicode/utf8"
 	"unsafe"
@@ -19,7 +20,8 @@ import (
 )
 
 // Hand-written protobuf encoding of the messages that carry batches
-// (pluginpb.Batch, and ProcessResult, which holds them).
+// (pluginpb.Batch, and ProcessResult, which holds them and, for process
+// groups, the per-member fields 5-10).
 //
 // proto.Marshal and proto.Unmarshal walk these messages reflectively, size
 // them in a pass of their own and allocate every packed column afresh for
@@ -32,8 +34,10 @@ import (
 //     columns); a message with unknown fields is marshalled by proto.
 //   - Unmarshal gives what proto.Unmarshal gives (proto.Equal), errors
 //     included: anything it does not handle itself (unknown fields, a
-//     known field with another wire type, unpacked repeated scalars,
-//     malformed input) makes it start over with proto.Unmarshal.
+//     known field with another wire type, unpacked repeated scalars of a
+//     Batch, malformed input) makes it start over with proto.Unmarshal.
+//     ProcessResult's repeated scalars (5, 7-10) are read in both forms,
+//     packed and unpacked, as proto.Unmarshal reads them.
 //   - The point and series-id columns of an unmarshalled Batch come from a
 //     pool; RecycleBatch hands them back once the batch is decoded (see
 //     there for the rule).
@@ -56,10 +60,16 @@ const (
 	fBatchSeriesBase = 12
 	fBatchSeriesIDs  = 13
 
-	fResultID        = 1
-	fResultBatches   = 2
-	fResultError     = 3
-	fResultPermanent = 4
+	fResultID            = 1
+	fResultBatches       = 2
+	fResultError         = 3
+	fResultPermanent     = 4
+	fResultBatchMembers  = 5 // packed uint32
+	fResultErrorMember   = 6
+	fResultMemberCalls   = 7 // packed uint64, as 8-10
+	fResultMemberPoints  = 8
+	fResultMemberNanos   = 9
+	fResultMemberRetries = 10
 )
 
 // Column pools. A pooled column is a slice of at least the length asked
@@ -116,7 +126,9 @@ func RecycleBatch(m *pluginpb.Batch) {
 	m.SeriesIds, m.PointSeries, m.PointTime, m.PointValue = nil, nil, nil, nil
 }
 
-// RecycleProcessResult is RecycleBatch for every batch of r.
+// RecycleProcessResult is RecycleBatch for every batch of r. The
+// per-member fields of a process group (batch_members, member_calls...)
+// are plain allocations, never pooled: r keeps them.
 func RecycleProcessResult(r *pluginpb.ProcessResult) {
 	for _, b := range r.GetBatches() {
 		RecycleBatch(b)
@@ -136,6 +148,14 @@ func sizePackedU32(s []uint32) int {
 		if v >= 1<<7 {
 			n += sizeVarint32(v) - 1
 		}
+	}
+	return n
+}
+
+func sizePackedU64(s []uint64) int {
+	n := 0
+	for _, v := range s {
+		n += protowire.SizeVarint(v)
 	}
 	return n
 }
@@ -227,6 +247,18 @@ func appendPackedU32(b []byte, s []uint32, n int) []byte {
 		}
 		out[j] = byte(v)
 		j++
+	}
+	return b
+}
+
+// appendPackedU64 appends the varints of s to b.
+func appendPackedU64(b []byte, s []uint64) []byte {
+	for _, v := range s {
+		if v < 0x80 {
+			b = append(b, byte(v))
+			continue
+		}
+		b = protowire.AppendVarint(b, v)
 	}
 	return b
 }
@@ -364,7 +396,24 @@ func processResultSize(r *pluginpb.ProcessResult, sizes []int) (int, []int) {
 	if r.Permanent {
 		size += 2
 	}
+	if len(r.BatchMembers) > 0 {
+		size += sizeLen(1, sizePackedU32(r.BatchMembers))
+	}
+	if r.ErrorMember != 0 {
+		size += 1 + sizeVarint32(r.ErrorMember)
+	}
+	for _, s := range memberColumns(r) {
+		if len(s) > 0 {
+			size += sizeLen(1, sizePackedU64(s))
+		}
+	}
 	return size, sizes
+}
+
+// memberColumns are r's per-member columns, fields fResultMemberCalls
+// and on, in field order.
+func memberColumns(r *pluginpb.ProcessResult) [4][]uint64 {
+	return [4][]uint64{r.MemberCalls, r.MemberPoints, r.MemberNanos, r.MemberRetries}
 }
 
 func processResultPlain(r *pluginpb.ProcessResult) bool {
@@ -418,6 +467,21 @@ func appendProcessResult(b []byte, r *pluginpb.ProcessResult, sizes []int) ([]by
 	}
 	if r.Permanent {
 		b = append(appendTag(b, fResultPermanent, protowire.VarintType), 1)
+	}
+	if len(r.BatchMembers) > 0 {
+		n := sizePackedU32(r.BatchMembers)
+		b = appendLenTag(b, fResultBatchMembers, n)
+		b = appendPackedU32(b, r.BatchMembers, n)
+	}
+	if r.ErrorMember != 0 {
+		b = appendTag(b, fResultErrorMember, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(r.ErrorMember))
+	}
+	for i, s := range memberColumns(r) {
+		if len(s) > 0 {
+			b = appendLenTag(b, fResultMemberCalls+protowire.Number(i), sizePackedU64(s))
+			b = appendPackedU64(b, s)
+		}
 	}
 	return b, nil
 }
@@ -488,6 +552,57 @@ func unmarshalProcessResult(b []byte, r *pluginpb.ProcessResult) error {
 				return errSlow
 			}
 			r.Permanent, b = protowire.DecodeBool(v), b[n:]
+		case num == fResultErrorMember && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return errSlow
+			}
+			r.ErrorMember, b = uint32(v), b[n:]
+		case num == fResultBatchMembers || (num >= fResultMemberCalls && num <= fResultMemberRetries):
+			// Repeated scalars: packed (as proto.Marshal writes them) or
+			// one value per field (as proto.Unmarshal also reads them).
+			var v []byte
+			var x uint64
+			switch typ {
+			case protowire.BytesType:
+				v, n = protowire.ConsumeBytes(b)
+			case protowire.VarintType:
+				x, n = protowire.ConsumeVarint(b)
+			default:
+				return errSlow
+			}
+			if n < 0 {
+				return errSlow
+			}
+			b = b[n:]
+			ok := true
+			if num == fResultBatchMembers {
+				if typ == protowire.VarintType {
+					r.BatchMembers = append(r.BatchMembers, uint32(x))
+				} else {
+					r.BatchMembers, ok = consumePackedU32(r.BatchMembers, v, false)
+				}
+				if !ok {
+					return errSlow
+				}
+				continue
+			}
+			var col *[]uint64
+			switch num {
+			case fResultMemberCalls:
+				col = &r.MemberCalls
+			case fResultMemberPoints:
+				col = &r.MemberPoints
+			case fResultMemberNanos:
+				col = &r.MemberNanos
+			default:
+				col = &r.MemberRetries
+			}
+			if typ == protowire.VarintType {
+				*col = append(*col, x)
+			} else if *col, ok = consumePackedU64(*col, v); !ok {
+				return errSlow
+			}
 		default:
 			return errSlow
 		}
@@ -628,6 +743,42 @@ func consumePackedU32(s []uint32, v []byte, pooled bool) ([]uint32, bool) {
 		j++
 	}
 	return s[:off+j], true
+}
+
+// consumePackedU64 appends the packed varints of v to s, reporting false
+// for malformed input. It allocates (when s has no room) exactly what the
+// values need: one byte under 0x80 ends each varint.
+func consumePackedU64(s []uint64, v []byte) ([]uint64, bool) {
+	if len(v) == 0 {
+		return s, true
+	}
+	if v[len(v)-1] >= 0x80 {
+		return s, false // truncated varint
+	}
+	k := 0
+	for _, c := range v {
+		if c < 0x80 {
+			k++
+		}
+	}
+	off := len(s)
+	s = slices.Grow(s, k)[:off+k]
+	out := s[off:]
+	j := 0
+	for i := 0; i < len(v); j++ {
+		if c := v[i]; c < 0x80 {
+			out[j] = uint64(c)
+			i++
+			continue
+		}
+		x, n := protowire.ConsumeVarint(v[i:])
+		if n < 0 {
+			return s[:off], false
+		}
+		out[j] = x
+		i += n
+	}
+	return s, true
 }
 
 // consumeFixed64s appends the packed fixed64 column v to s, which comes

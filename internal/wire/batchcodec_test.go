@@ -243,6 +243,13 @@ func FuzzBatchCodec(f *testing.F) {
 	for _, raw := range rawBatches() {
 		f.Add(raw)
 	}
+	for _, r := range groupResults() {
+		raw, _ := proto.Marshal(r)
+		f.Add(raw)
+	}
+	for _, raw := range rawResults() {
+		f.Add(raw)
+	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		checkUnmarshalBatch(t, "fuzz", raw)
 		var m pluginpb.Batch
@@ -333,5 +340,237 @@ func TestCodecNilMessages(t *testing.T) {
 	}
 	if b, err := AppendProcessResult(nil, nil); err != nil || len(b) != 0 || ProcessResultSize(nil) != 0 {
 		t.Fatalf("AppendProcessResult(nil) = %q, %v; ProcessResultSize(nil) = %d", b, err, ProcessResultSize(nil))
+	}
+}
+
+// groupResults are ProcessResults with the fields of a process group
+// (5-10): zero and extreme values, multi-byte varints, with and without
+// batches, error and unknown fields.
+func groupResults() []*pluginpb.ProcessResult {
+	data := &pluginpb.Batch{Id: 3, PointSeries: []uint32{0, 1}, PointTime: []int64{1, 2}, PointValue: []float64{0.5, 1.5}, SeriesIds: []uint32{7, 300}}
+	rejects := &pluginpb.Batch{Rejects: []*pluginpb.Reject{{Reason: "bad"}}}
+	unknown := &pluginpb.ProcessResult{Id: 5, MemberCalls: []uint64{1, 1}}
+	unknown.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 11, protowire.VarintType), 5))
+	return []*pluginpb.ProcessResult{
+		{BatchMembers: []uint32{0}},
+		{ErrorMember: 1},
+		{ErrorMember: math.MaxUint32, Error: "member 2 failed", Permanent: true},
+		{MemberCalls: []uint64{0}},
+		{MemberPoints: []uint64{0, 0, 0}},
+		{MemberNanos: []uint64{math.MaxUint64, 1 << 63, 1<<7 - 1, 1 << 7, 1<<14 - 1, 1 << 14, 1 << 35}},
+		{MemberRetries: []uint64{2}},
+		{BatchMembers: []uint32{0, 1 << 7, 1 << 14, 1 << 21, 1 << 28, math.MaxUint32}},
+		{
+			Id: 1 << 40, Batches: []*pluginpb.Batch{data, rejects, rejects}, BatchMembers: []uint32{2, 0, 1},
+			MemberCalls: []uint64{1, 1, 1}, MemberPoints: []uint64{2, 2, 2}, MemberNanos: []uint64{1500, 120_000, 3_000_000_000}, MemberRetries: []uint64{0, 0, 1},
+		},
+		{Id: 9, Error: "boom", ErrorMember: 2, MemberCalls: []uint64{1, 1, 1, 0}, MemberPoints: []uint64{10, 10, 9, 0}, MemberNanos: []uint64{5, 6, 7, 0}, MemberRetries: []uint64{0, 0, 3, 0}},
+		unknown,
+	}
+}
+
+// rawResults are ProcessResult encodings of the group fields that
+// proto.Marshal does not write but proto.Unmarshal reads (or refuses):
+// unpacked repeated scalars, mixed forms, fields twice, zero values
+// written out, wrong wire types, malformed packed varints.
+func rawResults() [][]byte {
+	tag := func(num protowire.Number, typ protowire.Type) []byte { return protowire.AppendTag(nil, num, typ) }
+	varint := func(num protowire.Number, v uint64) []byte {
+		return protowire.AppendVarint(tag(num, protowire.VarintType), v)
+	}
+	bytesf := func(num protowire.Number, v []byte) []byte {
+		return protowire.AppendBytes(tag(num, protowire.BytesType), v)
+	}
+	packed := func(vs ...uint64) []byte {
+		var b []byte
+		for _, v := range vs {
+			b = protowire.AppendVarint(b, v)
+		}
+		return b
+	}
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	var raws [][]byte
+	for _, num := range []protowire.Number{fResultBatchMembers, fResultMemberCalls, fResultMemberPoints, fResultMemberNanos, fResultMemberRetries} {
+		raws = append(raws,
+			cat(varint(num, 3)), // unpacked
+			cat(varint(num, 0), varint(num, 1<<40), varint(num, math.MaxUint64)),    // unpacked, zero, truncated for uint32
+			cat(bytesf(num, packed(1, 2)), varint(num, 3), bytesf(num, packed(4))),  // mixed, appended
+			cat(bytesf(num, packed(0, 0))),                                          // zeros
+			cat(bytesf(num, nil)),                                                   // empty packed
+			cat(bytesf(num, nil), varint(fResultID, 1), bytesf(num, packed(1<<63))), // interleaved
+			cat(bytesf(num, []byte{0x80})),                                          // truncated varint
+			cat(bytesf(num, []byte{0x01, 0xff})),
+			cat(bytesf(num, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f})), // overlong varint
+			cat(bytesf(num, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})), // 10 bytes, valid
+			cat(bytesf(num, []byte{0x81, 0x80, 0x00})),                                           // non-minimal
+			protowire.AppendFixed64(tag(num, protowire.Fixed64Type), 1),                          // wrong wire type
+			protowire.AppendFixed32(tag(num, protowire.Fixed32Type), 1),
+		)
+	}
+	return append(raws,
+		cat(varint(fResultErrorMember, 0)),                                      // zero written out
+		cat(varint(fResultErrorMember, 1), varint(fResultErrorMember, 2)),       // last wins
+		cat(varint(fResultErrorMember, 1<<40|7)),                                // truncated to 32 bits
+		cat(bytesf(fResultErrorMember, packed(1))),                              // wrong wire type: unknown
+		cat(varint(fResultErrorMember, 1)[:1]),                                  // truncated
+		cat(varint(fResultMemberCalls, 1), varint(11, 1)),                       // unknown field after
+		cat(bytesf(fResultMemberNanos, packed(1)), bytesf(fResultBatches, nil)), // group field before a batch
+	)
+}
+
+func checkProcessResult(t *testing.T, name string, r *pluginpb.ProcessResult) {
+	t.Helper()
+	want, err := proto.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := AppendProcessResult([]byte("prefix"), r)
+	if err != nil || !bytes.Equal(got[6:], want) || string(got[:6]) != "prefix" {
+		t.Fatalf("%s: AppendProcessResult = %x, %v; proto.Marshal %x", name, got, err, want)
+	}
+	if n := ProcessResultSize(r); n != len(want) {
+		t.Fatalf("%s: ProcessResultSize %d, proto %d", name, n, len(want))
+	}
+	checkUnmarshalResult(t, name, want)
+}
+
+// checkUnmarshalResult: UnmarshalProcessResult decodes raw as
+// proto.Unmarshal does, into a message that held another result (reset
+// first), and what it decodes re-encodes to proto.Marshal's bytes.
+func checkUnmarshalResult(t *testing.T, name string, raw []byte) {
+	t.Helper()
+	var want pluginpb.ProcessResult
+	errWant := proto.Unmarshal(raw, &want)
+	got := pluginpb.ProcessResult{Id: 12345, ErrorMember: 4, BatchMembers: []uint32{9}, MemberCalls: []uint64{8}, MemberRetries: []uint64{7, 7}}
+	errGot := UnmarshalProcessResult(raw, &got)
+	if (errWant == nil) != (errGot == nil) {
+		t.Fatalf("%s: UnmarshalProcessResult error %v, proto.Unmarshal %v", name, errGot, errWant)
+	}
+	if errWant != nil {
+		return
+	}
+	if !proto.Equal(&want, &got) {
+		t.Fatalf("%s: UnmarshalProcessResult gave\n%v\nproto.Unmarshal\n%v", name, &got, &want)
+	}
+	wantB, err := proto.Marshal(&want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotB, err := AppendProcessResult(nil, &got)
+	if err != nil || !bytes.Equal(gotB, wantB) || ProcessResultSize(&got) != len(wantB) {
+		t.Fatalf("%s: re-encoded to %x, %v (size %d); proto %x", name, gotB, err, ProcessResultSize(&got), wantB)
+	}
+	RecycleProcessResult(&got)
+}
+
+// TestProcessResultGroupFields: the process group fields of a
+// ProcessResult (5-10) are written as proto.Marshal writes them (packed,
+// zero error_member left out) and read as proto.Unmarshal reads them,
+// packed or not, by the hand-written codec itself (no proto fallback) and
+// by the gRPC codec.
+func TestProcessResultGroupFields(t *testing.T) {
+	c := NewCodec(grpcbuf.NewBufferPool())
+	for i, r := range groupResults() {
+		name := "result " + string(rune('A'+i))
+		checkProcessResult(t, name, r)
+		raw, _ := proto.Marshal(r)
+		data, err := c.Marshal(r)
+		if err != nil || !bytes.Equal(data.Materialize(), raw) {
+			t.Fatalf("%s: codec Marshal %x, %v; proto %x", name, data.Materialize(), err, raw)
+		}
+		var got pluginpb.ProcessResult
+		if err := c.Unmarshal(data, &got); err != nil || !proto.Equal(&got, r) {
+			t.Fatalf("%s: codec Unmarshal %v, %v", name, &got, err)
+		}
+		data.Free()
+		if hasUnknown(r) {
+			continue
+		}
+		// The fast decoder reads it all: no fallback to proto.
+		var fast pluginpb.ProcessResult
+		if err := unmarshalProcessResult(raw, &fast); err != nil || !proto.Equal(&fast, r) {
+			t.Fatalf("%s: fast decoder %v, %v", name, &fast, err)
+		}
+	}
+	for i, raw := range rawResults() {
+		name := "raw result " + string(rune('a'+i))
+		checkUnmarshalResult(t, name, raw)
+		var want pluginpb.ProcessResult
+		if proto.Unmarshal(raw, &want) != nil || len(want.ProtoReflect().GetUnknown()) > 0 {
+			continue
+		}
+		// Every form proto reads without unknown fields, the fast decoder
+		// reads too.
+		var fast pluginpb.ProcessResult
+		if err := unmarshalProcessResult(raw, &fast); err != nil || !proto.Equal(&fast, &want) {
+			t.Fatalf("%s: fast decoder %v, %v; proto %v", name, &fast, err, &want)
+		}
+	}
+	// Reset semantics: decoding a plain result into a message that held a
+	// group result leaves no group field behind.
+	raw, _ := proto.Marshal(&pluginpb.ProcessResult{Id: 2})
+	r := groupResults()[9]
+	if err := UnmarshalProcessResult(raw, r); err != nil || !proto.Equal(r, &pluginpb.ProcessResult{Id: 2}) {
+		t.Fatalf("decoded over a group result: %v, %v", r, err)
+	}
+}
+
+// BenchmarkProcessResultCodec: marshalling and unmarshalling a processor's
+// result (one 1,024-point batch and a batch of rejects) by proto and by
+// the hand-written codec, plain and from a process group of 4 members
+// (batch_members, member_calls/points/nanos/retries).
+func BenchmarkProcessResultCodec(b *testing.B) {
+	const n = 1024
+	data := &pluginpb.Batch{Id: 77}
+	for i := 0; i < n; i++ {
+		data.SeriesIds = append(data.SeriesIds, uint32(i))
+		data.PointSeries = append(data.PointSeries, uint32(i))
+		data.PointTime = append(data.PointTime, 1_700_000_000_000_000_000)
+		data.PointValue = append(data.PointValue, float64(i%30*i))
+	}
+	rejects := &pluginpb.Batch{Rejects: []*pluginpb.Reject{{Reason: "bad value", Position: "gpu_temp"}}}
+	plain := &pluginpb.ProcessResult{Id: 77, Batches: []*pluginpb.Batch{data, rejects}}
+	group := &pluginpb.ProcessResult{
+		Id: 77, Batches: []*pluginpb.Batch{data, rejects}, BatchMembers: []uint32{3, 1},
+		MemberCalls: []uint64{1, 1, 1, 1}, MemberPoints: []uint64{n, n + 1, n + 1, n},
+		MemberNanos: []uint64{41_000, 120_000, 8_500, 63_000}, MemberRetries: []uint64{0, 0, 1, 0},
+	}
+	for _, c := range []struct {
+		name string
+		r    *pluginpb.ProcessResult
+	}{{"plain", plain}, {"group", group}} {
+		raw, _ := proto.Marshal(c.r)
+		buf := make([]byte, 0, len(raw))
+		b.Run(c.name+"/marshal/proto", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				buf, _ = proto.MarshalOptions{}.MarshalAppend(buf[:0], c.r)
+			}
+		})
+		b.Run(c.name+"/marshal/wire", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				buf, _ = AppendProcessResult(buf[:0], c.r)
+			}
+		})
+		b.Run(c.name+"/unmarshal/proto", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				var d pluginpb.ProcessResult
+				if err := proto.Unmarshal(raw, &d); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(c.name+"/unmarshal/wire", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				var d pluginpb.ProcessResult
+				if err := UnmarshalProcessResult(raw, &d); err != nil {
+					b.Fatal(err)
+				}
+				RecycleProcessResult(&d)
+			}
+		})
 	}
 }
