@@ -2,6 +2,7 @@ package mqcodec
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -277,4 +278,23 @@ func TestFrames(t *testing.T) {
 		t.Fatalf("plain codec: %v", err)
 	}
 	r.Release()
+}
+
+// TestBuffersDropSmaller: when no free buffer fits, get drops the smaller
+// ones instead of holding them next to the new one, and makes the new one
+// with room for a slightly larger response, which then reuses it.
+func TestBuffersDropSmaller(t *testing.T) {
+	b := &Buffers{}
+	b.put(make([]byte, 10))
+	const n = 1600
+	got := b.get(mem.BufferSlice{mem.SliceBuffer(bytes.Repeat([]byte("x"), n))})
+	if len(got) != n || string(got) != strings.Repeat("x", n) || len(b.free) != 0 {
+		t.Fatalf("get: %d bytes, %d free buffers left (want %d, 0)", len(got), len(b.free), n)
+	}
+	addr := unsafe.SliceData(got)
+	b.put(got)
+	next := b.get(mem.BufferSlice{mem.SliceBuffer(bytes.Repeat([]byte("y"), n+n/20))})
+	if unsafe.SliceData(next) != addr || string(next) != strings.Repeat("y", n+n/20) {
+		t.Fatal("a response 5% larger did not reuse the buffer")
+	}
 }
