@@ -26,6 +26,10 @@ import (
 type ConfigIssue struct {
 	Key     string
 	Message string
+	// Member is set by the agent's side for a process group: the index of
+	// the group's processor whose table the issue is about (0: the first).
+	// Plugins leave it 0.
+	Member int
 }
 
 func (i *ConfigIssue) Error() string {

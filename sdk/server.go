@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc/codes"
@@ -59,17 +61,56 @@ func (s *server) Configure(ctx context.Context, req *pluginpb.ConfigureRequest) 
 	if s.configured {
 		return &pluginpb.ConfigureResponse{Error: "plugin process is already configured", Permanent: true}, nil
 	}
+	if len(req.GetGroup()) > 0 {
+		return s.configureGroup(ctx, req), nil
+	}
+	workers := max(1, int(req.GetWorkers()))
+	c, resp := s.prepare(req.GetKind(), req.GetName(), req.GetAlias(), req.GetConfigJson(), workers, int(req.GetBatchSize()), 0)
+	if resp != nil || req.GetCheckOnly() {
+		if resp == nil {
+			resp = &pluginpb.ConfigureResponse{GroupSize: 1}
+		}
+		return resp, nil
+	}
+	if in, ok := c.value.(Initializer); ok {
+		if err := in.Init(ctx); err != nil {
+			return &pluginpb.ConfigureResponse{Error: err.Error(), Permanent: IsPermanent(err)}, nil
+		}
+	}
+	s.maxConc = 1
+	if cc, ok := c.value.(Concurrent); ok {
+		s.maxConc = max(1, cc.MaxConcurrency())
+	}
+	s.workers = workers
+	s.reg, s.value, s.configured = *c.reg, c.value, true
+	s.log = s.log.Named(c.alias)
+	return &pluginpb.ConfigureResponse{MaxConcurrency: uint32(s.maxConc), GroupSize: 1}, nil
+}
+
+// prepared is a plugin value whose configuration was decoded and
+// validated, not yet initialised.
+type prepared struct {
+	reg   *Registration
+	value any
+	alias string
+	log   hclog.Logger
+}
+
+// prepare creates the plugin value name of kind, hands it its environment
+// and logger, decodes configJSON into it and validates it. A non-nil
+// response is the refusal to return (issues tagged with member).
+func (s *server) prepare(kind, name, alias string, configJSON []byte, workers, batchSize int, member uint32) (prepared, *pluginpb.ConfigureResponse) {
 	var reg *Registration
 	var names []string
 	for i := range s.regs {
-		if s.regs[i].Name == req.GetName() && string(s.regs[i].Kind) == req.GetKind() {
+		if s.regs[i].Name == name && string(s.regs[i].Kind) == kind {
 			reg = &s.regs[i]
 		}
 		names = append(names, string(s.regs[i].Kind)+" "+s.regs[i].Name)
 	}
 	if reg == nil {
-		return &pluginpb.ConfigureResponse{Permanent: true,
-			Error: fmt.Sprintf("this binary has no %s plugin %q (it serves: %v)", req.GetKind(), req.GetName(), names)}, nil
+		return prepared{}, &pluginpb.ConfigureResponse{Permanent: true,
+			Error: fmt.Sprintf("this binary has no %s plugin %q (it serves: %v)", kind, name, names)}
 	}
 	v := reg.New()
 	var ok bool
@@ -82,58 +123,92 @@ func (s *server) Configure(ctx context.Context, req *pluginpb.ConfigureRequest) 
 		_, ok = v.(Output)
 	}
 	if !ok {
-		return &pluginpb.ConfigureResponse{Permanent: true,
-			Error: fmt.Sprintf("plugin %q: New returned %T, which is not an %s", reg.Name, v, reg.Kind)}, nil
+		return prepared{}, &pluginpb.ConfigureResponse{Permanent: true,
+			Error: fmt.Sprintf("plugin %q: New returned %T, which is not an %s", reg.Name, v, reg.Kind)}
 	}
-	alias := req.GetAlias()
 	if alias == "" {
 		alias = reg.Name
 	}
-	workers := max(1, int(req.GetWorkers()))
 	if er, ok := v.(EnvironmentReceiver); ok {
-		er.SetEnvironment(Environment{Name: reg.Name, Alias: alias, Workers: workers, BatchSize: int(req.GetBatchSize())})
+		er.SetEnvironment(Environment{Name: reg.Name, Alias: alias, Workers: workers, BatchSize: batchSize})
 	}
+	log := s.log.Named(alias)
 	if lr, ok := v.(LoggerReceiver); ok {
-		lr.SetLogger(s.log.Named(alias))
+		lr.SetLogger(log)
 	}
-	resp := &pluginpb.ConfigureResponse{}
-	if err := DecodeConfig(req.GetConfigJson(), v); err != nil {
-		resp.Issues = toPBIssues(IssuesOf(err))
-		resp.Permanent = true
-		return resp, nil
+	if err := DecodeConfig(configJSON, v); err != nil {
+		return prepared{}, &pluginpb.ConfigureResponse{Issues: toPBIssues(IssuesOf(err), member), Permanent: true}
 	}
 	if val, ok := v.(Validator); ok {
 		if err := val.Validate(); err != nil {
-			resp.Issues = toPBIssues(IssuesOf(err))
-			resp.Permanent = true
-			return resp, nil
+			return prepared{}, &pluginpb.ConfigureResponse{Issues: toPBIssues(IssuesOf(err), member), Permanent: true}
 		}
 	}
-	if req.GetCheckOnly() {
-		return resp, nil
-	}
-	if in, ok := v.(Initializer); ok {
-		if err := in.Init(ctx); err != nil {
-			resp.Error = err.Error()
-			resp.Permanent = IsPermanent(err)
-			return resp, nil
-		}
-	}
-	s.maxConc = 1
-	if c, ok := v.(Concurrent); ok {
-		s.maxConc = max(1, c.MaxConcurrency())
-	}
-	resp.MaxConcurrency = uint32(s.maxConc)
-	s.workers = workers
-	s.reg, s.value, s.configured = *reg, v, true
-	s.log = s.log.Named(alias)
-	return resp, nil
+	return prepared{reg: reg, value: v, alias: alias, log: log}, nil
 }
 
-func toPBIssues(is []ConfigIssue) []*pluginpb.ConfigIssue {
+// configureGroup configures a process group: the request's processor and
+// those of req.Group, run in that order on every batch (see group). Every
+// member's configuration is checked, and its issues reported, before any
+// is initialised.
+func (s *server) configureGroup(ctx context.Context, req *pluginpb.ConfigureRequest) *pluginpb.ConfigureResponse {
+	if req.GetKind() != string(KindProcessor) {
+		return &pluginpb.ConfigureResponse{Permanent: true,
+			Error: fmt.Sprintf("a process group runs processors, not an %s", req.GetKind())}
+	}
+	type spec struct {
+		name, alias string
+		config      []byte
+	}
+	specs := []spec{{req.GetName(), req.GetAlias(), req.GetConfigJson()}}
+	for _, m := range req.GetGroup() {
+		specs = append(specs, spec{m.GetName(), m.GetAlias(), m.GetConfigJson()})
+	}
+	g := &group{retryInitial: 100 * time.Millisecond, retryMax: 30 * time.Second}
+	refused := &pluginpb.ConfigureResponse{Permanent: true}
+	var aliases []string
+	for i, sp := range specs {
+		c, resp := s.prepare(string(KindProcessor), sp.name, sp.alias, sp.config, 1, 0, uint32(i))
+		if resp != nil {
+			refused.Issues = append(refused.Issues, resp.GetIssues()...)
+			if resp.GetError() != "" && refused.Error == "" {
+				refused.Error = fmt.Sprintf("process group member %d: %s", i, resp.GetError())
+			}
+			continue
+		}
+		g.members = append(g.members, groupMember{alias: c.alias, p: c.value.(Processor), log: c.log})
+		aliases = append(aliases, c.alias)
+	}
+	if len(refused.Issues) > 0 || refused.Error != "" {
+		return refused
+	}
+	if req.GetCheckOnly() {
+		return &pluginpb.ConfigureResponse{GroupSize: uint32(len(g.members))}
+	}
+	for i, m := range g.members {
+		if in, ok := m.p.(Initializer); ok {
+			if err := in.Init(ctx); err != nil {
+				// Close the members already initialised: the process
+				// stays unconfigured.
+				if cerr := (&group{members: g.members[:i]}).Close(ctx); cerr != nil {
+					s.log.Warn("closing the members initialised before the failure", "error", cerr)
+				}
+				return &pluginpb.ConfigureResponse{Error: fmt.Sprintf("%s: %v", m.alias, err), Permanent: IsPermanent(err)}
+			}
+		}
+	}
+	s.maxConc = g.MaxConcurrency()
+	s.workers = 1
+	s.reg = Registration{Name: strings.Join(aliases, "+"), Kind: KindProcessor}
+	s.value, s.configured = g, true
+	s.log = s.log.Named(s.reg.Name)
+	return &pluginpb.ConfigureResponse{MaxConcurrency: uint32(s.maxConc), GroupSize: uint32(len(g.members))}
+}
+
+func toPBIssues(is []ConfigIssue, member uint32) []*pluginpb.ConfigIssue {
 	out := make([]*pluginpb.ConfigIssue, len(is))
 	for i, x := range is {
-		out[i] = &pluginpb.ConfigIssue{Key: x.Key, Message: x.Message}
+		out[i] = &pluginpb.ConfigIssue{Key: x.Key, Message: x.Message, Member: member}
 	}
 	return out
 }
@@ -267,6 +342,16 @@ func (s *server) processOne(ctx context.Context, log hclog.Logger, p Processor, 
 	if decErr != nil {
 		res.Error, res.Permanent = "malformed batch from the agent: "+decErr.Error(), true
 		return processed{res: res}
+	}
+	if g, ok := p.(*group); ok {
+		out, members, st, errMember, err := g.run(ctx, b)
+		res.MemberCalls, res.MemberPoints, res.MemberNanos, res.MemberRetries = st.calls, st.points, st.nanos, st.retries
+		if err != nil {
+			res.Error, res.Permanent, res.ErrorMember = err.Error(), IsPermanent(err), uint32(errMember)
+			return processed{res: res}
+		}
+		res.BatchMembers = members
+		return processed{res: res, out: out}
 	}
 	out, err := func() (out []*Batch, err error) {
 		defer func() {
