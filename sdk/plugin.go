@@ -76,6 +76,12 @@ type BatchCopier interface {
 // delivered). Rejects found are appended to a returned batch's Rejects (or
 // to b, returned with no points). The agent may call Process concurrently
 // only if the plugin implements Concurrent; otherwise calls are serial.
+//
+// An error is retryable unless marked with Permanent, and a call that
+// fails retryably is made again with the same batch: it must leave b as it
+// received it. In a process group (several processors in one plugin
+// process) a retryable failure of a processor after the first is retried
+// inside the process, without running the processors before it again.
 type Processor interface {
 	Process(ctx context.Context, b *Batch) ([]*Batch, error)
 }
