@@ -75,6 +75,19 @@ type Spec struct {
 	// GOGC is the plugin process's garbage collection target percentage,
 	// passed as GOGC; 0: Go's default.
 	GOGC int
+	// Group, for a processor, lists more processors the same process runs
+	// after this one, in order, on every batch (a process group: one
+	// process and one hop for all of them). They are served by the same
+	// binary; the process settings above are the group's. See
+	// ProcessorClient.ProcessGroup.
+	Group []Member
+}
+
+// Member is one more processor of a process group (Spec.Group).
+type Member struct {
+	Name       string // plugin type name, e.g. "dedup"
+	Alias      string // instance name (default Name)
+	ConfigJSON []byte // its TOML table as JSON, agent keys removed
 }
 
 func (s Spec) alias() string {
@@ -339,19 +352,24 @@ func (l *Launcher) startInProcess(spec Spec) (*instance, error) {
 }
 
 // configure sends the spec's configuration. Configuration problems come
-// back as a permanent *sdk.ConfigError.
+// back as a permanent *sdk.ConfigError (for a group, each issue's Member
+// says whose table it is about).
 func configure(ctx context.Context, inst *instance, spec Spec, checkOnly bool) (maxConc int, err error) {
-	resp, err := inst.rpc.Configure(ctx, &pluginpb.ConfigureRequest{
+	req := &pluginpb.ConfigureRequest{
 		Name: spec.Name, Kind: spec.Kind, ConfigJson: spec.ConfigJSON, Alias: spec.alias(),
 		Workers: int32(spec.Workers), BatchSize: int32(spec.BatchSize), CheckOnly: checkOnly,
-	})
+	}
+	for _, m := range spec.Group {
+		req.Group = append(req.Group, &pluginpb.GroupMember{Name: m.Name, Alias: m.alias(), ConfigJson: m.ConfigJSON})
+	}
+	resp, err := inst.rpc.Configure(ctx, req)
 	if err != nil {
 		return 0, fmt.Errorf("configure: %w", err)
 	}
 	if len(resp.GetIssues()) > 0 {
 		ce := &sdk.ConfigError{}
 		for _, is := range resp.GetIssues() {
-			ce.Issues = append(ce.Issues, sdk.ConfigIssue{Key: is.GetKey(), Message: is.GetMessage()})
+			ce.Issues = append(ce.Issues, sdk.ConfigIssue{Key: is.GetKey(), Message: is.GetMessage(), Member: int(is.GetMember())})
 		}
 		return 0, sdk.Permanent(ce)
 	}
@@ -362,7 +380,20 @@ func configure(ctx context.Context, inst *instance, spec Spec, checkOnly bool) (
 		}
 		return 0, fmt.Errorf("init: %w", err)
 	}
+	if n := len(spec.Group); n > 0 && int(resp.GetGroupSize()) != n+1 {
+		// A binary built with an sdk that predates process groups
+		// ignores the other members: it must not run in their place.
+		return 0, sdk.Permanent(fmt.Errorf("the plugin binary configured %d of the %d processors of the process group: it cannot run process groups (rebuild it with this sdk, or give its processors no process_group)",
+			resp.GetGroupSize(), n+1))
+	}
 	return max(1, int(resp.GetMaxConcurrency())), nil
+}
+
+func (m Member) alias() string {
+	if m.Alias != "" {
+		return m.Alias
+	}
+	return m.Name
 }
 
 func wrapErr(spec Spec, err error) error {

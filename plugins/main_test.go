@@ -13,6 +13,7 @@ var (
 	testPluginBin string // cmd/testplugins
 	orphanBin     string // testdata/orphan
 	oldProtoBin   string // testdata/oldproto
+	noGroupsBin   string // testdata/nogroups
 )
 
 func TestMain(m *testing.M) {
@@ -24,7 +25,9 @@ func TestMain(m *testing.M) {
 	testPluginBin = filepath.Join(dir, "testplugins")
 	orphanBin = filepath.Join(dir, "orphan")
 	oldProtoBin = filepath.Join(dir, "oldproto")
-	for _, b := range [][2]string{{testPluginBin, "../cmd/testplugins"}, {orphanBin, "./testdata/orphan"}, {oldProtoBin, "./testdata/oldproto"}} {
+	noGroupsBin = filepath.Join(dir, "nogroups")
+	for _, b := range [][2]string{{testPluginBin, "../cmd/testplugins"}, {orphanBin, "./testdata/orphan"}, {oldProtoBin, "./testdata/oldproto"},
+		{noGroupsBin, "./testdata/nogroups"}} {
 		cmd := exec.Command("go", "build", "-o", b[0], b[1])
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {

@@ -141,7 +141,7 @@ func TestDescribe(t *testing.T) {
 		names = append(names, i.Kind+"/"+i.Name)
 	}
 	sort.Strings(names)
-	if !reflect.DeepEqual(names, []string{"input/seq", "output/collect", "processor/passthrough"}) {
+	if !reflect.DeepEqual(names, []string{"input/seq", "output/collect", "processor/passthrough", "processor/transform"}) {
 		t.Fatalf("describe: %v", names)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/telemetry-collector/telemetry-collector/internal/pluginpb"
 	"github.com/telemetry-collector/telemetry-collector/internal/wire"
@@ -79,6 +80,61 @@ func (c *ProcessorClient) Process(ctx context.Context, b *sdk.Batch) ([]*sdk.Bat
 		return nil, err
 	}
 	return out.([]*sdk.Batch), nil
+}
+
+// ProcessGroup is Process for a process group (Spec.Group), reporting
+// what each member did. b is treated as by Process. members[i] is the
+// member (0: Spec.Name, i: Spec.Group[i-1]) whose rejects out[i] carries.
+// stat, if not nil, is called before ProcessGroup returns, once for every
+// member the batch reached (also when the call failed): its Process
+// calls, the points handed to them, the retryable failures the plugin
+// retried itself, and the time spent in them. On error, failed is the
+// member whose error it is, or -1 when the call failed outside the members
+// (the process died, a malformed result, ctx).
+func (c *ProcessorClient) ProcessGroup(ctx context.Context, b *sdk.Batch, stat func(member, calls, points, retries int, spent time.Duration)) (out []*sdk.Batch, members []int, failed int, err error) {
+	r, res, err := c.m.do(ctx, b)
+	if err != nil {
+		return nil, nil, -1, err
+	}
+	if stat != nil {
+		calls, points, nanos, retries := r.GetMemberCalls(), r.GetMemberPoints(), r.GetMemberNanos(), r.GetMemberRetries()
+		for i, n := range calls {
+			if n == 0 {
+				continue
+			}
+			stat(i, int(n), int(at(points, i)), int(at(retries, i)), time.Duration(at(nanos, i)))
+		}
+	}
+	if r.GetError() != "" {
+		err := fmt.Errorf("processors.%s (process group %s): %w", c.m.sup.spec.Name, c.m.sup.spec.alias(), errors.New(r.GetError()))
+		if r.GetPermanent() {
+			err = sdk.Permanent(err)
+		}
+		return nil, nil, int(r.GetErrorMember()), err
+	}
+	out = res.([]*sdk.Batch)
+	bm := r.GetBatchMembers()
+	if len(bm) != len(out) {
+		return nil, nil, -1, sdk.Permanent(fmt.Errorf("processors.%s (process group %s): malformed result: %d batches, %d member marks",
+			c.m.sup.spec.Name, c.m.sup.spec.alias(), len(out), len(bm)))
+	}
+	members = make([]int, len(bm))
+	for i, m := range bm {
+		if int(m) > len(c.m.sup.spec.Group) {
+			return nil, nil, -1, sdk.Permanent(fmt.Errorf("processors.%s (process group %s): malformed result: member %d of %d",
+				c.m.sup.spec.Name, c.m.sup.spec.alias(), m, len(c.m.sup.spec.Group)+1))
+		}
+		members[i] = int(m)
+	}
+	return out, members, -1, nil
+}
+
+// at is v[i], or 0 past its end.
+func at(v []uint64, i int) uint64 {
+	if i < len(v) {
+		return v[i]
+	}
+	return 0
 }
 
 // MaxConcurrency implements sdk.Concurrent: the plugin's own limit, as it

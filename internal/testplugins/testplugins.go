@@ -23,6 +23,7 @@ func Registrations() []sdk.Registration {
 	return []sdk.Registration{
 		{Name: "seq", Kind: sdk.KindInput, Description: "emits N deterministic batches", New: func() any { return &Seq{} }},
 		{Name: "passthrough", Kind: sdk.KindProcessor, Description: "returns batches unchanged; can crash once", New: func() any { return &Passthrough{} }},
+		{Name: "transform", Kind: sdk.KindProcessor, Description: "changes values, rejects, splits, fails on demand (process group tests)", New: func() any { return &Transform{} }},
 		{Name: "collect", Kind: sdk.KindOutput, Description: "appends points to a JSON-lines file", New: func() any { return &Collect{} }},
 	}
 }
@@ -319,4 +320,94 @@ func (c *Collect) Close(context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// Transform changes batches in ways the process group tests can observe:
+// each point's value becomes value*Scale+Add (so the order of two members
+// shows), every RejectEvery-th point of a call becomes a reject whose
+// reason names Tag, batches are cut into pieces of at most Split points,
+// and the first FailTimes calls fail (retryable, or permanent with
+// FailPermanent), leaving the batch unchanged. With DropAll every batch is
+// dropped; with PanicOn a call whose first value equals it panics. It is
+// safe for concurrent use; MaxConcurrent is its MaxConcurrency.
+type Transform struct {
+	Tag           string  `toml:"tag"`
+	Scale         float64 `toml:"scale"`
+	Add           float64 `toml:"add"`
+	RejectEvery   int     `toml:"reject_every"`
+	Split         int     `toml:"split"`
+	FailTimes     int     `toml:"fail_times"`
+	FailPermanent bool    `toml:"fail_permanent"`
+	DropAll       bool    `toml:"drop_all"`
+	PanicOn       float64 `toml:"panic_on"`
+	MaxConcurrent int     `toml:"max_concurrency"`
+	// Closed, when set, is a file Close appends Tag to.
+	Closed string `toml:"closed_file"`
+	calls  atomic.Int64
+}
+
+// Validate implements sdk.Validator.
+func (t *Transform) Validate() error {
+	var errs []error
+	if t.Scale == 0 {
+		errs = append(errs, &sdk.ConfigIssue{Key: "scale", Message: "must not be 0"})
+	}
+	if t.RejectEvery < 0 || t.Split < 0 || t.FailTimes < 0 {
+		errs = append(errs, &sdk.ConfigIssue{Key: "", Message: "reject_every, split and fail_times must be >= 0"})
+	}
+	return errors.Join(errs...)
+}
+
+// MaxConcurrency implements sdk.Concurrent.
+func (t *Transform) MaxConcurrency() int { return t.MaxConcurrent }
+
+// Close implements sdk.Closer.
+func (t *Transform) Close(context.Context) error {
+	if t.Closed == "" {
+		return nil
+	}
+	f, err := os.OpenFile(t.Closed, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(f, t.Tag)
+	return errors.Join(err, f.Close())
+}
+
+// Process implements sdk.Processor.
+func (t *Transform) Process(_ context.Context, b *sdk.Batch) ([]*sdk.Batch, error) {
+	if n := t.calls.Add(1); n <= int64(t.FailTimes) {
+		err := fmt.Errorf("%s: told to fail (call %d of %d)", t.Tag, n, t.FailTimes)
+		if t.FailPermanent {
+			err = sdk.Permanent(err)
+		}
+		return nil, err
+	}
+	if t.PanicOn != 0 && len(b.Points) > 0 && b.Points[0].Value == t.PanicOn {
+		panic(t.Tag + ": told to panic")
+	}
+	if t.DropAll {
+		return nil, nil
+	}
+	kept := b.Points[:0]
+	for i, p := range b.Points {
+		if t.RejectEvery > 0 && (i+1)%t.RejectEvery == 0 {
+			b.Rejects = append(b.Rejects, sdk.Reject{Reason: t.Tag + " rejected", Position: "point " + strconv.Itoa(i), Raw: []byte(strconv.FormatFloat(p.Value, 'g', -1, 64))})
+			continue
+		}
+		p.Value = p.Value*t.Scale + t.Add
+		kept = append(kept, p)
+	}
+	b.Points = kept
+	if t.Split <= 0 || len(b.Points) <= t.Split {
+		return []*sdk.Batch{b}, nil
+	}
+	var out []*sdk.Batch
+	for start := 0; start < len(b.Points); start += t.Split {
+		end := min(start+t.Split, len(b.Points))
+		piece := &sdk.Batch{Series: b.Series, Points: append([]sdk.Point(nil), b.Points[start:end]...)}
+		out = append(out, piece)
+	}
+	out[0].Rejects = b.Rejects
+	return out, nil
 }
