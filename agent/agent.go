@@ -18,6 +18,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +41,29 @@ type Factory interface {
 	NewInput(ctx context.Context, p *conf.Plugin) (sdk.Input, error)
 	NewProcessor(ctx context.Context, p *conf.Plugin) (sdk.Processor, error)
 	NewOutput(ctx context.Context, p *conf.Plugin) (sdk.Output, error)
+}
+
+// GroupFactory is an optional ability of a Factory: running several
+// consecutive processors (conf's process_group) in one plugin process, one
+// hop for all of them. The agent calls it instead of NewProcessor for
+// every group of two or more; ps are the members in order.
+type GroupFactory interface {
+	NewProcessorGroup(ctx context.Context, ps []*conf.Plugin) (GroupProcessor, error)
+}
+
+// GroupProcessor runs the members of a process group on each batch. The
+// agent calls ProcessGroup, never Process; concurrency, Drain, Close and
+// ReleaseBatch are as for a processor (the group's process is one plugin).
+type GroupProcessor interface {
+	sdk.Processor
+	// ProcessGroup passes b through every member in order. members[i] is
+	// the member (an index into ps) whose rejects out[i] carries. stat is
+	// called before it returns, also on failure, for each member the batch
+	// reached: its Process calls, the points handed to them, the retryable
+	// failures retried inside the process, and the time they took. On
+	// error, failed is the member that failed, or -1 when the failure is
+	// not a member's (the process died, ctx).
+	ProcessGroup(ctx context.Context, b *sdk.Batch, stat func(member, calls, points, retries int, spent time.Duration)) (out []*sdk.Batch, members []int, failed int, err error)
 }
 
 // Drainer is an optional ability of a plugin value (typically a plugin
@@ -121,6 +145,9 @@ type Agent struct {
 
 	trackers registry
 	ids      map[string]string // alias and ID -> ID, for PluginRestarted
+	// groups maps the first member of each process group to the IDs of
+	// all its members. ids and groups are read-only after New.
+	groups map[string][]string
 	// rejectLog rate-limits the log line about dead-lettered rejects.
 	rejectLog *logLimiter
 
@@ -178,6 +205,7 @@ func New(cfg *conf.Config, f Factory, opts Options) (*Agent, error) {
 		rejectLog:       newLogLimiter(10 * time.Second),
 		intakeStop:      make(chan struct{}),
 		ids:             make(map[string]string),
+		groups:          make(map[string][]string),
 	}
 	a.trackers.live = make(map[uint64]*tracker)
 	if a.log == nil {
@@ -230,6 +258,13 @@ func New(cfg *conf.Config, f Factory, opts Options) (*Agent, error) {
 			}
 		}
 	}
+	for _, g := range cfg.ProcessorGroups() {
+		if len(g) > 1 {
+			for _, p := range g {
+				a.groups[g[0].ID()] = append(a.groups[g[0].ID()], p.ID())
+			}
+		}
+	}
 	m, err := newMetrics(a.reg)
 	if err != nil {
 		return nil, fmt.Errorf("agent: register metrics: %w", err)
@@ -249,6 +284,14 @@ func (a *Agent) PluginRestarted(alias string) {
 	id, ok := a.ids[alias]
 	if !ok {
 		id = alias
+	}
+	if members := a.groups[id]; len(members) > 0 {
+		// A process group's process: every member restarted.
+		for _, m := range members {
+			a.m.restarts.WithLabelValues(m).Inc()
+		}
+		a.log.Warn("plugin restarted", "plugins", members)
+		return
 	}
 	a.m.restarts.WithLabelValues(id).Inc()
 	a.log.Warn("plugin restarted", "plugin", id)
@@ -333,14 +376,12 @@ func (a *Agent) build(ctx context.Context) error {
 			return fmt.Errorf("agent: register metrics of %s: %w", s.id, err)
 		}
 	}
-	for i := range a.cfg.Processors {
-		p := &a.cfg.Processors[i]
-		pr, err := a.factory.NewProcessor(ctx, p)
+	for _, g := range a.cfg.ProcessorGroups() {
+		s, err := a.newProcStage(ctx, g)
 		if err != nil {
-			return fmt.Errorf("agent: start %s (%s): %w", p.ID(), p.Source, err)
+			return err
 		}
-		s := &procStage{a: a, p: p, id: p.ID(), proc: pr, log: a.log.Named(p.ID()), workers: 1}
-		if c, ok := pr.(sdk.Concurrent); ok {
+		if c, ok := s.proc.(sdk.Concurrent); ok {
 			s.workers = max(1, c.MaxConcurrency())
 		}
 		a.procs = append(a.procs, s)
@@ -372,6 +413,35 @@ func (a *Agent) build(ctx context.Context) error {
 	}
 	a.fanoutIn = prev
 	return nil
+}
+
+// newProcStage creates the processor of g (one processor, or the members
+// of a process group) and its stage.
+func (a *Agent) newProcStage(ctx context.Context, g []*conf.Plugin) (*procStage, error) {
+	p := g[0]
+	s := &procStage{a: a, p: p, id: p.ID(), log: a.log.Named(p.ID()), workers: 1}
+	if len(g) == 1 {
+		pr, err := a.factory.NewProcessor(ctx, p)
+		if err != nil {
+			return nil, fmt.Errorf("agent: start %s (%s): %w", p.ID(), p.Source, err)
+		}
+		s.proc = pr
+		return s, nil
+	}
+	for _, m := range g {
+		s.members = append(s.members, m.ID())
+	}
+	gf, ok := a.factory.(GroupFactory)
+	if !ok {
+		return nil, fmt.Errorf("agent: start %s (%s): process_group %q: this plugin factory cannot run process groups", p.ID(), p.Source, p.ProcessGroup)
+	}
+	gp, err := gf.NewProcessorGroup(ctx, g)
+	if err != nil {
+		return nil, fmt.Errorf("agent: start process_group %q (%s): %w", p.ProcessGroup, strings.Join(s.members, ", "), err)
+	}
+	s.proc, s.group = gp, gp
+	s.log = a.log.Named(p.ProcessGroup)
+	return s, nil
 }
 
 // start launches the goroutines: outputs, fan-out, processors, then inputs.

@@ -23,6 +23,8 @@ type fakeFactory struct {
 	inputs  map[string]sdk.Input
 	procs   map[string]sdk.Processor
 	outputs map[string]sdk.Output
+	// groups: process groups by their first member's ID.
+	groups map[string]GroupProcessor
 	// beforeOutput, if set, runs before each NewOutput (e.g. to block).
 	beforeOutput func(ctx context.Context) error
 	calls        atomic.Int32
@@ -42,6 +44,14 @@ func (f *fakeFactory) NewProcessor(_ context.Context, p *conf.Plugin) (sdk.Proce
 		return v, nil
 	}
 	return nil, fmt.Errorf("no fake processor %s", p.ID())
+}
+
+func (f *fakeFactory) NewProcessorGroup(_ context.Context, ps []*conf.Plugin) (GroupProcessor, error) {
+	f.calls.Add(1)
+	if v, ok := f.groups[ps[0].ID()]; ok {
+		return v, nil
+	}
+	return nil, fmt.Errorf("no fake process group %s", ps[0].ID())
 }
 
 func (f *fakeFactory) NewOutput(ctx context.Context, p *conf.Plugin) (sdk.Output, error) {
@@ -231,6 +241,10 @@ type setup struct {
 	outImpl map[string]sdk.Output // by name
 	opts    Options
 	factory func(f *fakeFactory)
+	// group, when set, is the process_group of every processor in order.
+	group string
+	// plainFactory hides the fake factory's GroupFactory ability.
+	plainFactory bool
 }
 
 func start(t *testing.T, s setup) *harness {
@@ -248,9 +262,10 @@ func start(t *testing.T, s setup) *harness {
 		inputs:  map[string]sdk.Input{"inputs.test": h.in},
 		procs:   map[string]sdk.Processor{},
 		outputs: map[string]sdk.Output{},
+		groups:  map[string]GroupProcessor{},
 	}
 	for _, name := range s.order {
-		p := conf.Plugin{Kind: conf.KindProcessor, Name: name}
+		p := conf.Plugin{Kind: conf.KindProcessor, Name: name, ProcessGroup: s.group}
 		cfg.Processors = append(cfg.Processors, p)
 		f.procs[p.ID()] = s.procs[name]
 	}
@@ -268,7 +283,11 @@ func start(t *testing.T, s setup) *harness {
 	if opts.Logger == nil {
 		opts.Logger = hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: hclog.Warn})
 	}
-	a, err := New(cfg, f, opts)
+	var factory Factory = f
+	if s.plainFactory {
+		factory = struct{ Factory }{f}
+	}
+	a, err := New(cfg, factory, opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

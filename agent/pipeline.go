@@ -95,15 +95,20 @@ func (r *inputRunner) Emit(ctx context.Context, b *sdk.Batch, done func(sdk.Deli
 	return err
 }
 
-// procStage runs one Processor over its input queue with workers goroutines.
+// procStage runs one Processor, or the members of a process group in one
+// plugin process, over its input queue with workers goroutines.
 type procStage struct {
 	a       *Agent
-	p       *conf.Plugin
-	id      string
+	p       *conf.Plugin // the processor; a group's first member
+	id      string       // p's ID
 	proc    sdk.Processor
 	log     hclog.Logger
 	workers int
 	in, out chan item
+	// A process group: proc is group, members the IDs of its processors
+	// in order (metrics, errors and rejects are counted under them).
+	group   GroupProcessor
+	members []string
 }
 
 func (s *procStage) start(pipe *sync.WaitGroup) {
@@ -137,13 +142,15 @@ func (s *procStage) handle(it item) {
 	if it.tr.settled.Load() {
 		return // given up already (shutdown deadline): skip the work
 	}
-	results, err := s.process(it.b)
+	results, from, err := s.process(it.b)
 	if err != nil {
 		if a.hardCtx.Err() != nil && !sdk.IsPermanent(err) {
-			it.tr.fail(fmt.Errorf("%s: %w", s.id, err))
+			it.tr.fail(fmt.Errorf("%s: %w", from[0], err))
 			return
 		}
-		a.deadLetterBatch(s.id, err, it.b, []*tracker{it.tr})
+		// A group dead-letters the batch it was given, under the member
+		// that failed.
+		a.deadLetterBatch(from[0], err, it.b, []*tracker{it.tr})
 		return
 	}
 	n := 0
@@ -158,11 +165,11 @@ func (s *procStage) handle(it item) {
 		return
 	}
 	it.tr.add(n - 1)
-	for _, r := range results {
+	for i, r := range results {
 		if r == nil {
 			continue
 		}
-		if !a.send(s.out, item{b: r, tr: it.tr, from: s.id}) {
+		if !a.send(s.out, item{b: r, tr: it.tr, from: from[min(i, len(from)-1)]}) {
 			it.tr.fail(errShutdownTimeout)
 			return
 		}
@@ -193,36 +200,77 @@ func (s *procStage) release(b *sdk.Batch, results []*sdk.Batch) {
 	rel.ReleaseBatch(b)
 }
 
-// process calls Process, retrying retryable errors with backoff (up to
-// max_retries when set). A non-nil error is permanent, exhausted retries, or
-// the shutdown deadline.
-func (s *procStage) process(b *sdk.Batch) ([]*sdk.Batch, error) {
+// process calls Process (a group's ProcessGroup), retrying retryable
+// errors with backoff (up to max_retries when set). A non-nil error is
+// permanent, exhausted retries, or the shutdown deadline; from[0] is then
+// the ID of the processor that failed. On success from[i] is the ID of the
+// processor whose rejects results[i] may carry (one entry, s.id, when
+// every result's are s.id's).
+func (s *procStage) process(b *sdk.Batch) (results []*sdk.Batch, from []string, err error) {
 	a := s.a
 	n := len(b.Points)
 	for attempt := 0; ; attempt++ {
-		start := time.Now()
-		res, err := safeProcess(a.hardCtx, s.proc, b)
-		a.m.procTime.WithLabelValues(s.id).Observe(time.Since(start).Seconds())
-		if err == nil {
-			a.m.stage(s.id, n)
-			return res, nil
+		id := s.id
+		if s.group != nil {
+			var members []int
+			var failed int
+			results, members, failed, err = safeProcessGroup(a.hardCtx, s.group, b, s.memberStat)
+			if failed >= 0 && failed < len(s.members) {
+				id = s.members[failed]
+			}
+			if err == nil {
+				from = make([]string, len(members))
+				for i, m := range members {
+					from[i] = s.members[min(max(m, 0), len(s.members)-1)]
+				}
+				return results, from, nil
+			}
+		} else {
+			start := time.Now()
+			results, err = safeProcess(a.hardCtx, s.proc, b)
+			a.m.procTime.WithLabelValues(s.id).Observe(time.Since(start).Seconds())
+			if err == nil {
+				a.m.stage(s.id, n)
+				return results, []string{s.id}, nil
+			}
 		}
+		from = []string{id}
 		if sdk.IsPermanent(err) {
-			a.m.errors.WithLabelValues(s.id, errTypePermanent).Inc()
-			return nil, err
+			a.m.errors.WithLabelValues(id, errTypePermanent).Inc()
+			return nil, from, err
 		}
 		if a.hardCtx.Err() != nil {
-			return nil, err
+			return nil, from, err
 		}
-		a.m.errors.WithLabelValues(s.id, errTypeRetryable).Inc()
+		a.m.errors.WithLabelValues(id, errTypeRetryable).Inc()
 		if s.p.MaxRetries > 0 && attempt+1 >= s.p.MaxRetries {
-			a.m.errors.WithLabelValues(s.id, errTypeExhausted).Inc()
-			return nil, fmt.Errorf("giving up after %d retryable failures: %w", attempt+1, err)
+			a.m.errors.WithLabelValues(id, errTypeExhausted).Inc()
+			return nil, from, fmt.Errorf("giving up after %d retryable failures: %w", attempt+1, err)
 		}
-		s.log.Warn("process failed, retrying", "attempt", attempt+1, "error", err)
+		s.log.Warn("process failed, retrying", "plugin", id, "attempt", attempt+1, "error", err)
 		if !a.backoff(attempt) {
-			return nil, err
+			return nil, from, err
 		}
+	}
+}
+
+// memberStat records what member i of the stage's process group did in
+// one call: its calls and points (as a processor's stage does), the time
+// spent in them, and the retryable failures retried inside the process.
+func (s *procStage) memberStat(i, calls, points, retries int, spent time.Duration) {
+	if i < 0 || i >= len(s.members) || calls <= 0 {
+		return
+	}
+	id, m := s.members[i], s.a.m
+	m.messages.WithLabelValues(id).Add(float64(calls))
+	m.samples.WithLabelValues(id).Add(float64(points))
+	size := m.batchSize.WithLabelValues(id)
+	for range calls {
+		size.Observe(float64(points) / float64(calls))
+	}
+	m.procTime.WithLabelValues(id).Observe(spent.Seconds())
+	if retries > 0 {
+		m.errors.WithLabelValues(id, errTypeRetryable).Add(float64(retries))
 	}
 }
 
@@ -316,6 +364,17 @@ func safeProcess(ctx context.Context, p sdk.Processor, b *sdk.Batch) (res []*sdk
 		}
 	}()
 	return p.Process(ctx, b)
+}
+
+// safeProcessGroup calls ProcessGroup, turning a panic into a permanent
+// error of no member.
+func safeProcessGroup(ctx context.Context, g GroupProcessor, b *sdk.Batch, stat func(member, calls, points, retries int, spent time.Duration)) (res []*sdk.Batch, members []int, failed int, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			res, members, failed, err = nil, nil, -1, sdk.Permanent(fmt.Errorf("process group panicked: %v", r))
+		}
+	}()
+	return g.ProcessGroup(ctx, b, stat)
 }
 
 // safeWrite calls Write, turning a panic into a permanent error.
