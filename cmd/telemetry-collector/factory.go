@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/telemetry-collector/telemetry-collector/agent"
 	"github.com/telemetry-collector/telemetry-collector/conf"
 	"github.com/telemetry-collector/telemetry-collector/plugins"
 	"github.com/telemetry-collector/telemetry-collector/sdk"
@@ -47,15 +48,46 @@ func spec(p *conf.Plugin) (plugins.Spec, error) {
 	}, nil
 }
 
-// explain turns a launcher error into one that names file and line.
-func explain(p *conf.Plugin, err error) error {
+// groupSpec is the spec of a process group: the first member's, with the
+// others in Group (conf checked they share the process settings).
+func groupSpec(ps []*conf.Plugin) (plugins.Spec, error) {
+	s, err := spec(ps[0])
+	if err != nil {
+		return plugins.Spec{}, err
+	}
+	for _, p := range ps[1:] {
+		js, err := p.SettingsJSON()
+		if err != nil {
+			return plugins.Spec{}, fmt.Errorf("%s (%s): encode settings: %w", p.ID(), p.Source, err)
+		}
+		s.Group = append(s.Group, plugins.Member{Name: p.Name, Alias: p.Alias, ConfigJSON: js})
+	}
+	return s, nil
+}
+
+// explain turns a launcher error into one that names file and line. ps
+// are the plugins the error may be about: one, or a process group's
+// members (a config issue names its member).
+func explain(err error, ps ...*conf.Plugin) error {
+	p := ps[0]
 	var ce *sdk.ConfigError
 	if errors.As(err, &ce) {
 		out := &configError{plugin: p.ID()}
 		for _, is := range ce.Issues {
-			out.issues = append(out.issues, p.KeyError(is.Key, is.Message).Error())
+			m := p
+			if is.Member > 0 && is.Member < len(ps) {
+				m = ps[is.Member]
+			}
+			out.issues = append(out.issues, m.KeyError(is.Key, is.Message).Error())
 		}
 		return out
+	}
+	if len(ps) > 1 {
+		ids := make([]string, len(ps))
+		for i, m := range ps {
+			ids[i] = m.ID()
+		}
+		return fmt.Errorf("process_group %q (%s; %s): %w", p.ProcessGroup, strings.Join(ids, ", "), p.KeyPosition("process_group"), err)
 	}
 	return fmt.Errorf("%s (%s): %w", p.ID(), p.Source, err)
 }
@@ -67,7 +99,7 @@ func (f *pluginFactory) NewInput(ctx context.Context, p *conf.Plugin) (sdk.Input
 	}
 	in, err := f.launcher.Input(ctx, s)
 	if err != nil {
-		return nil, explain(p, err)
+		return nil, explain(err, p)
 	}
 	return in, nil
 }
@@ -79,7 +111,21 @@ func (f *pluginFactory) NewProcessor(ctx context.Context, p *conf.Plugin) (sdk.P
 	}
 	pr, err := f.launcher.Processor(ctx, s)
 	if err != nil {
-		return nil, explain(p, err)
+		return nil, explain(err, p)
+	}
+	return pr, nil
+}
+
+// NewProcessorGroup implements agent.GroupFactory: one plugin process runs
+// the members of a process group.
+func (f *pluginFactory) NewProcessorGroup(ctx context.Context, ps []*conf.Plugin) (agent.GroupProcessor, error) {
+	s, err := groupSpec(ps)
+	if err != nil {
+		return nil, err
+	}
+	pr, err := f.launcher.Processor(ctx, s)
+	if err != nil {
+		return nil, explain(err, ps...)
 	}
 	return pr, nil
 }
@@ -91,23 +137,24 @@ func (f *pluginFactory) NewOutput(ctx context.Context, p *conf.Plugin) (sdk.Outp
 	}
 	out, err := f.launcher.Output(ctx, s)
 	if err != nil {
-		return nil, explain(p, err)
+		return nil, explain(err, p)
 	}
 	return out, nil
 }
 
-// checkPlugin starts the plugin's binary and has it accept its config.
-func checkPlugin(ctx context.Context, l *plugins.Launcher, p *conf.Plugin) error {
-	s, err := spec(p)
+// checkPlugin starts the binary of a plugin, or of a process group's
+// members (ps in order), and has it accept their configuration.
+func checkPlugin(ctx context.Context, l *plugins.Launcher, ps ...*conf.Plugin) error {
+	s, err := groupSpec(ps)
 	if err != nil {
 		return err
 	}
 	issues, err := l.Check(ctx, s)
 	if err != nil {
-		return explain(p, err)
+		return explain(err, ps...)
 	}
 	if len(issues) > 0 {
-		return explain(p, &sdk.ConfigError{Issues: issues})
+		return explain(&sdk.ConfigError{Issues: issues}, ps...)
 	}
 	return nil
 }

@@ -164,12 +164,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 func runCheck(cfg *conf.Config, l *plugins.Launcher, stdout, stderr io.Writer) int {
 	ctx := context.Background()
 	var problems []string
-	for _, group := range [][]conf.Plugin{cfg.Inputs, cfg.Processors, cfg.Outputs} {
-		for i := range group {
-			p := &group[i]
-			if err := checkPlugin(ctx, l, p); err != nil {
-				problems = append(problems, err.Error())
-			}
+	var units [][]*conf.Plugin // one plugin process each
+	for i := range cfg.Inputs {
+		units = append(units, []*conf.Plugin{&cfg.Inputs[i]})
+	}
+	units = append(units, cfg.ProcessorGroups()...)
+	for i := range cfg.Outputs {
+		units = append(units, []*conf.Plugin{&cfg.Outputs[i]})
+	}
+	for _, ps := range units {
+		if err := checkPlugin(ctx, l, ps...); err != nil {
+			problems = append(problems, err.Error())
 		}
 	}
 	if len(problems) > 0 {

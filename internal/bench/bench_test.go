@@ -74,6 +74,7 @@ type settings struct {
 	workloads     []string
 	timeout       time.Duration
 	logLevel      string
+	processGroup  string // process_group of gpu_normalize and dedup ("": each its own process)
 }
 
 func readSettings(t *testing.T) settings {
@@ -103,6 +104,9 @@ func readSettings(t *testing.T) settings {
 			t.Fatalf("BENCH_GOGC=%q: want AGENT,PLUGINS percentages (0: Go's default) or one for both, e.g. 100,400", v)
 		}
 		s.gogc = [2]int{n1, n2}
+	}
+	if v, ok := os.LookupEnv("BENCH_PROCESS_GROUP"); ok {
+		s.processGroup = v
 	}
 	if v := os.Getenv("BENCH_GOMEMLIMIT"); v != "" {
 		s.goEnv = append(s.goEnv, "GOMEMLIMIT="+v)
@@ -235,6 +239,7 @@ func collectorConfig(s settings, w Workload, mqAddr string) e2e.CollectorConfig 
 	if n := s.gogc[1]; n > 0 {
 		cfg.AgentExtra += fmt.Sprintf("\nplugin_gogc = %d", n)
 	}
+	cfg.ProcessGroup = s.processGroup
 	cfg.Env = s.goEnv
 	return cfg
 }

@@ -47,6 +47,9 @@ type CollectorConfig struct {
 	NoNormalize bool          // leave [[processors.gpu_normalize]] out
 	NoDedup     bool          // leave [[processors.dedup]] out
 	DedupWindow time.Duration // default 10m
+	// ProcessGroup, when set, is the process_group of gpu_normalize and
+	// dedup: both run in one plugin process.
+	ProcessGroup string
 
 	// outputs.postgresql.
 	NoPostgres      bool   // leave [[outputs.postgresql]] out
@@ -142,11 +145,15 @@ func (c *CollectorConfig) TOML(pluginDir string) string {
 	fmt.Fprintf(&b, "  data_format = %s\n  timezone = %s\n", q(c.DataFormat), q(c.Timezone))
 	writeExtra(&b, c.InputExtra)
 
+	group := ""
+	if c.ProcessGroup != "" {
+		group = "  process_group = " + q(c.ProcessGroup) + "\n"
+	}
 	if !c.NoNormalize {
-		b.WriteString("\n[[processors.gpu_normalize]]\n")
+		b.WriteString("\n[[processors.gpu_normalize]]\n" + group)
 	}
 	if !c.NoDedup {
-		fmt.Fprintf(&b, "\n[[processors.dedup]]\n  window = %s\n", q(c.DedupWindow.String()))
+		fmt.Fprintf(&b, "\n[[processors.dedup]]\n  window = %s\n%s", q(c.DedupWindow.String()), group)
 	}
 	if !c.NoPostgres {
 		fmt.Fprintf(&b, "\n[[outputs.postgresql]]\n  connection = %s\n  batch_size = %d\n  workers = %d\n", q(c.DatabaseURL), c.OutputBatchSize, c.Workers)
