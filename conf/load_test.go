@@ -722,6 +722,10 @@ func TestShippedConfig(t *testing.T) {
 	if got := aliases(c.Processors); !reflect.DeepEqual(got, []string{"gpu_normalize/gpu_normalize", "dedup/dedup"}) {
 		t.Errorf("processors = %v", got)
 	}
+	// gpu_normalize and dedup share one process.
+	if g := c.ProcessorGroups(); len(g) != 1 || len(g[0]) != 2 || g[0][0].ProcessGroup != "gpu" {
+		t.Errorf("processor groups = %v, want gpu_normalize and dedup in process group gpu", g)
+	}
 	if got := aliases(c.Outputs); !reflect.DeepEqual(got, []string{"postgresql/postgresql"}) {
 		t.Errorf("outputs = %v", got)
 	}

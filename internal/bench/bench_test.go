@@ -57,6 +57,9 @@ func TestMain(m *testing.M) {
 //	                 the agent, the broker and PostgreSQL, one CPU per
 //	                 plugin process measured 6-10% less CPU and 5% more
 //	                 throughput than Go's default (two each); "0,0" for that
+//	BENCH_PROCESS_GROUP process_group of gpu_normalize and dedup, as the
+//	                 shipped configuration has it (default "gpu": one
+//	                 process for both); "" gives each its own process
 //	BENCH_GOGC       "AGENT,PLUGINS": gogc of the collector and plugin_gogc
 //	                 (0: Go's default), e.g. "100,400"; one number: both
 //	BENCH_GOMEMLIMIT GOMEMLIMIT of the collector and (inherited) its plugin
@@ -78,7 +81,7 @@ type settings struct {
 }
 
 func readSettings(t *testing.T) settings {
-	s := settings{samples: 2_000_000, gpus: 1024, timeout: 10 * time.Minute, logLevel: "info"}
+	s := settings{samples: 2_000_000, gpus: 1024, timeout: 10 * time.Minute, logLevel: "info", processGroup: "gpu"}
 	atoi := func(k string, dst *int) {
 		if v := os.Getenv(k); v != "" {
 			n, err := strconv.Atoi(v)
@@ -401,8 +404,8 @@ func runWorkload(t *testing.T, s settings, w Workload) string {
 	if l := s.memLimits; l[0] != "" {
 		limits = fmt.Sprintf("collector %s, plugins %s, mq_service input %s", l[0], l[1], l[2])
 	}
-	fmt.Printf("  peak PSS MiB (shared pages counted once): collector+plugins %.0f; memory_limit: %s; max_procs: collector %d, plugins %d; gogc: collector %d, plugins %d (0: Go's default)\n",
-		float64(peak.pss)/(1<<20), limits, s.maxProcs[0], s.maxProcs[1], s.gogc[0], s.gogc[1])
+	fmt.Printf("  peak PSS MiB (shared pages counted once): collector+plugins %.0f; memory_limit: %s; max_procs: collector %d, plugins %d; gogc: collector %d, plugins %d (0: Go's default); process_group of gpu_normalize and dedup: %q\n",
+		float64(peak.pss)/(1<<20), limits, s.maxProcs[0], s.maxProcs[1], s.gogc[0], s.gogc[1], s.processGroup)
 	fmt.Printf("  CPU seconds during the run: collector+plugins %.2f, mq-service %.2f, PostgreSQL %.2f, machine busy %.0f%% of %d CPUs\n",
 		cpu1.collector-cpu0.collector, cpu1.mq-cpu0.mq, cpu1.pg-cpu0.pg,
 		100*(cpu1.busy-cpu0.busy)/max(cpu1.all-cpu0.all, 1e-9), runtime.NumCPU())
