@@ -236,7 +236,8 @@ func TestOriginalServerRealDCGMCSV(t *testing.T) {
 
 // TestOurBrokerBufferReuse: responses are decoded into buffers the input
 // reuses once a response is parsed (mqcodec.Buffers). With a backlog, the
-// next response is decoded while the current one is parsed; every value of
+// next response is received while the current one is parsed, and decoded
+// into the buffer the current one is released to; every value of
 // every message must still arrive exactly once and nothing be rejected. A
 // buffer released before its response is parsed gets overwritten
 // mid-parse (and the race detector sees the overlap).
