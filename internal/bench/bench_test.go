@@ -50,8 +50,9 @@ func TestMain(m *testing.M) {
 //	                 CPU profile there (internal/profiling)
 //	BENCH_MEMORY_LIMITS "AGENT,PLUGINS,INPUT" memory_limit of the collector,
 //	                 plugin_memory_limit, and the input's memory_limit, e.g.
-//	                 "64MiB,48MiB,80MiB" (the default; the input took 96MiB
-//	                 until its live heap fell to 60-62 MB in dcgm-csv);
+//	                 "56MiB,48MiB,80MiB" (the default; the collector took
+//	                 64MiB and the input 96MiB until process groups and
+//	                 the input's changes lowered what they keep live);
 //	                 "off": none
 //	BENCH_MAX_PROCS  "AGENT,PLUGINS": max_procs of the collector and
 //	                 plugin_max_procs (0: Go's default); default "0,1": on
@@ -127,7 +128,7 @@ func readSettings(t *testing.T) settings {
 		s.profileEnv = []string{profiling.CPUProfileEnv + "=" + abs}
 		s.goEnv = append(s.goEnv, s.profileEnv...)
 	}
-	s.memLimits = [3]string{"64MiB", "48MiB", "80MiB"}
+	s.memLimits = [3]string{"56MiB", "48MiB", "80MiB"}
 	if v := os.Getenv("BENCH_MEMORY_LIMITS"); v == "off" {
 		s.memLimits = [3]string{}
 	} else if v != "" {
