@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -71,7 +73,7 @@ func BenchmarkCloneBatch(b *testing.B) {
 	src := batchOf(0, 10_000)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		_ = cloneBatch(src)
+		_ = cloneBatch(src, false)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*10_000), "ns/point")
 }
@@ -92,4 +94,41 @@ func BenchmarkMergeInto(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*10_000), "ns/point")
+}
+
+// scrapeBatch is a scrape-shaped batch: n series of 8 labels, one point
+// each (a GPU's label set shared by its 30 fields).
+func scrapeBatch(n int) *sdk.Batch {
+	b := &sdk.Batch{}
+	var ls sdk.Labels
+	for i := range n {
+		if i%30 == 0 {
+			ls = sdk.Labels{{Key: "Hostname", Value: "host-" + strconv.Itoa(i/240)}, {Key: "UUID", Value: "GPU-" + strconv.Itoa(i/30)},
+				{Key: "device", Value: "nvidia" + strconv.Itoa(i/30%8)}, {Key: "gpu", Value: strconv.Itoa(i / 30 % 8)},
+				{Key: "modelName", Value: "NVIDIA H100 80GB HBM3"}, {Key: "pci_bus_id", Value: "00000000:1A:00.0"},
+				{Key: "DCGM_FI_DRIVER_VERSION", Value: "535.129.03"}, {Key: "cluster", Value: "c1"}}
+		}
+		s := b.AddSeries("DCGM_FI_DEV_FIELD_"+strconv.Itoa(i%30), ls)
+		b.Add(s, int64(1_700_000_000_000_000_000), float64(i))
+	}
+	return b
+}
+
+// BenchmarkSlicePoints is the per-point cost of cutting a batch larger
+// than the output's batch_size (20,000 scrape-shaped points) into two
+// writes, for an output that only reads labels (an OutputClient) and for
+// one that may change them.
+func BenchmarkSlicePoints(b *testing.B) {
+	src := scrapeBatch(20_000)
+	for _, share := range []bool{true, false} {
+		b.Run(fmt.Sprintf("share_labels=%v", share), func(b *testing.B) {
+			var sl slicer
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				_ = sl.slice(src, 0, 10_000, share)
+				_ = sl.slice(src, 10_000, 20_000, share)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*20_000), "ns/point")
+		})
+	}
 }

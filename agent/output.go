@@ -77,6 +77,13 @@ func (a *Agent) newOutputStage(p *conf.Plugin, o sdk.Output) *outputStage {
 	return s
 }
 
+// readsLabelsOnly reports whether v promised (sdk.LabelReader) never to
+// change the labels of the batches it receives.
+func readsLabelsOnly(v any) bool {
+	lr, ok := v.(sdk.LabelReader)
+	return ok && lr.ReadsLabelsOnly()
+}
+
 func (s *outputStage) drop() {
 	s.a.m.dropped.WithLabelValues(s.id).Inc()
 	s.log.Debug("best-effort output queue full: batch dropped for this output")
@@ -104,6 +111,8 @@ func (s *outputStage) start(pipe *sync.WaitGroup) {
 // written).
 func (s *outputStage) batcher() {
 	defer close(s.jobs)
+	var sl slicer
+	share := readsLabelsOnly(s.out)
 	var pend *sdk.Batch
 	var trs []*tracker
 	timer := time.NewTimer(time.Hour)
@@ -154,10 +163,10 @@ func (s *outputStage) batcher() {
 			}
 			i := 0
 			for ; i+s.batchSize <= n; i += s.batchSize {
-				emit(writeJob{b: slicePoints(b, i, i+s.batchSize), trs: withTr(it.tr)})
+				emit(writeJob{b: sl.slice(b, i, i+s.batchSize, share), trs: withTr(it.tr)})
 			}
 			if i < n {
-				pend, trs = slicePoints(b, i, n), withTr(it.tr)
+				pend, trs = sl.slice(b, i, n, share), withTr(it.tr)
 			}
 			s.release(b) // the pieces are copies
 		case pend == nil:
@@ -311,22 +320,50 @@ func mergeInto(dst, src *sdk.Batch) {
 	dst.Rejects = append(dst.Rejects, src.Rejects...)
 }
 
-// slicePoints returns a new batch with points [i, j) of b and only the
-// series they use (shared label slices are copied by reference: b is not
-// used again except through its other pieces, which get their own Series
-// slices).
-func slicePoints(b *sdk.Batch, i, j int) *sdk.Batch {
-	remap := make(map[uint32]uint32)
+// slicer cuts batches into pieces for one output stage's batcher. It is
+// owned by that goroutine: its scratch arrays are reused from piece to
+// piece without locking.
+type slicer struct {
+	remap []uint32 // b's series index -> piece series index + 1 (0: not in the piece yet)
+	used  []uint32 // b's series indexes in the piece, to clear remap
+}
+
+// slice returns a new batch with points [i, j) of b and only the series
+// they use. The pieces' Series and Points are their own. With shareLabels
+// (the output promised, as an sdk.LabelReader, never to change received
+// labels) they share b's label slices, which the agent itself never
+// changes; without it each piece gets its own copies, in one allocation.
+func (sl *slicer) slice(b *sdk.Batch, i, j int, shareLabels bool) *sdk.Batch {
+	if len(sl.remap) < len(b.Series) {
+		sl.remap = make([]uint32, len(b.Series))
+	}
+	remap := sl.remap[:len(b.Series)]
+	used := sl.used[:0]
 	out := &sdk.Batch{Points: make([]sdk.Point, j-i)}
 	for k, p := range b.Points[i:j] {
-		id, ok := remap[p.Series]
-		if !ok {
-			id = uint32(len(out.Series))
+		id := remap[p.Series]
+		if id == 0 {
+			used = append(used, p.Series)
+			id = uint32(len(used))
 			remap[p.Series] = id
-			s := b.Series[p.Series]
-			out.Series = append(out.Series, sdk.Series{Name: s.Name, Labels: append(sdk.Labels(nil), s.Labels...)})
 		}
-		out.Points[k] = sdk.Point{Series: id, Time: p.Time, Value: p.Value}
+		out.Points[k] = sdk.Point{Series: id - 1, Time: p.Time, Value: p.Value}
+	}
+	out.Series = make([]sdk.Series, len(used))
+	nl := 0
+	for k, o := range used {
+		out.Series[k] = b.Series[o]
+		nl += len(b.Series[o].Labels)
+		remap[o] = 0
+	}
+	sl.used = used
+	if !shareLabels {
+		labels := make(sdk.Labels, 0, nl)
+		for k := range out.Series {
+			start := len(labels)
+			labels = append(labels, out.Series[k].Labels...)
+			out.Series[k].Labels = labels[start:len(labels):len(labels)]
+		}
 	}
 	return out
 }

@@ -281,12 +281,17 @@ func (s *procStage) memberStat(i, calls, points, retries int, spent time.Duratio
 func (a *Agent) fanout() {
 	defer a.pipeWG.Done()
 	var required, best []*outputStage
+	// Copies share the labels of the batch they copy when no output
+	// changes labels (every one is an sdk.LabelReader, as plugin
+	// processes' clients are): the labels are then never written.
+	share := true
 	for _, o := range a.outputs {
 		if o.required {
 			required = append(required, o)
 		} else {
 			best = append(best, o)
 		}
+		share = share && readsLabelsOnly(o.out)
 	}
 	defer func() {
 		for _, o := range a.outputs {
@@ -310,7 +315,7 @@ func (a *Agent) fanout() {
 				continue
 			}
 			select {
-			case o.queue <- item{b: cloneBatch(it.b), from: it.from}:
+			case o.queue <- item{b: cloneBatch(it.b, share), from: it.from}:
 			default:
 				o.drop()
 			}
@@ -323,7 +328,7 @@ func (a *Agent) fanout() {
 		for i, o := range required {
 			b := it.b
 			if i < len(required)-1 {
-				b = cloneBatch(it.b) // the original goes last, to the last output
+				b = cloneBatch(it.b, share) // the original goes last, to the last output
 			}
 			if !a.send(o.queue, item{b: b, tr: it.tr, from: it.from}) {
 				it.tr.fail(errShutdownTimeout)
@@ -333,14 +338,20 @@ func (a *Agent) fanout() {
 	}
 }
 
-// cloneBatch deep-copies series (labels included) and points; rejects are
-// not copied (they were dead-lettered before fan-out).
-func cloneBatch(b *sdk.Batch) *sdk.Batch {
+// cloneBatch copies series and points; rejects are not copied (they were
+// dead-lettered before fan-out). Labels are copied too unless shareLabels
+// (the copy then shares b's label slices: only for outputs that never
+// change labels).
+func cloneBatch(b *sdk.Batch, shareLabels bool) *sdk.Batch {
 	c := &sdk.Batch{
 		Series: make([]sdk.Series, len(b.Series)),
 		Points: make([]sdk.Point, len(b.Points)),
 	}
 	copy(c.Points, b.Points)
+	if shareLabels {
+		copy(c.Series, b.Series)
+		return c
+	}
 	nl := 0
 	for _, s := range b.Series {
 		nl += len(s.Labels)

@@ -20,6 +20,7 @@ type OutputClient struct {
 
 var _ sdk.Output = (*OutputClient)(nil)
 var _ sdk.Closer = (*OutputClient)(nil)
+var _ sdk.LabelReader = (*OutputClient)(nil)
 
 // Output launches and configures an output plugin.
 func (l *Launcher) Output(ctx context.Context, spec Spec) (*OutputClient, error) {
@@ -55,6 +56,11 @@ func (c *OutputClient) Write(ctx context.Context, b *sdk.Batch) error {
 	}
 	return nil
 }
+
+// ReadsLabelsOnly implements sdk.LabelReader: Write only encodes the
+// batch for the plugin process (which decodes its own copy), so the agent
+// may hand it label slices shared with other batches.
+func (c *OutputClient) ReadsLabelsOnly() bool { return true }
 
 // Drain waits for the writes in flight, then asks the plugin to drain.
 func (c *OutputClient) Drain(ctx context.Context) error { return c.m.drain(ctx) }
