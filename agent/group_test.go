@@ -88,13 +88,11 @@ func scaleAndReject(k, bad float64, reason string) func(*sdk.Batch) ([]*sdk.Batc
 	}
 }
 
-// TestProcessGroupStage: a process group is one stage; metrics, rejects
-// and restarts are counted under each member's ID.
-func TestProcessGroupStage(t *testing.T) {
-	g := &fakeGroup{members: []func(*sdk.Batch) ([]*sdk.Batch, error){
-		scaleAndReject(2, 3, "a refused"),  // values 0..5 -> 0,2,4,8,10 (3 rejected)
-		scaleAndReject(10, 8, "b refused"), // 8 (was 4) rejected
-	}}
+// deliverThroughGroup starts an agent whose processors a and b are the
+// process group g, in front of one output, emits b and waits until it is
+// delivered (acknowledged OK).
+func deliverThroughGroup(t *testing.T, g *fakeGroup, b *sdk.Batch) (*harness, *testOutput) {
+	t.Helper()
 	out := &testOutput{}
 	h := start(t, setup{
 		order: []string{"a", "b"}, group: "gpu",
@@ -102,11 +100,22 @@ func TestProcessGroupStage(t *testing.T) {
 		outImpl: map[string]sdk.Output{"pg": out},
 		factory: func(f *fakeFactory) { f.groups["processors.a"] = g },
 	})
-	h.emit(t, 1, batchOf(0, 6))
+	h.emit(t, 1, b)
 	h.acks.wait(t, 1, 5*time.Second)
 	if d, _ := h.acks.get(1); !d.OK {
 		t.Fatalf("delivery %+v", d)
 	}
+	return h, out
+}
+
+// TestProcessGroupStage: a process group is one stage; metrics, rejects
+// and restarts are counted under each member's ID.
+func TestProcessGroupStage(t *testing.T) {
+	g := &fakeGroup{members: []func(*sdk.Batch) ([]*sdk.Batch, error){
+		scaleAndReject(2, 3, "a refused"),  // values 0..5 -> 0,2,4,8,10 (3 rejected)
+		scaleAndReject(10, 8, "b refused"), // 8 (was 4) rejected
+	}}
+	h, out := deliverThroughGroup(t, g, batchOf(0, 6))
 	h.a.PluginRestarted("a") // the launcher names a group by its first member
 	if err := h.stop(t); err != nil {
 		t.Fatal(err)
@@ -176,18 +185,7 @@ func TestProcessGroupFailures(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			g := &fakeGroup{members: []func(*sdk.Batch) ([]*sdk.Batch, error){scaleAndReject(1, -1, ""), scaleAndReject(1, -1, "")}, fail: tc.fail}
-			out := &testOutput{}
-			h := start(t, setup{
-				order: []string{"a", "b"}, group: "gpu",
-				outputs: []conf.Plugin{outputPlugin("pg", nil)},
-				outImpl: map[string]sdk.Output{"pg": out},
-				factory: func(f *fakeFactory) { f.groups["processors.a"] = g },
-			})
-			h.emit(t, 1, batchOf(0, 3))
-			h.acks.wait(t, 1, 5*time.Second)
-			if d, _ := h.acks.get(1); !d.OK {
-				t.Fatalf("delivery %+v", d)
-			}
+			h, out := deliverThroughGroup(t, g, batchOf(0, 3))
 			if err := h.stop(t); err != nil {
 				t.Fatal(err)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -157,7 +158,7 @@ func TestGroupRun(t *testing.T) {
 			} else if err != nil {
 				t.Fatal(err)
 			}
-			if !equalU64(st.calls, tt.wantCalls) || !equalU64(st.points, tt.wantPoints) || !equalU64(st.retries, tt.wantRetries) {
+			if !slices.Equal(st.calls, tt.wantCalls) || !slices.Equal(st.points, tt.wantPoints) || !slices.Equal(st.retries, tt.wantRetries) {
 				t.Errorf("stats calls %v points %v retries %v, want %v %v %v", st.calls, st.points, st.retries, tt.wantCalls, tt.wantPoints, tt.wantRetries)
 			}
 			if len(out) != len(members) {
@@ -181,13 +182,13 @@ func TestGroupRun(t *testing.T) {
 					rejects = append(rejects, string(rune('0'+members[i]))+":"+strings.Join(rs, ","))
 				}
 			}
-			if !equalF(values, tt.wantValues) || finals != tt.wantBatches {
+			if !slices.Equal(values, tt.wantValues) || finals != tt.wantBatches {
 				t.Errorf("values %v in %d batches, want %v in %d", values, finals, tt.wantValues, tt.wantBatches)
 			}
 			if strings.Join(rejects, "|") != strings.Join(tt.wantRejects, "|") {
 				t.Errorf("rejects %v, want %v", rejects, tt.wantRejects)
 			}
-			if tt.wantErr == "" && !equalU32(members, tt.wantMembers) {
+			if tt.wantErr == "" && !slices.Equal(members, tt.wantMembers) {
 				t.Errorf("members %v, want %v", members, tt.wantMembers)
 			}
 		})
@@ -276,42 +277,6 @@ func (c *capsProc) Process(_ context.Context, b *Batch) ([]*Batch, error) { retu
 func (c *capsProc) MaxConcurrency() int                                   { return c.conc }
 func (c *capsProc) ReadsLabelsOnly() bool                                 { return c.labels }
 func (c *capsProc) ReleasesBatches() bool                                 { return c.rel }
-
-func equalU64(a, b []uint64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func equalU32(a, b []uint32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func equalF(a, b []float64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
 
 // cfgProc is a configurable processor for the Configure tests.
 type cfgProc struct {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -94,27 +93,7 @@ func TestProcessGroupKilled(t *testing.T) {
 `, metricsAddr, filepath.Join(dir, "dead-letter"), filepath.Join(bins.dir, "plugins"), bins.testplugins,
 		batches, points, filepath.Join(dir, "acks"), filepath.Join(dir, "group.pid"), filepath.Join(dir, "collected.jsonl")))
 
-	logPath := filepath.Join(dir, "collector.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(bins.collector, "--config", cfg)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-		}
-	})
-
+	cmd, exited, logPath := startCollector(t, cfg)
 	acks := filepath.Join(dir, "acks")
 	pidFile := filepath.Join(dir, "group.pid")
 	waitFor(t, "the first acknowledgements", 60*time.Second, func() bool { return countLines(acks, " ok") >= 20 }, logPath)

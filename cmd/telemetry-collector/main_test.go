@@ -236,6 +236,34 @@ func metric(t *testing.T, addr, name, labelSubstr string) float64 {
 	return total
 }
 
+// startCollector starts the collector binary with the configuration file
+// cfg, its output going to collector.log next to it. exited receives the
+// result of Wait; the process is killed at the test's end.
+func startCollector(t *testing.T, cfg string) (cmd *exec.Cmd, exited chan error, logPath string) {
+	t.Helper()
+	logPath = filepath.Join(filepath.Dir(cfg), "collector.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logf.Close() })
+	cmd = exec.Command(bins.collector, "--config", cfg)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited = make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+		}
+	})
+	return cmd, exited, logPath
+}
+
 // TestKillProcessorMidStream runs a real pipeline of plugin processes
 // (input -> processor -> third-party processor -> two outputs), SIGKILLs the
 // processor plugin mid-stream, and checks that it was restarted, that every
@@ -290,27 +318,7 @@ func TestKillProcessorMidStream(t *testing.T) {
 		batches, points, filepath.Join(dir, "acks"), filepath.Join(dir, "passthrough.pid"), bins.clusterLabel,
 		filepath.Join(dir, "collected.jsonl"), filepath.Join(dir, "file.jsonl")))
 
-	logPath := filepath.Join(dir, "collector.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(bins.collector, "--config", cfg)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-		}
-	})
-
+	cmd, exited, logPath := startCollector(t, cfg)
 	acks := filepath.Join(dir, "acks")
 	pidFile := filepath.Join(dir, "passthrough.pid")
 	waitFor(t, "the first acknowledgements", 60*time.Second, func() bool { return countLines(acks, " ok") >= 20 }, logPath)
