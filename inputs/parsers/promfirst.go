@@ -56,10 +56,7 @@ import (
 // expfmt path and the uncached parser, and the first-sight path must be
 // taken where the shapes say so), FuzzPromFirstSight.
 
-// promFirstRow is one sample line of a payload read by firstParse. Rows
-// live in their promState's scratch slice (one Parse call at a time, so
-// no locking), point into the payload being parsed, and are cleared
-// before the call returns.
+// promFirstRow is one sample line of a payload read by firstParse.
 type promFirstRow struct {
 	series  []byte        // name and label set, as splitPromSample cuts it
 	name    []byte        // the metric name
@@ -72,9 +69,7 @@ type promFirstRow struct {
 }
 
 // promLabelSpan is one label of a sample line: key and raw value (between
-// the quotes, escapes not yet resolved). Like promFirstRow it lives in its
-// promState's scratch slice, points into the payload and is cleared before
-// the Parse call returns; nothing else holds it.
+// the quotes, escapes not yet resolved).
 type promLabelSpan struct {
 	key, val []byte
 	esc      bool // val holds a backslash
