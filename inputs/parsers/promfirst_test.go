@@ -367,15 +367,6 @@ func TestPromFirstSightShapes(t *testing.T) {
 		{"#HELP up x\nup 1\n", false},
 		{"# HELP up x\n", false}, // no sample (taken after a plain line)
 		{"DCGM_FI_X 9223372036854775794\nDCGM_FI_Y 2147483632\nx 2147483632\n", true},
-		{"9up 1\n", false},
-		{"up{9a=\"1\"} 1\n", false},
-		{"up{a=x\"} 1\n", false},
-		{"up{a=\"1\"x} 1\n", false},
-		{"# HELP 9up x\nup 1\n", false},
-		{"# HELP up-x y\nup 1\n", false},
-		{"# TYPE up-x gauge\nup 1\n", false},
-		{"# HELP up\tx\nup 1\n", false}, // expfmt reads it; other spacing is left to it
-		{"# HELP :up_1 x\n:up_1 1\n", true},
 	} {
 		for _, pl := range []string{c.pl, "plain{a=\"b\"} 1\n" + c.pl} {
 			p := newPrometheus()
