@@ -30,9 +30,6 @@ func BenchmarkCluster(b *testing.B) {
 		benchPayloads(b, FormatGPUTelJSON, clusterPayloads(bench.GPUTelJSON, 1), false)
 	})
 	b.Run("scrape", func(b *testing.B) { benchPayloads(b, FormatPrometheus, clusterPayloads(bench.Scrape, 1), false) })
-	// First sight: a new parser for each pass over the 1,024-GPU scrape
-	// (128 payloads, 30,720 series never seen), as at a collector start.
-	b.Run("scrape-cold", func(b *testing.B) { benchPayloads(b, FormatPrometheus, clusterPayloads(bench.Scrape, 1), true) })
 	// As inputs.mq_service uses the parsers: label slices shared with the
 	// batches, not copied per payload.
 	shared := Options{Location: time.UTC, SharedLabels: true}

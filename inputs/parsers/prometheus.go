@@ -41,16 +41,6 @@ type promState struct {
 	fastRows  []promFastRow
 	fastNames []promName
 	fastNext  map[string]int
-
-	// The first-sight path (promfirst.go): scratch space; noFirst turns
-	// it off (tests compare against the expfmt path); firstHits counts
-	// the payloads it emitted (tests).
-	firstRows   []promFirstRow
-	firstLabels []promLabelSpan
-	firstMetas  [][]byte
-	unesc       []byte
-	noFirst     bool
-	firstHits   int
 }
 
 func newPrometheus() *prometheusText {
@@ -61,17 +51,6 @@ func newPrometheus() *prometheusText {
 // cache, and with it the fast path, off (tests compare against it).
 func newPrometheusWith(noRows bool) *prometheusText {
 	return &prometheusText{pool: statePool[promState]{make: func() *promState { return newPromState(noRows) }}}
-}
-
-// newPrometheusExpfmtFirst returns a prometheus parser whose first-sight
-// path is off: payloads the fast path does not take go through expfmt
-// (tests compare the first-sight path against it).
-func newPrometheusExpfmtFirst() *prometheusText {
-	return &prometheusText{pool: statePool[promState]{make: func() *promState {
-		st := newPromState(false)
-		st.noFirst = true
-		return st
-	}}}
 }
 
 func newPromState(noRows bool) *promState {
@@ -119,7 +98,7 @@ func (p *prometheusText) Parse(payload []byte, msgTime time.Time, pos string, b 
 
 func (em *promEmitter) parse(payload []byte, pos string) error {
 	b := em.b
-	if em.fastParse(payload) || em.firstParse(payload) {
+	if em.fastParse(payload) {
 		return nil
 	}
 	fams, err := em.st.parseText(payload)
