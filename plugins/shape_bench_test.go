@@ -111,3 +111,74 @@ func shareGPULabels(b *sdk.Batch) *sdk.Batch {
 	}
 	return b
 }
+
+// BenchmarkTwoProcessorsScrape passes scrape-shaped batches (as in
+// BenchmarkProcessorRoundTripScrape, processors that read labels only and
+// keep no batch, 4 batches in flight) through two processors: each in its
+// own process (two round trips, the second on the first's result) or both
+// in one process group (one round trip; ProcessGroup).
+func BenchmarkTwoProcessorsScrape(b *testing.B) {
+	const conf = `{"max_concurrency":4,"labels_read_only":true,"releases_batches":true}`
+	for _, grouped := range []bool{false, true} {
+		name := "two-processes"
+		if grouped {
+			name = "process-group"
+		}
+		b.Run(name, func(b *testing.B) {
+			l := &plugins.Launcher{PluginDir: "/", BuiltinBinary: testPluginBin[1:]}
+			spec := plugins.Spec{Name: "passthrough", ConfigJSON: []byte(conf)}
+			var procs []*plugins.ProcessorClient
+			if grouped {
+				spec.Group = []plugins.Member{{Name: "passthrough", Alias: "second", ConfigJSON: []byte(conf)}}
+			}
+			for range map[bool]int{false: 2, true: 1}[grouped] {
+				p, err := l.Processor(context.Background(), spec)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer p.Close(context.Background())
+				procs = append(procs, p)
+			}
+			batch := shareGPULabels(scrapeBatch(328))
+			n := len(batch.Points)
+			run := func() error {
+				if grouped {
+					_, _, _, err := procs[0].ProcessGroup(context.Background(), batch, nil)
+					return err
+				}
+				out, err := procs[0].Process(context.Background(), batch)
+				for _, o := range out {
+					if err == nil {
+						_, err = procs[1].Process(context.Background(), o)
+					}
+				}
+				return err
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			sem := make(chan struct{}, 4)
+			errs := make(chan error, 4)
+			for i := 0; i < b.N; i++ {
+				sem <- struct{}{}
+				go func() {
+					defer func() { <-sem }()
+					if err := run(); err != nil {
+						select {
+						case errs <- err:
+						default:
+						}
+					}
+				}()
+			}
+			for range 4 {
+				sem <- struct{}{}
+			}
+			select {
+			case err := <-errs:
+				b.Fatal(err)
+			default:
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sample")
+		})
+	}
+}
