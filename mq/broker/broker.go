@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,18 +89,22 @@ type topic struct {
 	b    *Broker
 	name string
 
-	mu        sync.Mutex
-	entries   []*entry // entries[i] has sequence head+i
-	head      int64
-	next      int64
-	bytes     int64
-	groups    map[string]*group
-	subs      map[uint64]*subscriber
-	avail     chan struct{} // closed when messages may be available
-	space     chan struct{} // closed when retained messages were dropped
-	log       *topicLog
-	logErr    error
-	replaying bool
+	mu      sync.Mutex
+	entries []*entry // entries[i] has sequence head+i
+	head    int64
+	next    int64
+	bytes   int64
+	groups  map[string]*group
+	subs    map[uint64]*subscriber
+	avail   chan struct{} // closed when messages may be available
+	space   chan struct{} // closed when retained messages were dropped
+	// availTaken and spaceTaken: a waiter took avail (space) since it was
+	// made; only then does a broadcast close and replace it.
+	availTaken bool
+	spaceTaken bool
+	log        *topicLog
+	logErr     error
+	replaying  bool
 }
 
 // New creates a broker, replaying Options.DataDir when set, and starts its
@@ -141,8 +146,13 @@ func New(opts Options) (*Broker, error) {
 	return b, nil
 }
 
+// newID returns "<bootID>-<n>" for the next n (one allocation).
 func (b *Broker) newID() string {
-	return fmt.Sprintf("%s-%d", b.bootID, b.idSeq.Add(1))
+	var buf [64]byte
+	id := append(buf[:0], b.bootID...)
+	id = append(id, '-')
+	id = strconv.AppendUint(id, b.idSeq.Add(1), 10)
+	return string(id)
 }
 
 // load replays every topic directory under DataDir.
@@ -294,7 +304,7 @@ func (b *Broker) publish(ctx context.Context, m *mqpb.Message) (*mqpb.Message, *
 	size := int64(len(m.GetPayload())) + 64
 	t.mu.Lock()
 	for t.full(size) {
-		ch := t.space
+		ch := t.waitSpace()
 		t.mu.Unlock()
 		select {
 		case <-ch:

@@ -59,6 +59,9 @@ type topicLog struct {
 	closed  []segment // oldest first
 	active  segment
 	scratch []byte
+	// msgScratch holds appendPublish's encoding; guarded by the topic's
+	// mutex (appends happen under it), not by mu.
+	msgScratch []byte
 }
 
 func topicDirName(topic string) string { return "t-" + url.PathEscape(topic) }
@@ -210,10 +213,17 @@ func (l *topicLog) appendRecord(kind byte, seq int64, tail []byte) {
 }
 
 // appendPublish appends m and returns its position for waitDurable.
+// The message is marshalled into msgScratch, which only appendPublish uses
+// (callers hold the topic's mutex, so one runs at a time).
 func (l *topicLog) appendPublish(m *mqpb.Message) (int64, error) {
-	data, err := proto.Marshal(m)
+	data, err := proto.MarshalOptions{}.MarshalAppend(l.msgScratch[:0], m)
 	if err != nil {
 		return 0, fmt.Errorf("marshal message: %w", err)
+	}
+	if cap(data) <= 1<<20 {
+		l.msgScratch = data
+	} else {
+		l.msgScratch = nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -247,7 +247,10 @@ func (s *subscriberServer) Subscribe(stream grpc.BidiStreamingServer[mqpb.Subscr
 	for {
 		t.mu.Lock()
 		msgs := t.take(sub, time.Now())
-		wait := t.avail
+		var wait <-chan struct{}
+		if len(msgs) == 0 {
+			wait = t.waitAvail()
+		}
 		t.mu.Unlock()
 		if len(msgs) > 0 {
 			if err := stream.Send(&mqpb.SubscribeResponse{Messages: msgs}); err != nil {

@@ -92,13 +92,39 @@ func (t *topic) full(size int64) bool {
 	return t.b.opts.MaxTopicBytes > 0 && n > 0 && t.bytes+size > t.b.opts.MaxTopicBytes
 }
 
-// broadcastAvail wakes every subscriber loop waiting for messages.
+// waitAvail returns the channel broadcastAvail closes next, for a
+// subscriber loop about to wait. Caller holds t.mu.
+func (t *topic) waitAvail() <-chan struct{} {
+	t.availTaken = true
+	return t.avail
+}
+
+// waitSpace returns the channel broadcastSpace closes next, for a publisher
+// about to wait. Caller holds t.mu.
+func (t *topic) waitSpace() <-chan struct{} {
+	t.spaceTaken = true
+	return t.space
+}
+
+// broadcastAvail wakes every subscriber loop waiting for messages. The
+// channel is only replaced when a waiter took it since the last broadcast
+// (once per message published otherwise). Caller holds t.mu.
 func (t *topic) broadcastAvail() {
+	if !t.availTaken {
+		return
+	}
+	t.availTaken = false
 	close(t.avail)
 	t.avail = make(chan struct{})
 }
 
+// broadcastSpace wakes every publisher waiting for space, like
+// broadcastAvail. Caller holds t.mu.
 func (t *topic) broadcastSpace() {
+	if !t.spaceTaken {
+		return
+	}
+	t.spaceTaken = false
 	close(t.space)
 	t.space = make(chan struct{})
 }
