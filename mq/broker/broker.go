@@ -328,24 +328,60 @@ func (t *topic) storeLocked(m *mqpb.Message) (*mqpb.Message, int64, error) {
 	return t.store(m)
 }
 
-// acknowledge applies an AcknowledgeRequest, searching the topics where the
-// consumer group exists (hint first). It returns the topic that knew the id.
-func (b *Broker) acknowledge(hint *topic, req *mqpb.AcknowledgeRequest) *topic {
-	try := func(t *topic) bool {
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		g := t.groups[req.GetConsumerId()]
-		return g != nil && t.ack(g, req.GetMessageId(), req.GetSuccess(), req.GetError())
-	}
-	if hint != nil && try(hint) {
-		return hint
-	}
+// acknowledgeElsewhere applies an AcknowledgeRequest that hint did not
+// know, searching the other topics where the consumer group exists. It
+// returns the topic that knew the id. Caller holds no topic's mutex.
+func (b *Broker) acknowledgeElsewhere(hint *topic, req *mqpb.AcknowledgeRequest) *topic {
 	for _, t := range b.topicList() {
-		if t != hint && try(t) {
+		if t == hint {
+			continue
+		}
+		t.mu.Lock()
+		ok := t.ackReq(req)
+		t.mu.Unlock()
+		if ok {
 			return t
 		}
 	}
 	return nil
+}
+
+// acknowledgeBatch applies reqs in order (hint first, then the other topics), counting (and
+// logging) the unknown ones, and returns the hint for the next batch. The
+// hint topic's mutex is held across consecutive requests it knows, so a
+// batch for one topic costs one lock round trip.
+func (b *Broker) acknowledgeBatch(hint *topic, reqs []*mqpb.AcknowledgeRequest) *topic {
+	locked := false
+	for _, req := range reqs {
+		if hint != nil {
+			if !locked {
+				hint.mu.Lock()
+				locked = true
+			}
+			if hint.ackReq(req) {
+				continue
+			}
+			hint.mu.Unlock()
+			locked = false
+		}
+		if t := b.acknowledgeElsewhere(hint, req); t != nil {
+			hint = t
+		} else {
+			b.m.unknownAcks.Inc()
+			b.log.Debug("acknowledgement for unknown or already acknowledged message", "consumer_id", req.GetConsumerId(), "message_id", req.GetMessageId())
+		}
+	}
+	if locked {
+		hint.mu.Unlock()
+	}
+	return hint
+}
+
+// ackReq applies req if its consumer group exists here and knows the id,
+// reporting whether it did. Caller holds t.mu.
+func (t *topic) ackReq(req *mqpb.AcknowledgeRequest) bool {
+	g := t.groups[req.GetConsumerId()]
+	return g != nil && t.ack(g, req.GetMessageId(), req.GetSuccess(), req.GetError())
 }
 
 func (b *Broker) topicList() []*topic {

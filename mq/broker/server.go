@@ -62,11 +62,11 @@ func (s *subscriberServer) HealthCheck(context.Context, *mqpb.HealthCheckRequest
 
 var errUnavailable = status.Error(codes.Unavailable, "mq broker shutting down")
 
-// recvLoop reads a stream into a channel so handlers can also watch for
-// shutdown. The channel closes when Recv fails; the error is then in *errp.
-// The goroutine ends when Recv fails or done closes.
-func recvLoop[T any](done <-chan struct{}, recv func() (*T, error), errp *error) <-chan *T {
-	ch := make(chan *T)
+// recvLoop reads a stream into a channel (of capacity buffer) so handlers
+// can also watch for shutdown. The channel closes when Recv fails; the error
+// is then in *errp. The goroutine ends when Recv fails or done closes.
+func recvLoop[T any](done <-chan struct{}, recv func() (*T, error), errp *error, buffer int) <-chan *T {
+	ch := make(chan *T, buffer)
 	go func() {
 		defer close(ch)
 		for {
@@ -123,7 +123,7 @@ func (s *publisherServer) Publish(stream grpc.BidiStreamingServer[mqpb.PublishRe
 		sendDone <- err
 	}()
 	var recvErr error
-	reqs := recvLoop(ctx.Done(), stream.Recv, &recvErr)
+	reqs := recvLoop(ctx.Done(), stream.Recv, &recvErr, 0)
 	finish := func(ret error) error {
 		close(out)
 		if err := <-sendDone; err != nil && ret == nil {
@@ -204,8 +204,7 @@ func (s *subscriberServer) Subscribe(stream grpc.BidiStreamingServer[mqpb.Subscr
 	if err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
-	sub := &subscriber{id: b.subSeq.Add(1), inflight: map[int64]struct{}{}, kick: make(chan struct{}, 1),
-		batch: DefaultBatchSize, maxInFlight: DefaultMaxInFlight, ackTimeout: DefaultAckTimeout}
+	sub := newSubscriber(b.subSeq.Add(1))
 	applySettings(sub, first)
 	if len(first.GetFilter()) > 0 {
 		sub.filter = first.GetFilter()
@@ -289,14 +288,22 @@ func applySettings(sub *subscriber, req *mqpb.SubscribeRequest) {
 	}
 }
 
+// ackBatch is the most acknowledgements Acknowledge applies in one batch
+// (one topic lock round trip while they name the same topic), and the
+// capacity of its receive buffer.
+const ackBatch = 256
+
 // Acknowledge applies acks and nacks until the client closes the stream.
+// Requests are applied in order, in batches of what has already arrived
+// (up to ackBatch).
 func (s *subscriberServer) Acknowledge(stream grpc.ClientStreamingServer[mqpb.AcknowledgeRequest, emptypb.Empty]) error {
 	b := s.b
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	var recvErr error
-	reqs := recvLoop(ctx.Done(), stream.Recv, &recvErr)
+	reqs := recvLoop(ctx.Done(), stream.Recv, &recvErr, ackBatch)
 	var hint *topic
+	batch := make([]*mqpb.AcknowledgeRequest, 0, ackBatch)
 	for {
 		var req *mqpb.AcknowledgeRequest
 		var ok bool
@@ -305,17 +312,30 @@ func (s *subscriberServer) Acknowledge(stream grpc.ClientStreamingServer[mqpb.Ac
 		case <-b.done:
 			return errUnavailable
 		}
+		batch = batch[:0]
+		if ok {
+			batch = append(batch, req)
+		}
+	drain:
+		for ok && len(batch) < ackBatch {
+			select {
+			case req, ok = <-reqs:
+				if ok {
+					batch = append(batch, req)
+				}
+			default:
+				break drain
+			}
+		}
+		if len(batch) > 0 {
+			hint = b.acknowledgeBatch(hint, batch)
+		}
+		clear(batch)
 		if !ok {
 			if errors.Is(recvErr, io.EOF) {
 				return stream.SendAndClose(&emptypb.Empty{})
 			}
 			return recvErr
-		}
-		if t := b.acknowledge(hint, req); t != nil {
-			hint = t
-		} else {
-			b.m.unknownAcks.Inc()
-			b.log.Debug("acknowledgement for unknown or already acknowledged message", "consumer_id", req.GetConsumerId(), "message_id", req.GetMessageId())
 		}
 	}
 }

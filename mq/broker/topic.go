@@ -58,6 +58,13 @@ type subscriber struct {
 	kick        chan struct{}
 }
 
+// newSubscriber returns a subscriber with the default settings, not yet
+// attached to a group.
+func newSubscriber(id uint64) *subscriber {
+	return &subscriber{id: id, inflight: map[int64]struct{}{}, kick: make(chan struct{}, 1),
+		batch: DefaultBatchSize, maxInFlight: DefaultMaxInFlight, ackTimeout: DefaultAckTimeout}
+}
+
 func (s *subscriber) wake() {
 	select {
 	case s.kick <- struct{}{}:
