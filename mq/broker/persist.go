@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/telemetry-collector/telemetry-collector/mq/mqcodec"
 	"github.com/telemetry-collector/telemetry-collector/mq/mqpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -195,10 +196,27 @@ func (l *topicLog) appendRecord(kind byte, seq int64, tail []byte) {
 	if l.err != nil {
 		return
 	}
-	b := l.scratch[:0]
-	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0, kind)
-	b = binary.AppendUvarint(b, uint64(seq))
+	b := recordHead(l.scratch[:0], kind, seq)
 	b = append(b, tail...)
+	l.writeRecord(b)
+	if cap(b) <= 1<<20 {
+		l.scratch = b
+	}
+}
+
+// recordHead appends the start of a record: room for its length and CRC,
+// then kind and seq. writeRecord completes it once the rest is appended.
+func recordHead(b []byte, kind byte, seq int64) []byte {
+	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0, kind)
+	return binary.AppendUvarint(b, uint64(seq))
+}
+
+// writeRecord fills in the length and CRC of the record b (recordHead and
+// its rest) and appends it to the active segment. Caller holds l.mu.
+func (l *topicLog) writeRecord(b []byte) {
+	if l.err != nil {
+		return
+	}
 	body := b[8:]
 	binary.LittleEndian.PutUint32(b[:4], uint32(len(body)))
 	binary.LittleEndian.PutUint32(b[4:8], crc32.Checksum(body, castagnoli))
@@ -207,27 +225,24 @@ func (l *topicLog) appendRecord(kind byte, seq int64, tail []byte) {
 	}
 	l.size += int64(len(b))
 	l.written++
-	if cap(b) <= 1<<20 {
-		l.scratch = b
-	}
 }
 
 // appendPublish appends m and returns its position for waitDurable.
-// The message is marshalled into msgScratch, which only appendPublish uses
-// (callers hold the topic's mutex, so one runs at a time).
+// The record is built in msgScratch, which only appendPublish uses (callers
+// hold the topic's mutex, so one runs at a time), outside l.mu.
 func (l *topicLog) appendPublish(m *mqpb.Message) (int64, error) {
-	data, err := proto.MarshalOptions{}.MarshalAppend(l.msgScratch[:0], m)
+	b, err := mqcodec.AppendMessage(recordHead(l.msgScratch[:0], recPublish, m.Sequence), m)
 	if err != nil {
 		return 0, fmt.Errorf("marshal message: %w", err)
 	}
-	if cap(data) <= 1<<20 {
-		l.msgScratch = data
+	if cap(b) <= 1<<20 {
+		l.msgScratch = b
 	} else {
 		l.msgScratch = nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.appendRecord(recPublish, m.Sequence, data)
+	l.writeRecord(b)
 	return l.written, l.err
 }
 

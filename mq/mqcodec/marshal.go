@@ -251,6 +251,18 @@ func appendPlain(b []byte, m *mqpb.Message, withPayload bool) []byte {
 	return b
 }
 
+// AppendMessage appends m encoded as a protobuf mq.v1.Message to b (the
+// broker's topic log): by hand for a plain message (isPlain), by
+// proto.MarshalOptions{}.MarshalAppend otherwise. proto.Unmarshal of the
+// appended bytes equals m. Safe for concurrent use; m must not change
+// during the call.
+func AppendMessage(b []byte, m *mqpb.Message) ([]byte, error) {
+	if isPlain(m) {
+		return appendPlain(b, m, true), nil
+	}
+	return proto.MarshalOptions{}.MarshalAppend(b, m)
+}
+
 // messageSize is an upper bound of the bytes appendMessage writes into
 // s.buf for m as field num: what it encodes, less a payload it splices.
 func messageSize(m *mqpb.Message, min int) int {
