@@ -257,15 +257,13 @@ func (t *topic) openLog(dir string) error {
 			if seq >= g.cursor {
 				for s := g.cursor; s < seq; s++ {
 					if e := t.entryAt(s); e != nil {
-						g.pending[s] = &pend{seq: s, id: e.msg.Id}
-						g.byID[e.msg.Id] = append(g.byID[e.msg.Id], s)
+						g.addPending(&pend{seq: s, id: e.msg.Id})
 					}
 				}
 				g.cursor = seq + 1
-				if t.entryAt(seq) != nil {
+				if e := t.entryAt(seq); e != nil {
 					// Make finish see it: pending then acknowledged.
-					g.pending[seq] = &pend{seq: seq, id: t.entryAt(seq).msg.Id}
-					g.byID[g.pending[seq].id] = append(g.byID[g.pending[seq].id], seq)
+					g.addPending(&pend{seq: seq, id: e.msg.Id})
 				}
 			}
 			t.finish(g, seq)

@@ -55,7 +55,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		t.mu.Lock()
 		inflight := 0
 		for _, s := range t.subs {
-			inflight += len(s.inflight)
+			inflight += s.inflight
 		}
 		depth, bytes, groups := len(t.entries), t.bytes, len(t.groups)
 		t.mu.Unlock()

@@ -26,27 +26,79 @@ type pend struct {
 	attempts int
 	queued   bool
 	lastErr  string
+	// sameID is the next pending message of the group with the same id
+	// (ids need not be unique); group.byID holds the first of the chain.
+	sameID *pend
 }
 
 // group is a consumer group (all subscribers sharing one consumer_id on one
 // topic). Every seq below cursor is either acknowledged or in pending.
+// Guarded by the topic's mutex.
 type group struct {
 	name      string
 	cursor    int64 // next never-delivered sequence
 	low       int64 // lowest unacknowledged sequence (low water mark)
 	pending   map[int64]*pend
-	byID      map[string][]int64
+	byID      map[string]*pend // first pending message with the id (see pend.sameID)
 	redeliver []int64
 	members   int
+	// nextDue is at most the ack deadline of every message in flight (the
+	// reaper skips the group until then).
+	nextDue time.Time
 }
 
 func newGroup(name string, start int64) *group {
 	return &group{name: name, cursor: start, low: start,
-		pending: map[int64]*pend{}, byID: map[string][]int64{}}
+		pending: map[int64]*pend{}, byID: map[string]*pend{}}
+}
+
+// addPending records p (not yet pending) as pending, last of its id's
+// chain.
+func (g *group) addPending(p *pend) {
+	g.pending[p.seq] = p
+	first := g.byID[p.id]
+	if first == nil {
+		g.byID[p.id] = p
+		return
+	}
+	for first.sameID != nil {
+		first = first.sameID
+	}
+	first.sameID = p
+}
+
+// removePending removes p from pending and from its id's chain.
+func (g *group) removePending(p *pend) {
+	delete(g.pending, p.seq)
+	first := g.byID[p.id]
+	if first == p {
+		if p.sameID == nil {
+			delete(g.byID, p.id)
+		} else {
+			g.byID[p.id] = p.sameID
+		}
+	} else {
+		for q := first; q != nil; q = q.sameID {
+			if q.sameID == p {
+				q.sameID = p.sameID
+				break
+			}
+		}
+	}
+	p.sameID = nil
+}
+
+// setDeadline sets p's ack deadline, keeping g.nextDue a lower bound.
+func (g *group) setDeadline(p *pend, d time.Time) {
+	p.deadline = d
+	if g.nextDue.IsZero() || d.Before(g.nextDue) {
+		g.nextDue = d
+	}
 }
 
 // subscriber is one open Subscribe stream. Its fields are guarded by the
 // topic's mutex except kick, which is a 1-buffered wake-up channel.
+// inflight counts the group's pending messages whose sub is this one.
 type subscriber struct {
 	id          uint64
 	group       *group
@@ -54,14 +106,14 @@ type subscriber struct {
 	maxInFlight int
 	ackTimeout  time.Duration
 	filter      map[string]string
-	inflight    map[int64]struct{}
+	inflight    int
 	kick        chan struct{}
 }
 
 // newSubscriber returns a subscriber with the default settings, not yet
 // attached to a group.
 func newSubscriber(id uint64) *subscriber {
-	return &subscriber{id: id, inflight: map[int64]struct{}{}, kick: make(chan struct{}, 1),
+	return &subscriber{id: id, kick: make(chan struct{}, 1),
 		batch: DefaultBatchSize, maxInFlight: DefaultMaxInFlight, ackTimeout: DefaultAckTimeout}
 }
 
@@ -156,13 +208,22 @@ func (t *topic) getGroup(name string) *group {
 func (t *topic) take(sub *subscriber, now time.Time) []*mqpb.Message {
 	g := sub.group
 	n := sub.batch
-	if room := sub.maxInFlight - len(sub.inflight); room < n {
+	if room := sub.maxInFlight - sub.inflight; room < n {
 		n = room
 	}
 	if n <= 0 {
 		return nil
 	}
-	var out []*mqpb.Message
+	// The copies handed out share one allocation, sized for what can be
+	// taken now.
+	if avail := int64(len(g.redeliver)) + t.next - g.cursor; avail < int64(n) {
+		n = int(avail)
+	}
+	if n <= 0 {
+		return nil
+	}
+	out := make([]*mqpb.Message, 0, n)
+	copies := make([]mqpb.Message, n)
 	for len(out) < n && len(g.redeliver) > 0 {
 		seq := g.redeliver[0]
 		g.redeliver = g.redeliver[1:]
@@ -176,7 +237,7 @@ func (t *topic) take(sub *subscriber, now time.Time) []*mqpb.Message {
 			t.finish(g, seq)
 			continue
 		}
-		out = append(out, t.deliver(sub, p, e, now))
+		out = append(out, t.deliver(sub, p, e, now, &copies[len(out)]))
 	}
 	for len(out) < n && g.cursor < t.next {
 		seq := g.cursor
@@ -195,25 +256,30 @@ func (t *topic) take(sub *subscriber, now time.Time) []*mqpb.Message {
 			continue
 		}
 		p := &pend{seq: seq, id: e.msg.GetId()}
-		g.pending[seq] = p
-		g.byID[p.id] = append(g.byID[p.id], seq)
-		out = append(out, t.deliver(sub, p, e, now))
+		g.addPending(p)
+		out = append(out, t.deliver(sub, p, e, now, &copies[len(out)]))
+	}
+	if len(out) == 0 {
+		return nil
 	}
 	return out
 }
 
-func (t *topic) deliver(sub *subscriber, p *pend, e *entry, now time.Time) *mqpb.Message {
+// deliver hands p to sub and returns the message to send, copied into c
+// (a zero Message).
+func (t *topic) deliver(sub *subscriber, p *pend, e *entry, now time.Time, c *mqpb.Message) *mqpb.Message {
 	p.sub = sub
 	p.attempts++
-	p.deadline = now.Add(sub.ackTimeout)
-	sub.inflight[p.seq] = struct{}{}
+	sub.group.setDeadline(p, now.Add(sub.ackTimeout))
+	sub.inflight++
 	t.b.m.delivered.WithLabelValues(t.name).Inc()
 	if p.attempts > 1 {
 		t.b.m.redelivered.WithLabelValues(t.name).Inc()
 	}
 	m := e.msg
-	return &mqpb.Message{Id: m.Id, Topic: m.Topic, Payload: m.Payload, Metadata: m.Metadata,
-		Timestamp: m.Timestamp, Priority: m.Priority, Sequence: m.Sequence}
+	c.Id, c.Topic, c.Payload, c.Metadata = m.Id, m.Topic, m.Payload, m.Metadata
+	c.Timestamp, c.Priority, c.Sequence = m.Timestamp, m.Priority, m.Sequence
+	return c
 }
 
 // finish removes seq from g's pending set as acknowledged (or dead-lettered,
@@ -224,22 +290,10 @@ func (t *topic) finish(g *group, seq int64) {
 		return
 	}
 	if p.sub != nil {
-		delete(p.sub.inflight, seq)
+		p.sub.inflight--
 		p.sub.wake()
 	}
-	delete(g.pending, seq)
-	ids := g.byID[p.id]
-	for i, s := range ids {
-		if s == seq {
-			ids = append(ids[:i], ids[i+1:]...)
-			break
-		}
-	}
-	if len(ids) == 0 {
-		delete(g.byID, p.id)
-	} else {
-		g.byID[p.id] = ids
-	}
+	g.removePending(p)
 	if t.log != nil && !t.replaying {
 		t.log.appendAck(g.name, seq)
 	}
@@ -296,7 +350,7 @@ func (t *topic) trim() {
 // redelivery or, after MaxDeliveries attempts, dead-letters it.
 func (t *topic) release(g *group, p *pend, reason string) {
 	if p.sub != nil {
-		delete(p.sub.inflight, p.seq)
+		p.sub.inflight--
 		p.sub.wake()
 		p.sub = nil
 	}
@@ -350,15 +404,13 @@ func (t *topic) deadLetter(g *group, p *pend) {
 // ack applies one AcknowledgeRequest for g. It reports whether the id was
 // known (pending) in the group. Caller holds t.mu.
 func (t *topic) ack(g *group, id string, success bool, errText string) bool {
-	seqs := g.byID[id]
-	if len(seqs) == 0 {
+	p := g.byID[id]
+	if p == nil {
 		return false
 	}
-	seq := seqs[0]
-	p := g.pending[seq]
 	if success {
 		t.b.m.acked.WithLabelValues(t.name).Inc()
-		t.finish(g, seq)
+		t.finish(g, p.seq)
 		return true
 	}
 	t.b.m.nacked.WithLabelValues(t.name).Inc()
@@ -371,9 +423,13 @@ func (t *topic) ack(g *group, id string, success bool, errText string) bool {
 
 // renew pushes out the ack deadline of every message in flight at sub.
 func (t *topic) renew(sub *subscriber, now time.Time) {
-	for seq := range sub.inflight {
-		if p := sub.group.pending[seq]; p != nil {
-			p.deadline = now.Add(sub.ackTimeout)
+	if sub.inflight == 0 {
+		return
+	}
+	d := now.Add(sub.ackTimeout)
+	for _, p := range sub.group.pending {
+		if p.sub == sub {
+			sub.group.setDeadline(p, d)
 		}
 	}
 }
@@ -382,9 +438,11 @@ func (t *topic) renew(sub *subscriber, now time.Time) {
 // immediate redelivery to other members.
 func (t *topic) detach(sub *subscriber) {
 	g := sub.group
-	seqs := make([]int64, 0, len(sub.inflight))
-	for seq := range sub.inflight {
-		seqs = append(seqs, seq)
+	seqs := make([]int64, 0, sub.inflight)
+	for seq, p := range g.pending {
+		if p.sub == sub {
+			seqs = append(seqs, seq)
+		}
 	}
 	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
 	for _, seq := range seqs {
@@ -399,12 +457,22 @@ func (t *topic) detach(sub *subscriber) {
 // expire releases messages whose ack deadline has passed.
 func (t *topic) expire(now time.Time) {
 	for _, g := range t.groups {
+		if g.nextDue.IsZero() || !now.After(g.nextDue) {
+			continue // nothing in flight can be due yet
+		}
 		var due []*pend
+		var next time.Time
 		for _, p := range g.pending {
-			if p.sub != nil && now.After(p.deadline) {
+			if p.sub == nil {
+				continue
+			}
+			if now.After(p.deadline) {
 				due = append(due, p)
+			} else if next.IsZero() || p.deadline.Before(next) {
+				next = p.deadline
 			}
 		}
+		g.nextDue = next
 		sort.Slice(due, func(i, j int) bool { return due[i].seq < due[j].seq })
 		for _, p := range due {
 			t.b.log.Debug("ack timeout, redelivering", "topic", t.name, "group", g.name, "seq", p.seq)
