@@ -58,12 +58,19 @@ func BenchmarkPublishConsumeAck(b *testing.B) {
 					b.Error(err)
 				}
 			}()
-			benchPublishConsumeAck(b, bk, conn)
+			benchPublishConsumeAck(b, conn, func() int {
+				t, _ := bk.topic("bench")
+				t.mu.Lock()
+				defer t.mu.Unlock()
+				return len(t.entries)
+			})
 		})
 	}
 }
 
-func benchPublishConsumeAck(b *testing.B, bk *Broker, conn *grpc.ClientConn) {
+// benchPublishConsumeAck runs the workload against the broker behind conn;
+// depth reports how many messages the broker retains afterwards (0).
+func benchPublishConsumeAck(b *testing.B, conn *grpc.ClientConn, depth func() int) {
 	sub := mqpb.NewSubscriberServiceClient(conn)
 	const streams = 4
 	payload := `{"timestamp":"2025-07-18T20:42:34Z","metric_name":"DCGM_FI_DEV_GPU_UTIL","gpu_id":0,"device":"nvidia0","uuid":"GPU-5fd4f087-86f3-7a43-b711-4771313afc50","model_name":"NVIDIA H100 80GB HBM3","hostname":"mtv5-dgx1-hgpu-031","container":"","pod":"","namespace":"","value":100,"labels_raw":"DCGM_FI_DRIVER_VERSION=\"535.129.03\",Hostname=\"mtv5-dgx1-hgpu-031\",UUID=\"GPU-5fd4f087-86f3-7a43-b711-4771313afc50\",device=\"nvidia0\",gpu=\"0\",modelName=\"NVIDIA H100 80GB HBM3\"`
@@ -131,12 +138,8 @@ func benchPublishConsumeAck(b *testing.B, bk *Broker, conn *grpc.ClientConn) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/msg")
-	t, _ := bk.topic("bench")
-	t.mu.Lock()
-	depth := len(t.entries)
-	t.mu.Unlock()
-	if depth != 0 {
-		b.Fatal(fmt.Sprintf("%d messages retained after every ack", depth))
+	if n := depth(); n != 0 {
+		b.Fatal(fmt.Sprintf("%d messages retained after every ack", n))
 	}
 	_ = st.CloseSend()
 }
