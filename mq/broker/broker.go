@@ -102,6 +102,7 @@ type topic struct {
 	// made; only then does a broadcast close and replace it.
 	availTaken bool
 	spaceTaken bool
+	c          topicCounters
 	log        *topicLog
 	logErr     error
 	replaying  bool

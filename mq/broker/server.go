@@ -85,6 +85,12 @@ func recvLoop[T any](done <-chan struct{}, recv func() (*T, error), errp *error,
 	return ch
 }
 
+// pubResponse is a PublishResponse and its timestamp in one allocation.
+type pubResponse struct {
+	resp mqpb.PublishResponse
+	ts   timestamppb.Timestamp
+}
+
 type pubResult struct {
 	resp *mqpb.PublishResponse
 	log  *topicLog
@@ -148,7 +154,9 @@ func (s *publisherServer) Publish(stream grpc.BidiStreamingServer[mqpb.PublishRe
 			return finish(recvErr)
 		}
 		msg := req.GetMessage()
-		resp := &mqpb.PublishResponse{MessageId: msg.GetId()}
+		pr := &pubResponse{}
+		resp := &pr.resp
+		resp.MessageId = msg.GetId()
 		var r pubResult
 		if msg == nil {
 			resp.Error = "message is required"
@@ -171,7 +179,9 @@ func (s *publisherServer) Publish(stream grpc.BidiStreamingServer[mqpb.PublishRe
 				}
 			}
 		}
-		resp.Timestamp = timestamppb.Now()
+		now := time.Now()
+		pr.ts.Seconds, pr.ts.Nanos = now.Unix(), int32(now.Nanosecond())
+		resp.Timestamp = &pr.ts
 		r.resp = resp
 		select {
 		case out <- r:

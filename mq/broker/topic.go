@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
 	"sort"
 	"strconv"
 	"time"
@@ -14,6 +15,7 @@ import (
 type entry struct {
 	msg  *mqpb.Message
 	size int64
+	ts   timestamppb.Timestamp // msg.Timestamp when the broker set it
 }
 
 // pend is one message a consumer group has seen but not acknowledged: in
@@ -131,6 +133,22 @@ func (s *subscriber) matches(m *mqpb.Message) bool {
 		}
 	}
 	return true
+}
+
+// topicCounters caches a topic's children of the per-topic counters,
+// each looked up on its first increment (so a series appears when it did
+// before). Guarded by the topic's mutex.
+type topicCounters struct {
+	published, delivered, redelivered, acked, nacked prometheus.Counter
+}
+
+// counter returns *c, first looking it up in vec by the topic's name.
+// Caller holds t.mu.
+func (t *topic) counter(c *prometheus.Counter, vec *prometheus.CounterVec) prometheus.Counter {
+	if *c == nil {
+		*c = vec.WithLabelValues(t.name)
+	}
+	return *c
 }
 
 // entryAt returns the retained entry with sequence seq, or nil.
@@ -272,9 +290,9 @@ func (t *topic) deliver(sub *subscriber, p *pend, e *entry, now time.Time, c *mq
 	p.attempts++
 	sub.group.setDeadline(p, now.Add(sub.ackTimeout))
 	sub.inflight++
-	t.b.m.delivered.WithLabelValues(t.name).Inc()
+	t.counter(&t.c.delivered, t.b.m.delivered).Inc()
 	if p.attempts > 1 {
-		t.b.m.redelivered.WithLabelValues(t.name).Inc()
+		t.counter(&t.c.redelivered, t.b.m.redelivered).Inc()
 	}
 	m := e.msg
 	c.Id, c.Topic, c.Payload, c.Metadata = m.Id, m.Topic, m.Payload, m.Metadata
@@ -409,11 +427,11 @@ func (t *topic) ack(g *group, id string, success bool, errText string) bool {
 		return false
 	}
 	if success {
-		t.b.m.acked.WithLabelValues(t.name).Inc()
+		t.counter(&t.c.acked, t.b.m.acked).Inc()
 		t.finish(g, p.seq)
 		return true
 	}
-	t.b.m.nacked.WithLabelValues(t.name).Inc()
+	t.counter(&t.c.nacked, t.b.m.nacked).Inc()
 	if errText == "" {
 		errText = "nack"
 	}
@@ -491,8 +509,11 @@ func (t *topic) store(m *mqpb.Message) (*mqpb.Message, int64, error) {
 	if m.Id == "" {
 		m.Id = t.b.newID()
 	}
+	e := &entry{msg: m, size: int64(len(m.Payload)) + 64}
 	if m.Timestamp == nil {
-		m.Timestamp = timestamppb.Now()
+		now := time.Now()
+		e.ts.Seconds, e.ts.Nanos = now.Unix(), int32(now.Nanosecond())
+		m.Timestamp = &e.ts
 	}
 	m.Topic = t.name
 	m.Sequence = seq
@@ -506,9 +527,9 @@ func (t *topic) store(m *mqpb.Message) (*mqpb.Message, int64, error) {
 		}
 	}
 	t.next++
-	t.entries = append(t.entries, &entry{msg: m, size: int64(len(m.Payload)) + 64})
-	t.bytes += int64(len(m.Payload)) + 64
-	t.b.m.published.WithLabelValues(t.name).Inc()
+	t.entries = append(t.entries, e)
+	t.bytes += e.size
+	t.counter(&t.c.published, t.b.m.published).Inc()
 	if t.log != nil && t.log.needsRoll() {
 		t.roll()
 	}

@@ -296,3 +296,55 @@ func TestAppendMessage(t *testing.T) {
 		t.Error("invalid UTF-8 id encoded without error (proto.Marshal refuses it)")
 	}
 }
+
+// TestMarshalPublishResponse: the hand encoder writes proto.Marshal's
+// bytes, leaves unknown fields and invalid UTF-8 to proto, and the codec
+// uses it.
+func TestMarshalPublishResponse(t *testing.T) {
+	fs := (&mqpb.PublishResponse{}).ProtoReflect().Descriptor().Fields()
+	if fs.Len() != 4 || fs.ByNumber(fieldPubRespID) == nil || fs.ByNumber(fieldPubRespSuccess) == nil ||
+		fs.ByNumber(fieldPubRespError) == nil || fs.ByNumber(fieldPubRespTimestamp) == nil {
+		t.Fatal("PublishResponse has other fields than the encoder writes: teach it the new field")
+	}
+	long := string(bytes.Repeat([]byte("e"), 300))
+	for i, r := range []*mqpb.PublishResponse{
+		{},
+		{MessageId: "0123456789ab-42", Success: true, Timestamp: timestamppb.New(time.Unix(1764200000, 123456789))},
+		{MessageId: "x", Error: "topic is required", Timestamp: &timestamppb.Timestamp{}},
+		{MessageId: long, Error: long, Timestamp: &timestamppb.Timestamp{Seconds: -5, Nanos: -1}},
+		{Success: true},
+	} {
+		bs, ok := marshalPublishResponse(r)
+		if !ok {
+			t.Fatalf("%d: not encoded", i)
+		}
+		want, err := proto.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := joined(bs); !bytes.Equal(got, want) {
+			t.Errorf("%d: encoded %x, proto.Marshal %x", i, got, want)
+		}
+		cbs, err := NewCodec(mem.DefaultBufferPool()).Marshal(r)
+		if err != nil || !bytes.Equal(joined(cbs), want) {
+			t.Errorf("%d: codec encoded %x (%v), want %x", i, joined(cbs), err, want)
+		}
+	}
+	unknown := &mqpb.PublishResponse{MessageId: "u"}
+	unknown.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 99, protowire.VarintType), 5))
+	tsUnknown := &mqpb.PublishResponse{MessageId: "v", Timestamp: &timestamppb.Timestamp{Seconds: 1}}
+	tsUnknown.Timestamp.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 9, protowire.VarintType), 1))
+	for _, r := range []*mqpb.PublishResponse{unknown, tsUnknown, {MessageId: "\xff"}, {Error: "\xfe"}} {
+		if _, ok := marshalPublishResponse(r); ok {
+			t.Errorf("%v: encoded by hand", r)
+		}
+	}
+	cbs, err := NewCodec(mem.DefaultBufferPool()).Marshal(unknown)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got mqpb.PublishResponse
+	if err := proto.Unmarshal(joined(cbs), &got); err != nil || !proto.Equal(&got, unknown) {
+		t.Errorf("codec with unknown fields: %v, %v", &got, err)
+	}
+}

@@ -223,6 +223,10 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 		return marshalSubscribeResponseTo(m, SpliceMin, c.pool)
 	case *mqpb.PublishRequest:
 		return marshalPublishRequestTo(m, SpliceMin, c.pool)
+	case *mqpb.PublishResponse:
+		if bs, ok := marshalPublishResponse(m); ok {
+			return bs, nil
+		}
 	}
 	return c.base.Marshal(v)
 }
