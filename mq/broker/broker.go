@@ -95,9 +95,11 @@ type topic struct {
 	next    int64
 	bytes   int64
 	groups  map[string]*group
-	subs    map[uint64]*subscriber
-	avail   chan struct{} // closed when messages may be available
-	space   chan struct{} // closed when retained messages were dropped
+	// groupList holds the groups in creation order (never deleted).
+	groupList []*group
+	subs      map[uint64]*subscriber
+	avail     chan struct{} // closed when messages may be available
+	space     chan struct{} // closed when retained messages were dropped
 	// availTaken and spaceTaken: a waiter took avail (space) since it was
 	// made; only then does a broadcast close and replace it.
 	availTaken bool
@@ -248,7 +250,7 @@ func (t *topic) openLog(dir string) error {
 		case recGroup:
 			if _, ok := t.groups[name]; !ok {
 				start := max(seq, t.head)
-				t.groups[name] = newGroup(name, start)
+				t.addGroup(newGroup(name, start))
 			}
 		case recAck:
 			g := t.groups[name]

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/telemetry-collector/telemetry-collector/mq/mqcodec"
 	"github.com/telemetry-collector/telemetry-collector/mq/mqpb"
@@ -58,8 +60,11 @@ type topicLog struct {
 	syncing bool
 	err     error
 	closed  []segment // oldest first
-	active  segment
-	scratch []byte
+	// oldestLast is closed[0].last (math.MaxInt64 with none), written
+	// under mu: dropSegmentsBefore has nothing to do for a head up to it.
+	oldestLast atomic.Int64
+	active     segment
+	scratch    []byte
 	// msgScratch holds appendPublish's encoding; guarded by the topic's
 	// mutex (appends happen under it), not by mu.
 	msgScratch []byte
@@ -129,6 +134,7 @@ func openLog(dir string, segBytes int64, fn replayFunc) (*topicLog, error) {
 		segs = append(segs, segment{path: filepath.Join(dir, segName(1)), first: 1})
 	}
 	l.closed = segs[:len(segs)-1]
+	l.setOldestLast()
 	l.active = segs[len(segs)-1]
 	f, err := os.OpenFile(l.active.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -288,6 +294,7 @@ func (l *topicLog) roll(next int64) error {
 	}
 	l.active.last = next - 1
 	l.closed = append(l.closed, l.active)
+	l.setOldestLast()
 	l.active = segment{path: filepath.Join(l.dir, segName(next)), first: next}
 	f, err := os.OpenFile(l.active.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -303,6 +310,9 @@ func (l *topicLog) roll(next int64) error {
 // dropSegmentsBefore deletes closed segments whose every record refers to a
 // sequence below head (acknowledged by every group).
 func (l *topicLog) dropSegmentsBefore(head int64) {
+	if head <= l.oldestLast.Load() {
+		return // no closed segment ends below head
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	i := 0
@@ -311,6 +321,17 @@ func (l *topicLog) dropSegmentsBefore(head int64) {
 		i++
 	}
 	l.closed = l.closed[i:]
+	l.setOldestLast()
+}
+
+// setOldestLast refreshes oldestLast after closed changed. Caller holds
+// l.mu (or owns l exclusively).
+func (l *topicLog) setOldestLast() {
+	if len(l.closed) == 0 {
+		l.oldestLast.Store(math.MaxInt64)
+	} else {
+		l.oldestLast.Store(l.closed[0].last)
+	}
 }
 
 // sync makes every record appended so far (up to pos; pos <= 0 means all)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,11 +25,22 @@ const brokerProcessEnv = "MQ_BENCH_BROKER_PROCESS"
 // TestBrokerProcess is not a test: with brokerProcessEnv set it serves a
 // broker on 127.0.0.1:0, prints its address, and answers each line on
 // stdin with its CPU time (ns) and heap allocations so far, until stdin
-// closes. Without the variable it returns at once.
+// closes. Without the variable it returns at once. With
+// MQ_BENCH_BROKER_PROCESS_CPUPROFILE=FILE it writes a CPU profile there.
 func TestBrokerProcess(t *testing.T) {
 	dir := os.Getenv(brokerProcessEnv)
 	if dir == "" {
 		return
+	}
+	if path := os.Getenv(brokerProcessEnv + "_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	opts := Options{Logger: hclog.NewNullLogger(), HeartbeatInterval: time.Second}
 	if dir != "-" {

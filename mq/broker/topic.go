@@ -206,6 +206,12 @@ func (t *topic) broadcastSpace() {
 	t.space = make(chan struct{})
 }
 
+// addGroup adds the new group g. Caller holds t.mu.
+func (t *topic) addGroup(g *group) {
+	t.groups[g.name] = g
+	t.groupList = append(t.groupList, g)
+}
+
 // getGroup returns the named group, creating it (starting at the oldest
 // retained message) when absent. Caller holds t.mu.
 func (t *topic) getGroup(name string) *group {
@@ -213,7 +219,7 @@ func (t *topic) getGroup(name string) *group {
 		return g
 	}
 	g := newGroup(name, t.head)
-	t.groups[name] = g
+	t.addGroup(g)
 	if t.log != nil {
 		t.log.appendGroup(name, t.head)
 	}
@@ -335,11 +341,11 @@ func (t *topic) advanceLow(g *group) {
 
 // trim drops retained messages that every group has acknowledged.
 func (t *topic) trim() {
-	if len(t.groups) == 0 {
+	if len(t.groupList) == 0 {
 		return
 	}
 	head := t.next
-	for _, g := range t.groups {
+	for _, g := range t.groupList {
 		if g.low < head {
 			head = g.low
 		}

@@ -112,11 +112,16 @@ func withoutPayload(m *mqpb.Message) *mqpb.Message {
 // table-driven encoding of the metadata map made worth it: it was most of
 // the broker's cost of delivering one-sample messages.
 func (s *splicer) appendMessage(num protowire.Number, m *mqpb.Message) error {
+	return s.appendMessageSized(num, m, plainSizeOf(m))
+}
+
+// appendMessageSized is appendMessage given plainSizeOf(m).
+func (s *splicer) appendMessageSized(num protowire.Number, m *mqpb.Message, plain int) error {
 	s.buf = protowire.AppendTag(s.buf, num, protowire.BytesType)
 	p := m.GetPayload()
 	splice := len(p) >= s.min
-	if isPlain(m) {
-		s.buf = protowire.AppendVarint(s.buf, uint64(plainSize(m)))
+	if plain >= 0 {
+		s.buf = protowire.AppendVarint(s.buf, uint64(plain))
 		s.buf = appendPlain(s.buf, m, !splice)
 		if splice {
 			s.buf = protowire.AppendTag(s.buf, fieldMessagePayload, protowire.BytesType)
@@ -162,6 +167,25 @@ func isPlain(m *mqpb.Message) bool {
 	return m.Timestamp == nil || len(m.Timestamp.ProtoReflect().GetUnknown()) == 0
 }
 
+// plainSizeOf is plainSize(m) for a plain m (isPlain), -1 otherwise, in
+// one pass over the metadata.
+func plainSizeOf(m *mqpb.Message) int {
+	if len(m.ProtoReflect().GetUnknown()) > 0 || !utf8.ValidString(m.Id) || !utf8.ValidString(m.Topic) {
+		return -1
+	}
+	if m.Timestamp != nil && len(m.Timestamp.ProtoReflect().GetUnknown()) > 0 {
+		return -1
+	}
+	n := 0
+	for k, v := range m.Metadata {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return -1
+		}
+		n += sizeBytesField(sizeBytesField(len(k)) + sizeBytesField(len(v)))
+	}
+	return n + plainSizeNoMetadata(m)
+}
+
 // sizeBytesField is the encoded size of a length-delimited field of n
 // bytes with a field number below 16.
 func sizeBytesField(n int) int { return 1 + protowire.SizeBytes(n) }
@@ -174,6 +198,15 @@ func sizeVarintField(v uint64) int { return 1 + protowire.SizeVarint(v) }
 // Fields with their zero value are not written, as in proto3; map entries
 // always carry their key and value.
 func plainSize(m *mqpb.Message) int {
+	n := plainSizeNoMetadata(m)
+	for k, v := range m.Metadata {
+		n += sizeBytesField(sizeBytesField(len(k)) + sizeBytesField(len(v)))
+	}
+	return n
+}
+
+// plainSizeNoMetadata is plainSize less the metadata entries.
+func plainSizeNoMetadata(m *mqpb.Message) int {
 	n := 0
 	if m.Id != "" {
 		n += sizeBytesField(len(m.Id))
@@ -183,9 +216,6 @@ func plainSize(m *mqpb.Message) int {
 	}
 	if len(m.Payload) > 0 {
 		n += sizeBytesField(len(m.Payload))
-	}
-	for k, v := range m.Metadata {
-		n += sizeBytesField(sizeBytesField(len(k)) + sizeBytesField(len(v)))
 	}
 	if m.Timestamp != nil {
 		n += sizeBytesField(timestampSize(m.Timestamp))
@@ -262,7 +292,7 @@ func appendPlain(b []byte, m *mqpb.Message, withPayload bool) []byte {
 // appended bytes equals m. Safe for concurrent use; m must not change
 // during the call.
 func AppendMessage(b []byte, m *mqpb.Message) ([]byte, error) {
-	if isPlain(m) {
+	if plainSizeOf(m) >= 0 {
 		return appendPlain(b, m, true), nil
 	}
 	return proto.MarshalOptions{}.MarshalAppend(b, m)
@@ -271,9 +301,14 @@ func AppendMessage(b []byte, m *mqpb.Message) ([]byte, error) {
 // messageSize is an upper bound of the bytes appendMessage writes into
 // s.buf for m as field num: what it encodes, less a payload it splices.
 func messageSize(m *mqpb.Message, min int) int {
+	return messageSizeOf(m, min, plainSizeOf(m))
+}
+
+// messageSizeOf is messageSize given plainSizeOf(m).
+func messageSizeOf(m *mqpb.Message, min, plain int) int {
 	var n int
-	if isPlain(m) {
-		n = plainSize(m)
+	if plain >= 0 {
+		n = plain
 	} else {
 		n = proto.Size(m) + 16
 	}
@@ -305,13 +340,17 @@ func marshalSubscribeResponseTo(r *mqpb.SubscribeResponse, min int, pool mem.Buf
 	s := splicer{min: min}
 	n := 4 + len(r.ProtoReflect().GetUnknown())
 	splices := false
-	for _, m := range r.Messages {
-		n += messageSize(m, min)
+	// Each message's plain size (or -1), computed once: isPlain and
+	// plainSize walk its metadata map.
+	plain := make([]int, len(r.Messages))
+	for i, m := range r.Messages {
+		plain[i] = plainSizeOf(m)
+		n += messageSizeOf(m, min, plain[i])
 		splices = splices || len(m.GetPayload()) >= min
 	}
 	s.reserve(n, pool, splices)
-	for _, m := range r.Messages {
-		if err := s.appendMessage(fieldResponseMessages, m); err != nil {
+	for i, m := range r.Messages {
+		if err := s.appendMessageSized(fieldResponseMessages, m, plain[i]); err != nil {
 			return nil, err
 		}
 	}

@@ -348,3 +348,25 @@ func TestMarshalPublishResponse(t *testing.T) {
 		t.Errorf("codec with unknown fields: %v, %v", &got, err)
 	}
 }
+
+// TestPlainSizeOf: the one-pass check and size agree with isPlain and
+// plainSize.
+func TestPlainSizeOf(t *testing.T) {
+	withUnknown := &mqpb.Message{Id: "u"}
+	withUnknown.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 99, protowire.VarintType), 5))
+	tsUnknown := &mqpb.Message{Id: "v", Timestamp: &timestamppb.Timestamp{Seconds: 1}}
+	tsUnknown.Timestamp.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 9, protowire.VarintType), 1))
+	for i, m := range []*mqpb.Message{
+		{}, {Id: "a", Topic: "t", Payload: []byte("p"), Metadata: map[string]string{"k": "v", "": ""}, Timestamp: timestamppb.Now(), Priority: 2, Sequence: 9},
+		{Metadata: map[string]string{"k": "\xff"}}, {Metadata: map[string]string{"\xfe": "v"}}, {Id: "\xff"}, {Topic: "\xff"},
+		withUnknown, tsUnknown,
+	} {
+		want := -1
+		if isPlain(m) {
+			want = plainSize(m)
+		}
+		if got := plainSizeOf(m); got != want {
+			t.Errorf("%d: plainSizeOf = %d, want %d", i, got, want)
+		}
+	}
+}
