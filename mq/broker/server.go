@@ -62,11 +62,27 @@ func (s *subscriberServer) HealthCheck(context.Context, *mqpb.HealthCheckRequest
 
 var errUnavailable = status.Error(codes.Unavailable, "mq broker shutting down")
 
-// recvLoop reads a stream into a channel (of capacity buffer) so handlers
-// can also watch for shutdown. The channel closes when Recv fails; the error
-// is then in *errp. The goroutine ends when Recv fails or done closes.
-func recvLoop[T any](done <-chan struct{}, recv func() (*T, error), errp *error, buffer int) <-chan *T {
+// bigRequest is the size from which a request read ahead by recvLoop is
+// handed over alone (see recvLoop).
+const bigRequest = 64 << 10
+
+// recvLoop reads a stream ahead into a channel (of capacity buffer) so
+// handlers can also watch for shutdown, and take what has arrived in
+// batches. The channel closes when Recv fails; the error is then in *errp.
+// The goroutine ends when Recv fails or done closes. A request whose size
+// (by size) is at least bigRequest is handed over alone: the goroutine
+// waits until the handler took it (took) before reading on, so the read
+// ahead holds at most buffer requests under bigRequest and one larger.
+// The handler must call took for every request it receives from C.
+type recvLoop[T any] struct {
+	C     <-chan *T
+	taken chan struct{}
+	size  func(*T) int
+}
+
+func startRecvLoop[T any](done <-chan struct{}, recv func() (*T, error), errp *error, buffer int, size func(*T) int) *recvLoop[T] {
 	ch := make(chan *T, buffer)
+	r := &recvLoop[T]{C: ch, taken: make(chan struct{}, 1), size: size}
 	go func() {
 		defer close(ch)
 		for {
@@ -75,15 +91,50 @@ func recvLoop[T any](done <-chan struct{}, recv func() (*T, error), errp *error,
 				*errp = err
 				return
 			}
+			big := r.size(m) >= bigRequest // before the handler owns m
 			select {
 			case ch <- m:
 			case <-done:
 				return
 			}
+			if big {
+				select {
+				case <-r.taken:
+				case <-done:
+					return
+				}
+			}
 		}
 	}()
-	return ch
+	return r
 }
+
+// took tells the loop that the handler received m from C (call it before
+// changing m).
+func (r *recvLoop[T]) took(m *T) {
+	if r.size(m) >= bigRequest {
+		r.taken <- struct{}{}
+	}
+}
+
+// publishRequestSize and ackRequestSize are the sizes recvLoop bounds
+// (the variable-length fields).
+func publishRequestSize(r *mqpb.PublishRequest) int {
+	m := r.GetMessage()
+	n := len(m.GetPayload()) + len(m.GetId()) + len(m.GetTopic())
+	for k, v := range m.GetMetadata() {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
+func ackRequestSize(r *mqpb.AcknowledgeRequest) int {
+	return len(r.GetMessageId()) + len(r.GetConsumerId()) + len(r.GetError())
+}
+
+// publishReadAhead is how many publish requests (under bigRequest) a
+// Publish stream reads ahead of the one being stored.
+const publishReadAhead = 64
 
 // pubResponse is a PublishResponse and its timestamp in one allocation.
 type pubResponse struct {
@@ -129,7 +180,7 @@ func (s *publisherServer) Publish(stream grpc.BidiStreamingServer[mqpb.PublishRe
 		sendDone <- err
 	}()
 	var recvErr error
-	reqs := recvLoop(ctx.Done(), stream.Recv, &recvErr, 0)
+	reqs := startRecvLoop(ctx.Done(), stream.Recv, &recvErr, publishReadAhead, publishRequestSize)
 	finish := func(ret error) error {
 		close(out)
 		if err := <-sendDone; err != nil && ret == nil {
@@ -141,7 +192,7 @@ func (s *publisherServer) Publish(stream grpc.BidiStreamingServer[mqpb.PublishRe
 		var req *mqpb.PublishRequest
 		var ok bool
 		select {
-		case req, ok = <-reqs:
+		case req, ok = <-reqs.C:
 		case <-ctx.Done():
 			return finish(ctx.Err())
 		case <-b.done:
@@ -153,6 +204,7 @@ func (s *publisherServer) Publish(stream grpc.BidiStreamingServer[mqpb.PublishRe
 			}
 			return finish(recvErr)
 		}
+		reqs.took(req)
 		msg := req.GetMessage()
 		pr := &pubResponse{}
 		resp := &pr.resp
@@ -311,26 +363,28 @@ func (s *subscriberServer) Acknowledge(stream grpc.ClientStreamingServer[mqpb.Ac
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	var recvErr error
-	reqs := recvLoop(ctx.Done(), stream.Recv, &recvErr, ackBatch)
+	reqs := startRecvLoop(ctx.Done(), stream.Recv, &recvErr, ackBatch, ackRequestSize)
 	var hint *topic
 	batch := make([]*mqpb.AcknowledgeRequest, 0, ackBatch)
 	for {
 		var req *mqpb.AcknowledgeRequest
 		var ok bool
 		select {
-		case req, ok = <-reqs:
+		case req, ok = <-reqs.C:
 		case <-b.done:
 			return errUnavailable
 		}
 		batch = batch[:0]
 		if ok {
+			reqs.took(req)
 			batch = append(batch, req)
 		}
 	drain:
 		for ok && len(batch) < ackBatch {
 			select {
-			case req, ok = <-reqs:
+			case req, ok = <-reqs.C:
 				if ok {
+					reqs.took(req)
 					batch = append(batch, req)
 				}
 			default:
