@@ -26,7 +26,8 @@ const brokerProcessEnv = "MQ_BENCH_BROKER_PROCESS"
 // broker on 127.0.0.1:0, prints its address, and answers each line on
 // stdin with its CPU time (ns) and heap allocations so far, until stdin
 // closes. Without the variable it returns at once. With
-// MQ_BENCH_BROKER_PROCESS_CPUPROFILE=FILE it writes a CPU profile there.
+// MQ_BENCH_BROKER_PROCESS_CPUPROFILE=FILE it writes a CPU profile there,
+// with MQ_BENCH_BROKER_PROCESS_MEMPROFILE=FILE an allocation profile.
 func TestBrokerProcess(t *testing.T) {
 	dir := os.Getenv(brokerProcessEnv)
 	if dir == "" {
@@ -70,6 +71,16 @@ func TestBrokerProcess(t *testing.T) {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		fmt.Println(processCPU(), ms.Mallocs)
+	}
+	if path := os.Getenv(brokerProcessEnv + "_MEMPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+			t.Fatal(err)
+		}
+		_ = f.Close()
 	}
 	bk.Shutdown()
 	srv.Stop()
