@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,17 +34,7 @@ func BenchmarkPublishConsumeAck(b *testing.B) {
 			if dir {
 				opts.DataDir = b.TempDir()
 			}
-			bk, err := New(opts)
-			if err != nil {
-				b.Fatal(err)
-			}
-			lis, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			srv := grpc.NewServer(ServerOptions()...)
-			bk.Register(srv)
-			go func() { _ = srv.Serve(lis) }()
+			bk, srv, lis := serveLocal(b, opts)
 			conn, err := client.Dial(lis.Addr().String())
 			if err != nil {
 				b.Fatal(err)

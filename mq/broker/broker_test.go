@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -39,17 +38,7 @@ func start(t *testing.T, opts Options) *harness {
 	if opts.Logger == nil {
 		opts.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr})
 	}
-	b, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer(ServerOptions()...)
-	b.Register(srv)
-	go func() { _ = srv.Serve(lis) }()
+	b, srv, lis := serveLocal(t, opts)
 	conn, err := client.Dial(lis.Addr().String())
 	if err != nil {
 		t.Fatal(err)

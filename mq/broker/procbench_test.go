@@ -3,7 +3,6 @@ package broker
 import (
 	"bufio"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/telemetry-collector/telemetry-collector/mq/client"
-	"google.golang.org/grpc"
 )
 
 // brokerProcessEnv, when set (to a data dir, or "-" for none), makes
@@ -47,17 +45,7 @@ func TestBrokerProcess(t *testing.T) {
 	if dir != "-" {
 		opts.DataDir = dir
 	}
-	bk, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer(ServerOptions()...)
-	bk.Register(srv)
-	go func() { _ = srv.Serve(lis) }()
+	bk, srv, lis := serveLocal(t, opts)
 	fmt.Println(lis.Addr().String())
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
