@@ -38,17 +38,22 @@ func codecBatches() []*pluginpb.Batch {
 	}
 }
 
+// tag, varint and bytesf write one field by hand, for the raw encodings
+// below.
+func tag(num protowire.Number, typ protowire.Type) []byte { return protowire.AppendTag(nil, num, typ) }
+
+func varint(num protowire.Number, v uint64) []byte {
+	return protowire.AppendVarint(tag(num, protowire.VarintType), v)
+}
+
+func bytesf(num protowire.Number, v []byte) []byte {
+	return protowire.AppendBytes(tag(num, protowire.BytesType), v)
+}
+
 // rawBatches are encodings proto.Marshal does not produce but
 // proto.Unmarshal reads (or refuses): repeated scalars unpacked, fields
 // twice, wrong wire types, unknown fields, malformed input.
 func rawBatches() [][]byte {
-	tag := func(num protowire.Number, typ protowire.Type) []byte { return protowire.AppendTag(nil, num, typ) }
-	varint := func(num protowire.Number, v uint64) []byte {
-		return protowire.AppendVarint(tag(num, protowire.VarintType), v)
-	}
-	bytesf := func(num protowire.Number, v []byte) []byte {
-		return protowire.AppendBytes(tag(num, protowire.BytesType), v)
-	}
 	fixed := func(num protowire.Number, v uint64) []byte {
 		return protowire.AppendFixed64(tag(num, protowire.Fixed64Type), v)
 	}
@@ -374,13 +379,6 @@ func groupResults() []*pluginpb.ProcessResult {
 // unpacked repeated scalars, mixed forms, fields twice, zero values
 // written out, wrong wire types, malformed packed varints.
 func rawResults() [][]byte {
-	tag := func(num protowire.Number, typ protowire.Type) []byte { return protowire.AppendTag(nil, num, typ) }
-	varint := func(num protowire.Number, v uint64) []byte {
-		return protowire.AppendVarint(tag(num, protowire.VarintType), v)
-	}
-	bytesf := func(num protowire.Number, v []byte) []byte {
-		return protowire.AppendBytes(tag(num, protowire.BytesType), v)
-	}
 	packed := func(vs ...uint64) []byte {
 		var b []byte
 		for _, v := range vs {
