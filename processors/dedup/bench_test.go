@@ -152,3 +152,79 @@ func benchmarkStream(b *testing.B, copyLabels bool) {
 	b.ReportMetric(float64(int64(h1.HeapAlloc)-int64(h0.HeapAlloc))/float64(nSeries), "heap-B/series")
 	b.ReportMetric(float64(int64(h1.HeapAlloc)-int64(h0.HeapAlloc))/(1<<20), "heap-MiB")
 }
+
+// BenchmarkProcessScrape is the shape dedup sees under make bench's scrape
+// workload: 128 hosts x 8 GPUs x 30 fields = 30,720 series, each host's
+// series in dcgm-exporter's order (by field, then GPU: consecutive series
+// have different label slices), one label slice per GPU shared batch after
+// batch (a LabelReader's labels), the stream of rounds one second apart
+// cut into batches of 10,000 points (batch boundaries drift from round to
+// round, so a series sits at another index in each batch). One op is one
+// batch, after a warm-up of 80 rounds (past the max_entries cap: evicting,
+// the steady state of a busy agent).
+func BenchmarkProcessScrape(b *testing.B) {
+	const hosts, gpus, fields, perBatch = 128, 8, 30, 10_000
+	type ser struct {
+		name   string
+		labels sdk.Labels
+	}
+	var stream []ser
+	for h := range hosts {
+		var lab [gpus]sdk.Labels
+		for i := range gpus {
+			g := h*gpus + i
+			lab[i] = sdk.Labels{
+				{Key: "device", Value: fmt.Sprintf("nvidia%d", i)},
+				{Key: "driver_version", Value: "535.129.03"},
+				{Key: "gpu_index", Value: fmt.Sprint(i)},
+				{Key: "gpu_model", Value: "NVIDIA H100 80GB HBM3"},
+				{Key: "gpu_uuid", Value: fmt.Sprintf("GPU-5fd4f087-86f3-7a43-b711-%012d", g)},
+				{Key: "host", Value: fmt.Sprintf("dgx-node-%03d", h)},
+				{Key: "pci_bus_id", Value: fmt.Sprintf("00000000:%02X:00.0", 0x18+i*0x10)},
+			}
+		}
+		for f := range fields {
+			name := fmt.Sprintf("gpu_metric_%02d", f)
+			for i := range gpus {
+				stream = append(stream, ser{name, lab[i]})
+			}
+		}
+	}
+	d := New()
+	d.now = func() time.Time { return time.Unix(0, t0).Add(time.Hour) }
+	batch := &sdk.Batch{Series: make([]sdk.Series, 0, perBatch), Points: make([]sdk.Point, 0, perBatch)}
+	ctx := context.Background()
+	pos, round := 0, int64(0)
+	feed := func() {
+		batch.Series, batch.Points = batch.Series[:0], batch.Points[:0]
+		for range perBatch {
+			s := stream[pos]
+			batch.Series = append(batch.Series, sdk.Series{Name: s.name, Labels: s.labels})
+			batch.Points = append(batch.Points, sdk.Point{Series: uint32(len(batch.Points)), Time: t0 + round*int64(time.Second), Value: float64(pos % 100)})
+			if pos++; pos == len(stream) {
+				pos, round = 0, round+1
+			}
+		}
+		if _, err := d.Process(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for round < 80 {
+		feed()
+	}
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		feed()
+	}
+	b.StopTimer()
+	runtime.ReadMemStats(&m1)
+	samples := float64(b.N) * perBatch
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/samples, "ns/sample")
+	b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/samples, "allocs/sample")
+	if s := d.Stats(); s.Duplicates != 0 {
+		b.Fatalf("%d duplicates", s.Duplicates)
+	}
+}

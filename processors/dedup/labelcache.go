@@ -1,6 +1,10 @@
 package dedup
 
-import "github.com/telemetry-collector/telemetry-collector/sdk"
+import (
+	"unsafe"
+
+	"github.com/telemetry-collector/telemetry-collector/sdk"
+)
 
 // labelSet caches, for one label slice a caller keeps handing in (a
 // LabelReader's labels are the sdk's stream dictionary's, the same slice
@@ -56,12 +60,28 @@ func (s *labelSet) matches(ls sdk.Labels) bool {
 	if len(ls) != len(s.labels) {
 		return false
 	}
+	if sameHeaders(ls, s.labels) { // the usual case: nobody wrote into ls
+		return true
+	}
 	for i := range ls {
 		if ls[i] != s.labels[i] {
 			return false
 		}
 	}
 	return true
+}
+
+// sameHeaders reports whether a and b (of equal length) hold the same
+// label headers: every key and value has the same data pointer and length
+// in both, so their contents are equal (strings are immutable). Compared
+// as one block of memory (one call, vectorised) instead of string by
+// string. A false answer says nothing: equal strings may lie apart.
+func sameHeaders(a, b sdk.Labels) bool {
+	if len(a) == 0 {
+		return true
+	}
+	n := len(a) * int(unsafe.Sizeof(sdk.Label{}))
+	return unsafe.String((*byte)(unsafe.Pointer(&a[0])), n) == unsafe.String((*byte)(unsafe.Pointer(&b[0])), n)
 }
 
 // find returns the live state cached for name, or nil.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -180,4 +181,109 @@ func TestLabelSetsOffForFreshSlices(t *testing.T) {
 		t.Errorf("sets not back: %d cached, off for %d, pause %d", len(d.sets), d.setsOff, d.setsPause)
 	}
 	checkConsistent(t, d)
+}
+
+// TestLabelSetMatches: a set matches a label slice holding what it was
+// made from, whether the headers are the copy's (the fast path) or equal
+// strings lying elsewhere, and never one with another length, key or value.
+func TestLabelSetMatches(t *testing.T) {
+	orig := sdk.Labels{{Key: "gpu_index", Value: "0"}, {Key: "host", Value: "h1"}, {Key: "z", Value: ""}}
+	clone := func(ls sdk.Labels) sdk.Labels {
+		out := make(sdk.Labels, len(ls))
+		for i, l := range ls {
+			out[i] = sdk.Label{Key: strings.Clone(l.Key), Value: strings.Clone(l.Value)}
+		}
+		return out
+	}
+	with := func(i int, l sdk.Label) sdk.Labels {
+		ls := append(sdk.Labels(nil), orig...)
+		ls[i] = l
+		return ls
+	}
+	for _, c := range []struct {
+		name string
+		ls   sdk.Labels
+		want bool
+	}{
+		{"same slice", orig, true},
+		{"copied headers", append(sdk.Labels(nil), orig...), true},
+		{"equal strings elsewhere", clone(orig), true},
+		{"shorter", orig[:2], false},
+		{"longer", append(append(sdk.Labels(nil), orig...), sdk.Label{Key: "zz", Value: "1"}), false},
+		{"empty", sdk.Labels{}, false},
+		{"value changed", with(1, sdk.Label{Key: "host", Value: "h2"}), false},
+		{"value same length", with(0, sdk.Label{Key: "gpu_index", Value: "1"}), false},
+		{"key changed", with(2, sdk.Label{Key: "y", Value: ""}), false},
+		{"value moved into key", with(2, sdk.Label{Key: "", Value: "z"}), false},
+	} {
+		set := &labelSet{labels: append(sdk.Labels(nil), orig...)}
+		if got := set.matches(c.ls); got != c.want {
+			t.Errorf("%s: matches = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// TestLabelSetStale: between two batches the series' label slice is
+// rewritten in place, cut short, lengthened within its capacity, replaced,
+// or the series is forgotten; the second batch must find the series the
+// labels now name, never the state cached under the slice before.
+func TestLabelSetStale(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		change func(ls sdk.Labels) sdk.Labels // returns the labels of the second batch
+		at     int64                          // time of the second point, from t0 (the first is at t0)
+		want   int                            // points passed of the second batch
+	}{
+		{"unchanged", func(ls sdk.Labels) sdk.Labels { return ls }, 0, 0},
+		{"value rewritten", func(ls sdk.Labels) sdk.Labels { ls[1].Value = "h2"; return ls }, 0, 1},
+		{"key rewritten", func(ls sdk.Labels) sdk.Labels { ls[0].Key = "gpu_uuid"; return ls }, 0, 1},
+		{"rewritten equal", func(ls sdk.Labels) sdk.Labels {
+			ls[1].Value = strings.Clone(ls[1].Value)
+			return ls
+		}, 0, 0},
+		{"rewritten and back", func(ls sdk.Labels) sdk.Labels {
+			ls[1].Value = "h2"
+			ls[1].Value = "h" + fmt.Sprint(1)
+			return ls
+		}, 0, 0},
+		{"same pointer shorter", func(ls sdk.Labels) sdk.Labels { return ls[:1] }, 0, 1},
+		{"same pointer longer", func(ls sdk.Labels) sdk.Labels {
+			ls = ls[:3]
+			ls[2] = sdk.Label{Key: "zone", Value: "a"}
+			return ls
+		}, 0, 1},
+		{"replaced, equal", func(ls sdk.Labels) sdk.Labels { return append(sdk.Labels(nil), ls...) }, 0, 0},
+		{"replaced, other", func(ls sdk.Labels) sdk.Labels {
+			return sdk.Labels{{Key: "gpu_index", Value: "1"}, {Key: "host", Value: "h1"}}
+		}, 0, 1},
+		{"new time", func(ls sdk.Labels) sdk.Labels { return ls }, sec, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := newTest(nil)
+			backing := make(sdk.Labels, 3)
+			backing[0], backing[1] = sdk.Label{Key: "gpu_index", Value: "0"}, sdk.Label{Key: "host", Value: "h1"}
+			ls := backing[:2]
+			one := func(ls sdk.Labels, at int64) int {
+				b := &sdk.Batch{}
+				b.Add(b.AddSeries("other", ls), t0+at, 1) // the set holds two names
+				b.Add(b.AddSeries("m", ls), t0+at, 1)
+				return process(t, d, b)
+			}
+			if one(ls, 0) != 2 || one(ls, 0) != 0 {
+				t.Fatal("first point not passed or its copy not dropped")
+			}
+			ls2 := c.change(ls)
+			b := &sdk.Batch{}
+			b.Add(b.AddSeries("m", ls2), t0+c.at, 1)
+			if got := process(t, d, b); got != c.want {
+				t.Fatalf("second batch: %d passed, want %d", got, c.want)
+			}
+			b = &sdk.Batch{}
+			b.Add(b.AddSeries("m", ls2), t0+c.at, 1)
+			if got := process(t, d, b); got != 0 {
+				t.Fatalf("copy of the second point: %d passed", got)
+			}
+			checkConsistent(t, d)
+		})
+	}
 }
