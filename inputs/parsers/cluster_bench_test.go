@@ -30,6 +30,11 @@ func BenchmarkCluster(b *testing.B) {
 		benchPayloads(b, FormatGPUTelJSON, clusterPayloads(bench.GPUTelJSON, 1), false)
 	})
 	b.Run("scrape", func(b *testing.B) { benchPayloads(b, FormatPrometheus, clusterPayloads(bench.Scrape, 1), false) })
+	// A collector's first round of a cluster's scrapes: every host's
+	// first scrape, through a fresh parser (see firstSight).
+	b.Run("scrape/first-round", func(b *testing.B) {
+		benchPayloads(b, FormatPrometheus, clusterPayloads(bench.Scrape, 1), true)
+	})
 	// As inputs.mq_service uses the parsers: label slices shared with the
 	// batches, not copied per payload.
 	shared := Options{Location: time.UTC, SharedLabels: true}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -441,5 +442,129 @@ func TestFastPathKeyBudget(t *testing.T) {
 		if tplHits(q) == 0 {
 			t.Errorf("budget %d: dcgm-csv template fast path not taken", budget)
 		}
+	}
+}
+
+// promHost is the real dcgm-exporter scrape (testdata) as host would
+// serve it with gpus GPUs: each family's HELP and TYPE lines, then its
+// sample for every GPU (gpu, UUID, device and Hostname rewritten).
+func promHost(t testing.TB, host string, gpus int) string {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(string(readTestdata(t, "dcgm-exporter-metrics.txt")), "\n"), "\n")
+	var sb strings.Builder
+	for _, l := range lines {
+		if strings.HasPrefix(l, "#") {
+			sb.WriteString(l + "\n")
+			continue
+		}
+		l = strings.Replace(l, `Hostname="lke529760-766837-0a634ab30000"`, `Hostname="`+host+`"`, 1)
+		for g := 0; g < gpus; g++ {
+			r := strings.NewReplacer(`gpu="0"`, fmt.Sprintf(`gpu="%d"`, g), `device="nvidia0"`, fmt.Sprintf(`device="nvidia%d"`, g),
+				`UUID="GPU-a8394b51`, fmt.Sprintf(`UUID="GPU-%08d`, g))
+			sb.WriteString(r.Replace(l) + "\n")
+		}
+	}
+	return sb.String()
+}
+
+// promState returns the idle state of a Prometheus parser.
+func promStateOf(t testing.TB, p Parser) *promState {
+	t.Helper()
+	st := p.(*prometheusText).pool.last.Load()
+	if st == nil {
+		t.Fatal("no idle parser state")
+	}
+	return st
+}
+
+// TestPrometheusFirstSight: a host's first scrape, when every name and
+// label set in it is known from other hosts' scrapes or can be learned
+// from a few of its lines, is emitted without expfmt parsing it whole,
+// and gives exactly what expfmt gives; so do first scrapes whose new lines
+// are unusual in every way the composition could get wrong.
+func TestPrometheusFirstSight(t *testing.T) {
+	p := mustParser(t, FormatPrometheus, Options{Location: time.UTC})
+	diffSequenceWith(t, p, FormatPrometheus, toBytes([]string{promHost(t, "h1", 4)}))
+	st := promStateOf(t, p)
+	if st.fullParses != 1 || st.firstSights != 0 {
+		t.Fatalf("first host: %d full parses, %d first sights; want 1, 0", st.fullParses, st.firstSights)
+	}
+	// Other hosts: their label sets are new, the names are not.
+	diffSequenceWith(t, p, FormatPrometheus, toBytes([]string{promHost(t, "h2", 4), promHost(t, "h3", 8), promHost(t, "h2", 4)}))
+	if st.fullParses != 1 || st.firstSights != 2 {
+		t.Fatalf("later hosts: %d full parses, %d first sights; want 1, 2", st.fullParses, st.firstSights)
+	}
+
+	// First scrapes of further hosts, each with something new in it.
+	host := 10
+	next := func(f func(s string) string) string {
+		host++
+		return f(promHost(t, fmt.Sprintf("h%d", host), 2))
+	}
+	known := promHost(t, "h1", 4)
+	knownSample := strings.Split(known, "\n")[2] // a line of h1, gpu 0
+	knownSeries := knownSample[:strings.LastIndexByte(knownSample, ' ')]
+	knownBlock := knownSeries[strings.IndexByte(knownSeries, '{'):]
+	vs := []string{
+		// A label with an empty value (no label), and one changed for some
+		// GPUs only.
+		next(func(s string) string { return strings.ReplaceAll(s, `container="cuda"`, `container=""`) }),
+		next(func(s string) string { return strings.ReplaceAll(s, `gpu="1"`, `gpu="1",extra="x"`) }),
+		// Label sets expfmt rejects: a duplicate name; a reserved one; a
+		// quoted metric name inside the braces as well as one outside.
+		next(func(s string) string {
+			return strings.ReplaceAll(s, `container="cuda"`, `container="cuda",container="x"`)
+		}),
+		next(func(s string) string { return strings.ReplaceAll(s, `gpu="1"`, `gpu="1",__name__="x"`) }),
+		next(func(s string) string { return strings.ReplaceAll(s, `{gpu="1"`, `{"DCGM_OTHER",gpu="1"`) }),
+		// Quoting, '}' and blanks inside values; quoted label names; le
+		// and quantile on untyped and gauge families.
+		next(func(s string) string { return strings.ReplaceAll(s, `container="cuda"`, `container="a} 5 \"b\" \\"`) }),
+		next(func(s string) string { return strings.ReplaceAll(s, `{gpu="1"`, `{"gpu"="1"`) }),
+		next(func(s string) string { return strings.ReplaceAll(s, `container="cuda"`, `le="0.5",quantile="x"`) }),
+		// New names: untyped lines with a known label set, and with a new
+		// one; a name known as gauge used untyped.
+		next(func(s string) string { return s + "NEW_ONE" + knownBlock + " 5\nNEW_TWO{a=\"b\"} 6\n" }),
+		next(func(s string) string { return s + "DCGM_FI_DEV_SM_CLOCK_x" + knownBlock + " 7\n" }),
+		next(func(s string) string { return s + "DCGM_FI_DEV_SM_CLOCK" + knownBlock + " 7\n" }), // family apart
+		// Unknown names and label sets in families of other types.
+		next(func(s string) string {
+			return s + "# TYPE hh histogram\nhh_bucket" + knownBlock + " 1\nhh_bucket{le=\"+Inf\"} 2\nhh_sum 3\nhh_count 2\n"
+		}),
+		// Bad values and timestamps on new lines; NaN; DCGM blanks.
+		next(func(s string) string { return strings.Replace(s, `"} `, `"} x`, 3) }),
+		next(func(s string) string { return strings.ReplaceAll(s, `pod_uid=""} `, `pod_uid=""} NaN `) }),
+		next(func(s string) string {
+			return strings.Replace(s, "\n", " 1735787045123\n", -1)
+		}),
+		next(func(s string) string {
+			return strings.ReplaceAll(s, `pod_uid=""} `, `pod_uid=""} 9223372036854775794 `)
+		}),
+		next(func(s string) string { return strings.ReplaceAll(s, `modelName=`, `modelname=`) }),
+		// Lines without labels; an empty label set.
+		next(func(s string) string { return s + "up 1\nup_two{} 2\n" }),
+		"up 3\nup_two{} 4\nup_three 5\n",
+		// A new host whose GPUs are listed in another order.
+		next(func(s string) string {
+			var out, samples []string
+			for _, l := range strings.Split(strings.TrimSuffix(s, "\n"), "\n") {
+				if strings.HasPrefix(l, "#") {
+					slices.Reverse(samples)
+					out, samples = append(out, samples...), nil
+					out = append(out, l)
+				} else {
+					samples = append(samples, l)
+				}
+			}
+			slices.Reverse(samples)
+			return strings.Join(append(out, samples...), "\n") + "\n"
+		}),
+	}
+	seq := toBytes(vs)
+	diffSequenceWith(t, p, FormatPrometheus, seq)
+	diffSequenceWith(t, p, FormatPrometheus, seq)
+	t.Logf("%d full parses, %d first sights", st.fullParses, st.firstSights)
+	if st.firstSights < 6 {
+		t.Fatalf("only %d payloads took the first-sight path", st.firstSights)
 	}
 }

@@ -104,7 +104,13 @@ func FuzzPrometheus(f *testing.F) {
 	seedFromFile(f, "dcgm-exporter-metrics.txt", 9)
 	f.Add([]byte("# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\nh_count 2\n"))
 	f.Add([]byte("# TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 3\ns_count 2\nbad line\nx 1 123\n"))
-	f.Fuzz(func(t *testing.T, payload []byte) { fuzzParse(t, FormatPrometheus, payload) })
+	// Hosts' first scrapes after another host's (see TestPrometheusFirstSight).
+	f.Add([]byte(promHost(f, "h1", 2) + "\x00" + promHost(f, "h2", 2) + "\x00" +
+		strings.ReplaceAll(promHost(f, "h3", 2), `gpu="1"`, `gpu="1",x=""`) + "up 1\n\x00" + promHost(f, "h4", 3) + "up{a=\"b\"} 2\n"))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		fuzzParse(t, FormatPrometheus, payload)
+		fuzzSequence(t, FormatPrometheus, payload)
+	})
 }
 
 func FuzzGPUTelJSON(f *testing.F) {

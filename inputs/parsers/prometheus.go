@@ -35,12 +35,27 @@ type promState struct {
 	names  []string
 	name   []byte
 
-	// The fast path (promfast.go): comment lines of accepted payloads
-	// (hash -> length), and scratch space.
-	meta      map[key128]int
+	// The fast path (promfast.go): comment lines of accepted payloads,
+	// and scratch space.
+	meta      map[string]struct{}
 	fastRows  []promFastRow
 	fastNames []promName
 	fastNext  map[string]int
+
+	// First sight (promfast.go): the metric names and label sets (the
+	// "{...}" of a sample line) of sample lines that expfmt accepted, so
+	// that a new line made of a known name and a known label set is known
+	// too; blockBytes counts the bytes of the label sets kept. missed and
+	// pick are scratch space.
+	knownNames map[string]string
+	blocks     map[string][]sdk.Label
+	blockBytes int
+	missed     [][2]int
+	pick       []byte
+
+	// fullParses counts the payloads expfmt parsed whole, firstSights
+	// those emitted after firstSight (tests read them).
+	fullParses, firstSights int
 }
 
 func newPrometheus() *prometheusText {
@@ -54,7 +69,8 @@ func newPrometheusWith(noRows bool) *prometheusText {
 }
 
 func newPromState(noRows bool) *promState {
-	return &promState{cache: newSeriesCache(noRows), meta: make(map[key128]int), fastNext: make(map[string]int)}
+	return &promState{cache: newSeriesCache(noRows), meta: make(map[string]struct{}), fastNext: make(map[string]int),
+		knownNames: make(map[string]string), blocks: make(map[string][]sdk.Label)}
 }
 
 // parseText runs expfmt over text, which must end in a newline.
@@ -101,6 +117,7 @@ func (em *promEmitter) parse(payload []byte, pos string) error {
 	if em.fastParse(payload) {
 		return nil
 	}
+	em.st.fullParses++
 	fams, err := em.st.parseText(payload)
 	if err == nil {
 		em.emit(payload, fams)

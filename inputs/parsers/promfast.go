@@ -28,8 +28,18 @@ import (
 // which also fills the cache. TestPrometheusFastPath and FuzzPrometheus
 // check that both paths give the same samples and the same errors.
 
-// promFastMaxMeta bounds the comment lines a state remembers as accepted.
-const promFastMaxMeta = 1 << 14
+const (
+	// promFastMaxMeta bounds the comment lines a state remembers as
+	// accepted.
+	promFastMaxMeta = 1 << 14
+	// promFastMaxNames, promFastMaxBlocks and promFastMaxBlockBytes bound
+	// the metric names and label sets a state remembers for first sight
+	// (see compose): a 1,024-GPU cluster has ~30 names and 1,024 label
+	// sets of ~250 bytes.
+	promFastMaxNames      = 1 << 14
+	promFastMaxBlocks     = 1 << 16
+	promFastMaxBlockBytes = 16 << 20
+)
 
 // promFastRow is one sample of a payload on the fast path.
 type promFastRow struct {
@@ -48,19 +58,57 @@ type promName struct {
 }
 
 // fastParse emits payload from the cache when every line is known; it
-// returns false, having appended nothing, otherwise.
+// returns false, having appended nothing, otherwise. A payload whose only
+// unknown lines are sample lines (a host's first scrape) is first sighted
+// (see firstSight) and tried again.
 func (em *promEmitter) fastParse(payload []byte) bool {
 	st := em.st
 	if st.cache.noRows {
 		return false
 	}
+	defer func() {
+		clear(st.fastRows)
+		st.fastRows = st.fastRows[:0]
+		st.fastNames = st.fastNames[:0]
+		st.missed = st.missed[:0]
+	}()
+	ok, missing := em.fastScan(payload)
+	sighted := false
+	if ok && missing {
+		if !em.firstSight(payload) {
+			return false
+		}
+		sighted = true
+		ok, missing = em.fastScan(payload)
+	}
+	if !ok || missing || len(st.fastRows) == 0 {
+		return false
+	}
+	if sighted {
+		st.firstSights++
+	}
+	for _, r := range st.fastRows {
+		if math.IsNaN(r.v) || (isDCGMBlank(r.v) && strings.HasPrefix(r.e.name, "DCGM_")) {
+			continue
+		}
+		st.cache.add(em.b, r.e, r.ts, r.v, r.rest, r.lineLen)
+	}
+	return true
+}
+
+// fastScan checks payload line by line for the fast path and collects its
+// rows in st.fastRows. ok is false when the payload needs expfmt; missing
+// reports sample lines whose series is not known (listed in st.missed,
+// their rows left out), in a payload that is otherwise fine.
+func (em *promEmitter) fastScan(payload []byte) (ok, missing bool) {
+	st := em.st
 	st.cache.prev = nil
 	rows := st.fastRows[:0]
 	names := st.fastNames[:0]
+	st.missed = st.missed[:0]
 	defer func() {
-		clear(rows)
-		st.fastRows = rows[:0]
-		st.fastNames = names[:0]
+		st.fastRows = rows
+		st.fastNames = names
 	}()
 	// seen returns the entry of name, adding it.
 	seen := func(name []byte) *promName {
@@ -75,6 +123,7 @@ func (em *promEmitter) fastParse(payload []byte) bool {
 	}
 	var last []byte // the name of the last sample line
 	for off := 0; off < len(payload); {
+		start := off
 		var line []byte
 		line, off = nextLine(payload, off)
 		if len(line) == 0 {
@@ -83,17 +132,17 @@ func (em *promEmitter) fastParse(payload []byte) bool {
 		if line[0] == '#' {
 			kind, name, ok := promMetaLine(line)
 			if !ok || !st.metaOK(line) {
-				return false
+				return false, false
 			}
 			n := seen(name)
 			if kind == 'H' {
 				if n.help {
-					return false // expfmt: second HELP line
+					return false, false // expfmt: second HELP line
 				}
 				n.help = true
 			} else {
 				if n.typ || n.hasSample {
-					return false // expfmt: second TYPE line, or TYPE after samples
+					return false, false // expfmt: second TYPE line, or TYPE after samples
 				}
 				n.typ = true
 			}
@@ -101,21 +150,21 @@ func (em *promEmitter) fastParse(payload []byte) bool {
 		}
 		series, name, value, ts, ok := splitPromSample(line)
 		if !ok {
-			return false
+			return false, false
 		}
 		e := st.cache.row(series)
 		if e == nil {
-			return false
+			e = st.compose(series, name)
 		}
 		v, err := expfmtFloat(value)
 		if err != nil {
-			return false
+			return false, false
 		}
 		t := em.msgNanos
 		if ts != nil {
 			ms, err := strconv.ParseInt(bstr(ts), 10, 64)
 			if err != nil {
-				return false
+				return false, false
 			}
 			t = ms * int64(time.Millisecond)
 		}
@@ -124,22 +173,114 @@ func (em *promEmitter) fastParse(payload []byte) bool {
 			if n.hasSample {
 				// Samples of a family apart: expfmt's output groups them,
 				// so the order would differ.
-				return false
+				return false, false
 			}
 			n.hasSample = true
 			last = name
 		}
-		rows = append(rows, promFastRow{e: e, ts: t, v: v, lineLen: len(line), rest: len(payload) - off})
-	}
-	if len(rows) == 0 {
-		return false
-	}
-	for _, r := range rows {
-		if math.IsNaN(r.v) || (strings.HasPrefix(r.e.name, "DCGM_") && isDCGMBlank(r.v)) {
+		if e == nil {
+			missing = true
+			st.missed = append(st.missed, [2]int{start, start + len(line)})
 			continue
 		}
-		st.cache.add(em.b, r.e, r.ts, r.v, r.rest, r.lineLen)
+		rows = append(rows, promFastRow{e: e, ts: t, v: v, lineLen: len(line), rest: len(payload) - off})
 	}
+	return true, missing
+}
+
+// compose returns the series of a sample line the row cache does not know
+// when both its name and its label set (series minus name: "{...}", or
+// nothing) are known from lines expfmt accepted, and remembers it as a
+// row; nil otherwise.
+//
+// This gives what expfmt gives: the fast path only takes lines of counter,
+// gauge and untyped families (the only TYPE lines it accepts), where
+// expfmt reads a line's label set without regard to its name (le and
+// quantile mean something only in histograms and summaries; a quoted name
+// inside the braces is never learned, the name outside them being
+// required), and a label set ends at the line's last '}' whenever expfmt
+// accepted the line with a numeric value and timestamp after it (see
+// splitPromSample).
+func (st *promState) compose(series, name []byte) *cachedSeries {
+	n, ok := st.knownNames[bstr(name)]
+	if !ok {
+		return nil
+	}
+	ls, ok := st.blocks[bstr(series[len(name):])]
+	if !ok {
+		return nil
+	}
+	e := st.cache.series(n, ls)
+	st.cache.setRow(series, e, rowTemplate{})
+	return e
+}
+
+// firstSight learns the unknown sample lines that fastScan listed in
+// st.missed cheaply: it hands expfmt, of the missed lines, only the first
+// with each unknown label set or unknown name, in payload order, and
+// learns from what expfmt makes of them. A host's first scrape (~8 label
+// sets, one per GPU, over ~240 lines, with names every other host's
+// scrape taught already) thus costs expfmt ~8 lines instead of ~240 and
+// its ~60 HELP and TYPE lines. Those are left out: fastScan accepted the
+// payload's comment lines, so its families are counters, gauges or
+// untyped, and expfmt reads a sample line of any of these alike (see
+// compose). It reports whether expfmt accepted the lines; fastScan then
+// composes the other lines. Anything expfmt rejects goes to the full
+// parse, which reports it as always.
+func (em *promEmitter) firstSight(payload []byte) bool {
+	st := em.st
+	buf := st.pick[:0]
+	var newNames, newBlocks map[string]bool
+	m := 0 // next entry of st.missed
+	for off := 0; off < len(payload); {
+		start := off
+		var line []byte
+		line, off = nextLine(payload, off)
+		if len(line) == 0 {
+			continue
+		}
+		if line[0] == '#' {
+			continue
+		}
+		if m >= len(st.missed) || st.missed[m][0] != start {
+			continue
+		}
+		m++
+		series, name, _, _, ok := splitPromSample(line)
+		if !ok {
+			return false
+		}
+		blk := series[len(name):]
+		_, knownName := st.knownNames[bstr(name)]
+		_, knownBlock := st.blocks[bstr(blk)]
+		take := false
+		if !knownName && !newNames[string(name)] {
+			if newNames == nil {
+				newNames = make(map[string]bool)
+			}
+			newNames[string(name)] = true
+			take = true
+		}
+		if !knownBlock && !newBlocks[string(blk)] {
+			if newBlocks == nil {
+				newBlocks = make(map[string]bool)
+			}
+			newBlocks[string(blk)] = true
+			take = true
+		}
+		if take {
+			buf = append(append(buf, line...), '\n')
+		}
+	}
+	st.pick = buf[:0]
+	if len(newNames) == 0 && len(newBlocks) == 0 {
+		return false
+	}
+	fams, err := st.parseText(buf)
+	if err != nil {
+		return false
+	}
+	em.learn(buf, fams)
 	return true
 }
 
@@ -165,8 +306,8 @@ func (em *promEmitter) learn(payload []byte, fams map[string]*dto.MetricFamily) 
 	next := st.fastNext
 	clear(next)
 	type learned struct {
-		series []byte
-		e      *cachedSeries
+		series, name []byte
+		e            *cachedSeries
 	}
 	var rows []learned
 	var metas [][]byte
@@ -210,24 +351,39 @@ func (em *promEmitter) learn(payload []byte, fams map[string]*dto.MetricFamily) 
 				return
 			}
 		}
-		rows = append(rows, learned{series: series, e: em.seriesOf(mf.GetName(), m, "", "", "")})
+		rows = append(rows, learned{series: series, name: name, e: em.seriesOf(mf.GetName(), m, "", "", "")})
+	}
+	if len(st.knownNames)+len(rows) > promFastMaxNames {
+		clear(st.knownNames)
+	}
+	if len(st.blocks)+len(rows) > promFastMaxBlocks || st.blockBytes > promFastMaxBlockBytes {
+		clear(st.blocks)
+		st.blockBytes = 0
 	}
 	for _, r := range rows {
 		st.cache.setRow(r.series, r.e, rowTemplate{})
+		if _, ok := st.knownNames[bstr(r.name)]; !ok {
+			st.knownNames[string(r.name)] = r.e.name
+		}
+		blk := r.series[len(r.name):]
+		if _, ok := st.blocks[bstr(blk)]; !ok {
+			st.blocks[string(blk)] = r.e.labels
+			st.blockBytes += len(blk)
+		}
 	}
 	if len(st.meta)+len(metas) > promFastMaxMeta {
 		clear(st.meta)
 	}
 	for _, l := range metas {
-		st.meta[st.cache.hash(l)] = len(l)
+		st.meta[string(l)] = struct{}{}
 	}
 }
 
 // metaOK reports whether comment line was seen in a payload expfmt
 // accepted.
 func (st *promState) metaOK(line []byte) bool {
-	n, ok := st.meta[st.cache.hash(line)]
-	return ok && n == len(line)
+	_, ok := st.meta[bstr(line)]
+	return ok
 }
 
 // promValue is the value of a counter, gauge or untyped metric.
