@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,12 +36,15 @@ func BenchmarkBuildRows(b *testing.B) {
 	runtime.ReadMemStats(&m0)
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	for range b.N {
 		run()
 	}
+	cpu := cpuTime() - cpu0
 	b.StopTimer()
 	runtime.ReadMemStats(&m1)
 	samples := float64(b.N) * float64(len(batch.Points))
+	b.ReportMetric(float64(cpu)/samples, "cpu-ns/sample")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/samples, "ns/sample")
 	b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/samples, "allocs/sample")
 }
@@ -112,13 +116,16 @@ func benchBuildStream(b *testing.B, fresh, hostMajor bool) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	samples := 0
+	cpu0 := cpuTime()
 	for i := range b.N {
 		x := bs[i%len(bs)]
 		write(x)
 		samples += len(x.Points)
 	}
+	cpu := cpuTime() - cpu0
 	b.StopTimer()
 	runtime.ReadMemStats(&m1)
+	b.ReportMetric(float64(cpu)/float64(samples), "cpu-ns/sample")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(samples), "ns/sample")
 	b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/float64(samples), "allocs/sample")
 	b.ReportMetric(float64(m1.TotalAlloc-m0.TotalAlloc)/float64(samples), "B/sample")
@@ -160,4 +167,15 @@ func hostMajorBatches(bs []*sdk.Batch, steps, batchSize int, start time.Time) []
 		}
 	}
 	return out
+}
+
+// cpuTime is the process's user and system CPU time in nanoseconds: on a
+// shared machine a benchmark's CPU per sample varies less than its wall
+// time (ns/sample) when other processes compete for the cores.
+func cpuTime() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }
