@@ -263,25 +263,82 @@ type labelCache struct {
 	epoch      uint64               // the current batch; advanced by next
 	last       *labelSet            // the last one parsed: its names size the next one's
 	recent     [recentSlots]recentSlice
+	cols       [nameSlots]nameSlot // metric name -> canonical column, by the name's address
+}
+
+// nameSlots is the size of labelCache.cols, a table from a metric name to
+// its canonical column, two-way set-associative, indexed by the address of
+// the name's bytes: names that come through the plugin protocol are the
+// stream dictionary's strings, the same from series to series and batch to
+// batch. A slot is used only when its name is equal to the one looked up
+// (equal lengths and bytes, or the same bytes), so a name at another
+// address, colliding names or an empty slot only cost the fallback,
+// labelSet.column.
+const (
+	nameSetBits = 9
+	nameSlots   = 2 << nameSetBits
+)
+
+type nameSlot struct {
+	name string // kept: its bytes cannot be reused while the slot holds it
+	col  int16
+	ok   bool // the slot is filled (a zero slot must not match "")
+	_    [5]byte
+}
+
+// nameSetOf hashes the address and length of name (only compared, never
+// dereferenced through the hash) to the first of the two slots of its set
+// in labelCache.cols.
+func nameSetOf(name string) int {
+	h := uint64(uintptr(unsafe.Pointer(unsafe.StringData(name)))) ^ uint64(len(name))<<56
+	return int((h*0x9E3779B97F4A7C15)>>(64-nameSetBits)) * 2
+}
+
+// column returns the canonical column of name (-1: not canonical), seen
+// with the label set ls: from the name table when a slot of its set holds
+// an equal name, else from ls.column, which then fills the set's first
+// slot (its previous name moves to the second).
+func (c *labelCache) column(d *dictCache, ls *labelSet, name string) int16 {
+	i := nameSetOf(name)
+	set := c.cols[i : i+2 : i+2]
+	if e := &set[0]; e.ok && sameString(e.name, name) {
+		return e.col
+	}
+	if e := &set[1]; e.ok && sameString(e.name, name) {
+		return e.col
+	}
+	col := ls.column(d, name)
+	set[1] = set[0]
+	set[0] = nameSlot{name: name, col: col, ok: true}
+	return col
 }
 
 // recentSlots is the size of labelCache.recent, a direct-mapped table of
-// the label slices verified in this batch: the series of a few GPUs
-// interleaved (a Prometheus scrape lists a host's GPUs metric by metric)
-// find their set without a map lookup.
-const recentSlots = 64
+// label slices by address (and length) with the batch in which each was
+// last verified against its set's copy of the contents. It serves most
+// lookups without a map: the series of a few GPUs interleaved (a Prometheus
+// scrape lists a host's GPUs metric by metric) within a batch, and the
+// slices a LabelReader gets again batch after batch (verified once per
+// batch, then trusted for the rest of it). A slot holds its slice and set
+// alive, so the address cannot be reused while the slot refers to it; a
+// slice changed in place fails the verification and is looked up again. It
+// is sized for a few thousand GPUs; colliding slices fall back to the maps.
+const (
+	recentSlotBits = 12
+	recentSlots    = 1 << recentSlotBits
+)
 
 type recentSlice struct {
-	p     *sdk.Label
-	n     int
-	epoch uint64
-	ls    *labelSet
+	p       *sdk.Label
+	n       int
+	checked uint64 // batch (epoch) in which the slice was last found equal to ls.labels
+	ls      *labelSet
 }
 
 // recentSlot hashes the address p (only compared, never dereferenced
 // through the hash) to a slot of labelCache.recent.
 func recentSlot(p *sdk.Label) int {
-	return int((uint64(uintptr(unsafe.Pointer(p))) * 0x9E3779B97F4A7C15) >> (64 - 6))
+	return int((uint64(uintptr(unsafe.Pointer(p))) * 0x9E3779B97F4A7C15) >> (64 - recentSlotBits))
 }
 
 // identity is a label slice's labelSet and the batch in which the slice was
@@ -303,11 +360,17 @@ func (c *labelCache) get(labels sdk.Labels) *labelSet {
 	}
 	k := &labels[0]
 	r := &c.recent[recentSlot(k)]
-	if r.p == k && r.n == len(labels) && r.epoch == c.epoch {
-		return r.ls
+	if r.p == k && r.n == len(labels) {
+		if r.checked == c.epoch {
+			return r.ls
+		}
+		if sameLabels(r.ls.labels, labels) {
+			r.checked = c.epoch
+			return r.ls
+		}
 	}
 	ls := c.lookup(k, labels)
-	*r = recentSlice{p: k, n: len(labels), epoch: c.epoch, ls: ls}
+	*r = recentSlice{p: k, n: len(labels), checked: c.epoch, ls: ls}
 	return ls
 }
 
@@ -323,7 +386,7 @@ func (c *labelCache) lookup(k *sdk.Label, labels sdk.Labels) *labelSet {
 		if id.checked == c.epoch {
 			return id.ls
 		}
-		if slices.Equal(id.ls.labels, labels) {
+		if sameLabels(id.ls.labels, labels) {
 			id.checked = c.epoch
 			c.putIdentity(k, id)
 			return id.ls
@@ -332,6 +395,27 @@ func (c *labelCache) lookup(k *sdk.Label, labels sdk.Labels) *labelSet {
 	ls := c.byContents(labels)
 	c.putIdentity(k, identity{ls: ls, checked: c.epoch})
 	return ls
+}
+
+// sameLabels reports whether a and b hold equal labels (slices.Equal).
+// Strings at the same address with the same length are equal without
+// comparing their bytes (as Go's string comparison finds too, after a call):
+// the labels of a slice verified again hold the very strings of the copy.
+func sameLabels(a, b sdk.Labels) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := &a[i], &b[i]
+		if !sameString(x.Key, y.Key) || !sameString(x.Value, y.Value) {
+			return false
+		}
+	}
+	return true
+}
+
+func sameString(a, b string) bool {
+	return len(a) == len(b) && (unsafe.StringData(a) == unsafe.StringData(b) || a == b)
 }
 
 // byContents returns the labelSet of labels' contents, parsing them when
@@ -556,7 +640,7 @@ func (o *Output) resolve(ctx context.Context, b *sdk.Batch, sc *scratch) error {
 			si.gpu = -2 // reject after unlocking
 			continue
 		}
-		col := ls.column(d, s.Name)
+		col := lc.column(d, ls, s.Name)
 		if col < 0 && s.Name == "" {
 			si.gpu = -2
 			continue
