@@ -3,6 +3,7 @@ package postgresql
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -309,5 +310,51 @@ func TestBuildWarmEqualsCold(t *testing.T) {
 		if step.name == "bad text in place" && len(bw.Rejects) != len(names) {
 			t.Fatalf("%s: %d rejects, want %d", step.name, len(bw.Rejects), len(names))
 		}
+	}
+}
+
+// TestRowTable: the row index finds every key it was given, adds each new
+// key once, and keeps that through growing and resetting, whatever the
+// keys (equal times, equal GPUs, negative and extreme times).
+func TestRowTable(t *testing.T) {
+	cases := []struct {
+		name string
+		keys func(i int) rowKey
+		n    int
+	}{
+		{"one time, many GPUs", func(i int) rowKey { return rowKey{int32(i + 1), 1_752_846_153_000_000} }, 5000},
+		{"one GPU, many times", func(i int) rowKey { return rowKey{7, int64(i) * 1_000_000} }, 5000},
+		{"grid", func(i int) rowKey { return rowKey{int32(i%37 + 1), int64(i/37) * 1000} }, 3000},
+		{"negative and extreme times", func(i int) rowKey {
+			ts := []int64{-1, 0, 1, math.MinInt64, math.MaxInt64, -1_000_000}
+			return rowKey{int32(i/len(ts) + 1), ts[i%len(ts)]}
+		}, 600},
+		{"large GPU ids", func(i int) rowKey { return rowKey{math.MaxInt32 - int32(i), int64(i % 3)} }, 2000},
+	}
+	var rt rowTable
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for round := 0; round < 2; round++ {
+				rt.reset()
+				want := map[rowKey]int32{}
+				for pass := 0; pass < 2; pass++ {
+					for i := 0; i < tc.n; i++ {
+						k := tc.keys(i)
+						r, ok := want[k]
+						if !ok {
+							r = int32(len(want))
+							want[k] = r
+						}
+						got, added := rt.find(k, int32(len(want)-1))
+						if added != !ok || got != r {
+							t.Fatalf("round %d pass %d key %+v: row %d added %v, want %d added %v", round, pass, k, got, added, r, !ok)
+						}
+					}
+				}
+				if rt.n != len(want) {
+					t.Fatalf("%d keys held, want %d", rt.n, len(want))
+				}
+			}
+		})
 	}
 }

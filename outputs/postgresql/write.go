@@ -42,6 +42,71 @@ type rowKey struct {
 	t   int64
 }
 
+// rowTable maps a row key to its row number in scratch.rows (the index
+// build looks rows up in, once per new key of a label set): open addressing
+// with linear probing over slots that hold the whole key, so a lookup is
+// exact. Ownership: part of a scratch, used by one Write at a time; reset
+// empties it, keeping its slots.
+type rowTable struct {
+	slots []rowSlot // a power of two long, at most half full
+	n     int       // filled slots
+}
+
+type rowSlot struct {
+	gpu  int32
+	row1 int32 // row number + 1; 0 = empty
+	t    int64
+}
+
+// rowHash mixes a row key; the rows of a scrape differ in gpu alone.
+func rowHash(k rowKey) uint64 {
+	h := (uint64(k.t)*0x9E3779B97F4A7C15 ^ uint64(uint32(k.gpu))) * 0xBF58476D1CE4E5B9
+	return h ^ h>>31
+}
+
+// find returns the row of k, or adds k as row next and returns next with
+// added set.
+func (rt *rowTable) find(k rowKey, next int32) (row int32, added bool) {
+	if 2*(rt.n+1) > len(rt.slots) {
+		rt.grow()
+	}
+	mask := uint64(len(rt.slots) - 1)
+	for i := rowHash(k) & mask; ; i = (i + 1) & mask {
+		s := &rt.slots[i]
+		if s.row1 == 0 {
+			*s = rowSlot{gpu: k.gpu, row1: next + 1, t: k.t}
+			rt.n++
+			return next, true
+		}
+		if s.gpu == k.gpu && s.t == k.t {
+			return s.row1 - 1, false
+		}
+	}
+}
+
+func (rt *rowTable) grow() {
+	old := rt.slots
+	rt.slots = make([]rowSlot, max(1024, 2*len(old)))
+	mask := uint64(len(rt.slots) - 1)
+	for _, s := range old {
+		if s.row1 == 0 {
+			continue
+		}
+		i := rowHash(rowKey{s.gpu, s.t}) & mask
+		for rt.slots[i].row1 != 0 {
+			i = (i + 1) & mask
+		}
+		rt.slots[i] = s
+	}
+}
+
+func (rt *rowTable) reset() {
+	if rt.n > 0 {
+		clear(rt.slots)
+		rt.n = 0
+	}
+}
+
 type extraKey struct {
 	gpu, metric int32
 	t           int64
@@ -58,7 +123,7 @@ type scratch struct {
 	rows     []wideRow
 	vals     []float64
 	present  []uint64
-	rowIdx   map[rowKey]int32
+	rowIdx   rowTable
 	extra    []extraRow
 	extraIdx map[extraKey]int32
 	buf      []byte
@@ -67,7 +132,7 @@ type scratch struct {
 }
 
 func newScratch() *scratch {
-	return &scratch{rowIdx: make(map[rowKey]int32, 1024), extraIdx: make(map[extraKey]int32)}
+	return &scratch{extraIdx: make(map[extraKey]int32)}
 }
 
 func (sc *scratch) reset() {
@@ -76,7 +141,7 @@ func (sc *scratch) reset() {
 	sc.rows = sc.rows[:0]
 	sc.vals = sc.vals[:0]
 	sc.present = sc.present[:0]
-	clear(sc.rowIdx)
+	sc.rowIdx.reset()
 	sc.extra = sc.extra[:0]
 	clear(sc.extraIdx)
 	sc.buf = sc.buf[:0]
@@ -229,10 +294,8 @@ func (o *Output) build(ctx context.Context, b *sdk.Batch, sc *scratch) error {
 			if ls.rowBatch == epoch && ls.rowGPU == k.gpu && ls.rowT == k.t {
 				last, lastRow = k, ls.row
 			} else {
-				r, ok := sc.rowIdx[k]
-				if !ok {
-					r = int32(len(sc.rows))
-					sc.rowIdx[k] = r
+				r, added := sc.rowIdx.find(k, int32(len(sc.rows)))
+				if added {
 					sc.rows = append(sc.rows, wideRow{gpu: si.gpu, t: t, off: r})
 					sc.vals = append(sc.vals, make([]float64, ncol)...)
 					for j := 0; j < w; j++ {
