@@ -58,7 +58,7 @@ type gpuEntry struct {
 // (ids are never deleted).
 type dictCache struct {
 	mu        sync.RWMutex
-	gpus      map[string]*gpuEntry
+	gpus      map[string]*gpuEntry // entries are never replaced nor removed (labelSet.entry keeps them)
 	gpuKeys   map[int32]string
 	workloads map[string]int32
 	names     map[string]int32
@@ -118,6 +118,32 @@ const whyNoIdentity = "series has no GPU identity (needs a gpu_uuid label, or ho
 // goroutines. Its strings are the label values of the slice it was parsed
 // from (a LabelReader output may keep them).
 type labelSet struct {
+	// Read for every series (resolve) and point (build) of the set: kept
+	// together, first.
+
+	noID  bool // why != ""
+	hasWL bool // wlKey != ""
+
+	// Per batch, valid when batch is the cache's epoch (read under the
+	// dictionary lock of that batch's resolve).
+	hit   bool  // the dictionary holds the GPU with (at least) attrs
+	wlOK  bool  // the workload key is in the dictionary
+	gpuID int32 // its id, when hit
+	wlID  int32 // workload id; 0 = not in the dictionary
+	batch uint64
+
+	// The wide row build last found for a point of this set (a memo of
+	// scratch.rowIdx), valid when rowBatch is the cache's epoch.
+	rowGPU   int32
+	row      int32
+	rowBatch uint64
+	rowT     int64
+
+	// The dictionary's entry for attrs.key once it has one (entries are
+	// never replaced: see dictCache.gpus), so later batches skip the map;
+	// its fields are read under the dictionary lock.
+	entry *gpuEntry
+
 	labels sdk.Labels // copy of the slice's contents when parsed (identity hits are verified against it; the strings are the slice's)
 	attrs  gpuAttrs
 	wla    [3]string // container, pod, namespace
@@ -127,21 +153,6 @@ type labelSet struct {
 	textOK bool      // text is computed
 	names  []nameCol // metric names seen with the labels, in arrival order
 	next   int       // where in names column looks first
-
-	// Per batch, valid when batch is the cache's epoch (read under the
-	// dictionary lock of that batch's resolve).
-	batch uint64
-	hit   bool  // the dictionary holds the GPU with (at least) attrs
-	gpuID int32 // its id, when hit
-	wlID  int32 // workload id; 0 = not in the dictionary
-	wlOK  bool  // the workload key is in the dictionary
-
-	// The wide row build last found for a point of this set (a memo of
-	// scratch.rowIdx), valid when rowBatch is the cache's epoch.
-	rowBatch uint64
-	rowGPU   int32
-	rowT     int64
-	row      int32
 }
 
 // nameCol is a metric name's canonical column (-1: an extra metric).
@@ -198,6 +209,7 @@ func parseLabels(labels sdk.Labels, ls *labelSet) {
 	if ls.wla != [3]string{} {
 		ls.wlKey = ls.wla[0] + "\x1f" + ls.wla[1] + "\x1f" + ls.wla[2]
 	}
+	ls.noID, ls.hasWL = ls.why != "", ls.wlKey != ""
 }
 
 // labelText is checkLabelText of ls's labels, computed once.
@@ -621,6 +633,12 @@ func (o *Output) resolve(ctx context.Context, b *sdk.Batch, sc *scratch) error {
 		prevPtr *sdk.Label // the label slice of the previous series, and its set
 		prevLen int
 		ls      *labelSet
+		// The name of the previous series (its bytes' address and length)
+		// and its column: the series of a host's GPUs come name by name.
+		prevName    *byte
+		prevNameLen = -1
+		prevCol     int16
+		nreject     int // series with gpu = -2
 	)
 	d.mu.RLock()
 	for i := range info {
@@ -636,25 +654,37 @@ func (o *Output) resolve(ctx context.Context, b *sdk.Batch, sc *scratch) error {
 				prevPtr, prevLen = &s.Labels[0], len(s.Labels)
 			}
 		}
-		if ls.why != "" {
+		if ls.noID {
 			si.gpu = -2 // reject after unlocking
+			nreject++
 			continue
 		}
-		col := lc.column(d, ls, s.Name)
+		// The same bytes as the previous name: the same name, the same
+		// column (whatever the label set).
+		col := prevCol
+		if unsafe.StringData(s.Name) != prevName || len(s.Name) != prevNameLen {
+			col = lc.column(d, ls, s.Name)
+			prevName, prevNameLen, prevCol = unsafe.StringData(s.Name), len(s.Name), col
+		}
 		if col < 0 && s.Name == "" {
 			si.gpu = -2
+			nreject++
 			continue
 		}
 		si.col, si.ls = col, ls
 		if ls.batch != lc.epoch {
 			ls.batch = lc.epoch
-			e := d.gpus[ls.attrs.key]
+			e := ls.entry
+			if e == nil {
+				e = d.gpus[ls.attrs.key]
+				ls.entry = e
+			}
 			ls.hit = e != nil && e.attrs.covers(&ls.attrs)
 			if ls.hit {
 				ls.gpuID = e.id
 			}
 			ls.wlID, ls.wlOK = 0, false
-			if ls.wlKey != "" {
+			if ls.hasWL {
 				ls.wlID, ls.wlOK = d.workloads[ls.wlKey]
 			}
 		}
@@ -663,13 +693,14 @@ func (o *Output) resolve(ctx context.Context, b *sdk.Batch, sc *scratch) error {
 		if col < 0 {
 			nameID, nameOK = d.names[s.Name]
 		}
-		if !ls.hit || (ls.wlKey != "" && ls.wlID == 0) || (col < 0 && nameID == 0) {
+		if !ls.hit || (ls.hasWL && ls.wlID == 0) || (col < 0 && nameID == 0) {
 			why := ls.labelText()
 			if why == "" {
 				why = checkNameText(s.Name)
 			}
 			if why != "" {
 				si.gpu = -2
+				nreject++
 				continue
 			}
 		}
@@ -686,7 +717,7 @@ func (o *Output) resolve(ctx context.Context, b *sdk.Batch, sc *scratch) error {
 				pendGPU[a.key] = &a
 			}
 		}
-		if ls.wlKey != "" {
+		if ls.hasWL {
 			if ls.wlOK {
 				si.wl = ls.wlID
 			} else {
@@ -708,9 +739,10 @@ func (o *Output) resolve(ctx context.Context, b *sdk.Batch, sc *scratch) error {
 		}
 	}
 	d.mu.RUnlock()
-	for i := range info {
+	for i := 0; nreject > 0; i++ {
 		if info[i].gpu == -2 {
 			reject(i, d.seriesWhy(&b.Series[i]))
+			nreject--
 		}
 	}
 

@@ -253,7 +253,7 @@ func TestBuildWarmEqualsCold(t *testing.T) {
 		ls := make(sdk.Labels, 0, 8)
 		labels[g] = append(ls, gpuLabels("node1", g)...)
 	}
-	names := []string{gpumetrics.Canonical[0].Name, gpumetrics.Canonical[1].Name, "vendor_specific_thing", gpumetrics.Canonical[2].Name}
+	names := []string{gpumetrics.Canonical[0].Name, gpumetrics.Canonical[1].Name, "vendor_specific_thing", gpumetrics.Canonical[2].Name, ""}
 	steps := []struct {
 		name   string
 		change func()
@@ -266,6 +266,12 @@ func TestBuildWarmEqualsCold(t *testing.T) {
 		{"pod changed in place", func() { labels[2][4].Value = "p1" }},
 		{"shorter at the same address: no identity", func() { labels[3] = labels[3][:2] }},
 		{"longer again", func() { labels[3] = labels[3][:4] }},
+		{"another model for GPU 1, in a second slice", func() {
+			other := slices.Clone(labels[1])
+			other[1].Value = "NVIDIA A100"
+			labels = append(labels, other)
+		}},
+		{"both models again", func() {}},
 		{"bad text in place", func() { labels[0][3].Value = "bad\x00host" }},
 		{"fixed", func() { labels[0][3].Value = "node1" }},
 	}
@@ -307,8 +313,15 @@ func TestBuildWarmEqualsCold(t *testing.T) {
 		}) {
 			t.Fatalf("%s: rejects differ:\nwarm %v\ncold %v", step.name, bw.Rejects, bc.Rejects)
 		}
-		if step.name == "bad text in place" && len(bw.Rejects) != len(names) {
-			t.Fatalf("%s: %d rejects, want %d", step.name, len(bw.Rejects), len(names))
+		wantRejects := len(labels) // the series without a name
+		switch step.name {
+		case "bad text in place":
+			wantRejects += len(names) - 1
+		case "shorter at the same address: no identity":
+			wantRejects += len(names) - 1
+		}
+		if len(bw.Rejects) != wantRejects {
+			t.Fatalf("%s: %d rejects, want %d: %v", step.name, len(bw.Rejects), wantRejects, bw.Rejects)
 		}
 	}
 }
