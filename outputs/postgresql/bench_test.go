@@ -108,3 +108,29 @@ func BenchmarkCeiling(b *testing.B) {
 	}
 	b.ReportMetric(float64(total)/elapsed.Seconds(), "samples/s")
 }
+
+// BenchmarkWriteMerge is the output's own CPU per sample on the merge path,
+// the steady state of the scrape workload (its rows split across batches):
+// one 9,990-sample batch written again and again after its first Write
+// stored it. cpu-ns/sample is this process's CPU (the server is another
+// process): row building, COPY encoding, and the protocol's work per round
+// trip (system calls, the driver's goroutine hand-offs).
+func BenchmarkWriteMerge(b *testing.B) {
+	o := newOutput(b, newDB(b))
+	ctx := context.Background()
+	x := SyntheticBatches(benchGPUs, benchMetrics, 1, benchBatch, time.Now().UTC().Truncate(time.Hour))[0]
+	if err := o.Write(ctx, x); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	c0 := cpuTime()
+	for range b.N {
+		if err := o.Write(ctx, x); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu := cpuTime() - c0
+	samples := float64(b.N) * float64(len(x.Points))
+	b.ReportMetric(float64(cpu)/samples, "cpu-ns/sample")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/samples, "ns/sample")
+}

@@ -48,8 +48,14 @@ type statements struct {
 	upsertGPUs, upsertWorkloads, upsertNames string
 	copySamples, copyExtra                   string
 	stageSamples, stageExtra                 string // CREATE TEMP TABLE IF NOT EXISTS
-	copyStageSamples, copyStageExtra         string
-	mergeSamples, mergeExtra                 string
+	// txWrite's queries, by path (0: plain COPY, 1: merge) and tables (1:
+	// samples, 2: extra, 3: both): each COPY with the statements before it
+	// (txCopy; "" = no such table), and the statements after the last
+	// COPY, COMMIT included (txEnd). See txPlans.
+	txCopy                           [2][4][2]string
+	txEnd                            [2][4]string
+	copyStageSamples, copyStageExtra string
+	mergeSamples, mergeExtra         string
 }
 
 func qualify(schema, name string) string { return pgx.Identifier{schema, name}.Sanitize() }
@@ -116,6 +122,7 @@ RETURNING workload_key, workload_id`, s.workloads)
 	s.upsertNames = fmt.Sprintf(`INSERT INTO %s AS m (name) SELECT * FROM unnest($1::text[])
 ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
 RETURNING name, metric_id`, s.metrics)
+	s.txPlans()
 	return s
 }
 
@@ -465,4 +472,36 @@ func floorDiv(a, b int64) int64 {
 		q--
 	}
 	return q
+}
+
+// txPlans fills txCopy and txEnd. A transaction of txWrite runs, per table
+// with rows (samples, then extra), COPY into the table (plain path) or
+// CREATE TEMP TABLE IF NOT EXISTS, COPY into it and INSERT ... ON CONFLICT
+// (merge path), between BEGIN and COMMIT; the statements between two COPYs
+// go in one simple-protocol query with the second (a query may run several
+// statements, and end with a COPY), the last ones with COMMIT. So the same
+// statements run in the same order in 2 or 3 round trips instead of 3 to 9.
+func (s *statements) txPlans() {
+	tables := [2]struct{ copyTable, create, copyStage, merge string }{
+		{s.copySamples, s.stageSamples, s.copyStageSamples, s.mergeSamples},
+		{s.copyExtra, s.stageExtra, s.copyStageExtra, s.mergeExtra},
+	}
+	for path := 0; path < 2; path++ {
+		for set := 1; set < 4; set++ {
+			lead := []string{"BEGIN"}
+			for i, t := range tables {
+				if set&(1<<i) == 0 {
+					continue
+				}
+				if path == 0 {
+					s.txCopy[path][set][i] = strings.Join(append(lead, t.copyTable), "; ")
+					lead = nil
+				} else {
+					s.txCopy[path][set][i] = strings.Join(append(lead, t.create, t.copyStage), "; ")
+					lead = []string{t.merge}
+				}
+			}
+			s.txEnd[path][set] = strings.Join(append(lead, "COMMIT"), "; ")
+		}
+	}
 }

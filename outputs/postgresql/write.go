@@ -463,34 +463,50 @@ func (o *Output) noteConflict() {
 	o.conflictCredit.Store(span)
 }
 
-func (o *Output) txWrite(ctx context.Context, c *pgx.Conn, sc *scratch, tryCopy bool) error {
-	tx, err := c.Begin(ctx)
+// txWrite is one transaction of storeOnce: the plain COPY path (tryCopy)
+// or the merge path, in the queries txPlans prepared (2 or 3 round trips).
+// The server runs a query's statements in order and stops at the first that
+// fails; its error is returned and the transaction it left open is rolled
+// back, as a pgx.Tx's deferred Rollback did.
+func (o *Output) txWrite(ctx context.Context, c *pgx.Conn, sc *scratch, tryCopy bool) (err error) {
+	set, path := 0, 1
+	if len(sc.rows) > 0 {
+		set |= 1
+	}
+	if len(sc.extra) > 0 {
+		set |= 2
+	}
+	if set == 0 {
+		return nil
+	}
+	if tryCopy {
+		path = 0
+	}
+	pg := c.PgConn()
+	defer func() {
+		if err != nil && !pg.IsClosed() && pg.TxStatus() != 'I' {
+			_, _ = c.Exec(context.Background(), "ROLLBACK")
+		}
+	}()
+	for i, data := range [2]*[]byte{&sc.buf, &sc.ebuf} {
+		if q := o.sql.txCopy[path][set][i]; q != "" {
+			if _, err = pg.CopyFrom(ctx, bytes.NewReader(*data), q); err != nil {
+				// When the connection broke, CopyFrom returns before its
+				// goroutine stopped reading the data: leave that array to
+				// it, and keep a copy (store may send it again).
+				*data = slices.Clone(*data)
+				return err
+			}
+		}
+	}
+	tag, err := c.Exec(ctx, o.sql.txEnd[path][set])
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback(context.Background())
-	pg := c.PgConn()
-	if len(sc.rows) > 0 {
-		if tryCopy {
-			_, err = pg.CopyFrom(ctx, bytes.NewReader(sc.buf), o.sql.copySamples)
-		} else {
-			err = o.merge(ctx, tx, o.sql.stageSamples, o.sql.copyStageSamples, o.sql.mergeSamples, sc.buf, false)
-		}
-		if err != nil {
-			return err
-		}
+	if tag.String() == "ROLLBACK" {
+		return pgx.ErrTxCommitRollback
 	}
-	if len(sc.extra) > 0 {
-		if tryCopy {
-			_, err = pg.CopyFrom(ctx, bytes.NewReader(sc.ebuf), o.sql.copyExtra)
-		} else {
-			err = o.merge(ctx, tx, o.sql.stageExtra, o.sql.copyStageExtra, o.sql.mergeExtra, sc.ebuf, false)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return tx.Commit(ctx)
+	return nil
 }
 
 func (o *Output) merge(ctx context.Context, tx pgx.Tx, create, copySQL, mergeSQL string, data []byte, truncate bool) error {
