@@ -100,6 +100,7 @@ type Dedup struct {
 	hashes    []key                    // by series index, current batch
 	setOf     []*labelSet              // by series index, current batch
 	sets      map[*sdk.Label]*labelSet // by the backing array of a label slice
+	setTab    setTab                   // index of sets, for the lookups
 	batch     uint64                   // Process calls so far
 	setsSwept uint64                   // batch of the last sweep of sets
 	setsOff   int                      // batches left with sets off (see adaptSets)

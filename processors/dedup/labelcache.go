@@ -41,7 +41,7 @@ func (d *Dedup) labelSetOf(ls sdk.Labels) (*labelSet, key) {
 	if len(ls) == 0 {
 		return nil, d.labelsKey(ls)
 	}
-	set := d.sets[&ls[0]]
+	set := d.findSet(&ls[0])
 	if set != nil && set.matches(ls) {
 		set.used = d.batch
 		return set, set.lab
@@ -52,7 +52,92 @@ func (d *Dedup) labelSetOf(ls sdk.Labels) (*labelSet, key) {
 	}
 	set = &labelSet{labels: append(sdk.Labels(nil), ls...), lab: lab, used: d.batch, made: d.batch}
 	d.sets[&ls[0]] = set
+	d.indexSet(&ls[0], set)
 	return set, lab
+}
+
+// setSlot is one slot of Dedup.setTab: a label slice's first element (the
+// key of Dedup.sets; holding it keeps the backing array, so the address
+// cannot be reused for another slice while the slot lives) and its set.
+type setSlot struct {
+	at  *sdk.Label
+	set *labelSet
+}
+
+// setTab is an index of Dedup.sets, the map consulted for every series a
+// batch brings under a new label slice (under make bench's scrape shape,
+// dcgm-exporter's order, by field then GPU: every series): open addressing
+// with linear probing, at most half full, slots placed by the address's
+// Fibonacci hash, no deletions (the sweeps rebuild it). It holds exactly the
+// entries of Dedup.sets: indexSet after every store into the map,
+// reindexSets after deletions. Owned by its Dedup, used under its mutex.
+type setTab struct {
+	slots []setSlot // len a power of two (or 0)
+	shift uint8     // 64 - log2(len(slots))
+}
+
+// slot is the home slot of p.
+func (t *setTab) slot(p *sdk.Label) uint64 {
+	return uint64(uintptr(unsafe.Pointer(p))) * 0x9e3779b97f4a7c15 >> t.shift
+}
+
+// findSet is d.sets[p], from the index.
+func (d *Dedup) findSet(p *sdk.Label) *labelSet {
+	t := &d.setTab
+	if len(t.slots) == 0 {
+		return nil
+	}
+	mask := uint64(len(t.slots) - 1)
+	for i := t.slot(p); ; i = (i + 1) & mask {
+		sl := &t.slots[i]
+		if sl.at == p {
+			return sl.set
+		}
+		if sl.at == nil {
+			return nil
+		}
+	}
+}
+
+// indexSet records d.sets[p] = set (already stored in the map) in the
+// index, growing it to stay at most half full.
+func (d *Dedup) indexSet(p *sdk.Label, set *labelSet) {
+	t := &d.setTab
+	if 2*len(d.sets) > len(t.slots) {
+		d.reindexSets()
+		return
+	}
+	mask := uint64(len(t.slots) - 1)
+	for i := t.slot(p); ; i = (i + 1) & mask {
+		sl := &t.slots[i]
+		if sl.at == p || sl.at == nil {
+			sl.at, sl.set = p, set
+			return
+		}
+	}
+}
+
+// reindexSets rebuilds the index from d.sets, sized for it (at least 4
+// slots per set, so that it takes a few stores before it grows again).
+func (d *Dedup) reindexSets() {
+	t := &d.setTab
+	if len(d.sets) == 0 {
+		t.slots, t.shift = nil, 0
+		return
+	}
+	bits := 4
+	for 1<<bits < 4*len(d.sets) {
+		bits++
+	}
+	t.slots, t.shift = make([]setSlot, 1<<bits), uint8(64-bits)
+	mask := uint64(len(t.slots) - 1)
+	for p, set := range d.sets {
+		i := t.slot(p)
+		for t.slots[i].at != nil {
+			i = (i + 1) & mask
+		}
+		t.slots[i] = setSlot{p, set}
+	}
 }
 
 // matches reports whether ls still holds what the set was made from.
@@ -135,9 +220,16 @@ func (s *labelSet) remember(name string, st *seriesState) {
 // went out of use: a stream restarted, or a caller hands in fresh labels
 // every batch) and drops forgotten states from the others.
 func (d *Dedup) sweepSets(since uint64) {
+	deleted := false
+	defer func() {
+		if deleted {
+			d.reindexSets()
+		}
+	}()
 	for p, set := range d.sets {
 		if set.used < since {
 			delete(d.sets, p)
+			deleted = true
 			continue
 		}
 		live := 0
@@ -192,6 +284,7 @@ func (d *Dedup) adaptSets(hits, fresh int) {
 	d.setsPause = min(max(2*d.setsPause, 16), 1024)
 	d.setsOff = d.setsPause
 	d.sets = make(map[*sdk.Label]*labelSet) // clear would keep its table
+	d.reindexSets()
 	for _, st := range d.series {
 		st.set = nil
 	}

@@ -287,3 +287,99 @@ func TestLabelSetStale(t *testing.T) {
 		})
 	}
 }
+
+// checkSetIndex checks that d.setTab indexes exactly d.sets, at most half
+// full.
+func checkSetIndex(t *testing.T, d *Dedup) {
+	t.Helper()
+	n := 0
+	for _, sl := range d.setTab.slots {
+		if sl.at != nil {
+			n++
+			if d.sets[sl.at] != sl.set {
+				t.Fatalf("index holds a set the map does not")
+			}
+		}
+	}
+	if n != len(d.sets) || 2*n > len(d.setTab.slots) && n > 0 {
+		t.Fatalf("index holds %d sets in %d slots, map %d", n, len(d.setTab.slots), len(d.sets))
+	}
+	for p, set := range d.sets {
+		if got := d.findSet(p); got != set {
+			t.Fatalf("findSet: %p, want %p", got, set)
+		}
+	}
+}
+
+// TestSetIndex: the index of label sets follows the map through growth,
+// sets remade for rewritten slices, sweeps of unused sets (a swept slice
+// is not found again, and its series are found afresh) and the sets
+// turning off and on, and every batch dedups as it should meanwhile.
+func TestSetIndex(t *testing.T) {
+	type step struct {
+		name   string
+		slices func(round int) []sdk.Labels // the label slices of the round's batch
+		rounds int
+	}
+	mk := func(n int, tag string) []sdk.Labels {
+		out := make([]sdk.Labels, n)
+		for g := range out {
+			out[g] = sdk.Labels{{Key: "gpu_index", Value: fmt.Sprint(g)}, {Key: "tag", Value: tag}}
+		}
+		return out
+	}
+	grow := mk(300, "a")   // many slices: the index grows past its first size
+	other := mk(50, "b")   // replaces grow: grow's sets are swept
+	rewrite := mk(20, "c") // rewritten in place every round
+	for _, c := range []struct {
+		name  string
+		steps []step
+	}{
+		{"grow, then others", []step{
+			{"grow", func(r int) []sdk.Labels { return grow[:min(len(grow), 10+10*r)] }, 40},
+			{"others", func(int) []sdk.Labels { return other }, 40},
+			{"grow again", func(int) []sdk.Labels { return grow }, 5},
+		}},
+		{"rewritten in place", []step{
+			{"rewrite", func(r int) []sdk.Labels {
+				for _, ls := range rewrite {
+					ls[1].Value = fmt.Sprint("c", r%3)
+				}
+				return rewrite
+			}, 30},
+		}},
+		{"fresh slices, then shared", []step{ // the sets turn off, then on
+			{"fresh", func(int) []sdk.Labels { return mk(200, "d") }, 30},
+			{"shared", func(int) []sdk.Labels { return grow }, 60},
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := newTest(func(d *Dedup) { d.Window = sdk.Duration(5 * time.Second) })
+			at := int64(0)
+			for _, st := range c.steps {
+				for r := range st.rounds {
+					at += sec
+					ls := st.slices(r)
+					b := &sdk.Batch{}
+					for _, l := range ls {
+						b.Add(b.AddSeries("m", l), t0+at, 1)
+						b.Add(b.AddSeries("n", l), t0+at, 1)
+					}
+					if got := process(t, d, b); got != 2*len(ls) {
+						t.Fatalf("%s round %d: %d passed, want %d", st.name, r, got, 2*len(ls))
+					}
+					b = &sdk.Batch{}
+					for _, l := range st.slices(r) {
+						b.Add(b.AddSeries("n", l), t0+at, 1)
+						b.Add(b.AddSeries("m", l), t0+at, 1)
+					}
+					if got := process(t, d, b); got != 0 {
+						t.Fatalf("%s round %d: %d copies passed", st.name, r, got)
+					}
+					checkSetIndex(t, d)
+				}
+			}
+			checkConsistent(t, d)
+		})
+	}
+}
