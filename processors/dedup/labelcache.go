@@ -42,6 +42,12 @@ func (d *Dedup) labelSetOf(ls sdk.Labels) (*labelSet, key) {
 		return nil, d.labelsKey(ls)
 	}
 	set := d.findSet(&ls[0])
+	if set != nil && set.used == d.batch && len(ls) == len(set.labels) {
+		// Checked (or made) in this batch already, against a slice with
+		// the same address and length: this one (sameSlice), unchanged
+		// since (nobody writes the batch during the call).
+		return set, set.lab
+	}
 	if set != nil && set.matches(ls) {
 		set.used = d.batch
 		return set, set.lab

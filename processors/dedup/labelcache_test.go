@@ -383,3 +383,52 @@ func TestSetIndex(t *testing.T) {
 		})
 	}
 }
+
+// TestLabelSetSameBatch: within one batch, slices with the same address
+// and another length (arr[:1], arr[:2]) are other label sets, however they
+// alternate; a slice met again later in the batch is its set.
+func TestLabelSetSameBatch(t *testing.T) {
+	arr := sdk.Labels{{Key: "gpu_index", Value: "0"}, {Key: "host", Value: "h1"}}
+	other := sdk.Labels{{Key: "gpu_index", Value: "1"}}
+	type ser struct {
+		ls   sdk.Labels
+		name string
+	}
+	for _, c := range []struct {
+		name    string
+		batches [][]ser // each series gets one point at t0
+		want    []int   // passed per batch
+	}{
+		{"long then short", [][]ser{
+			{{arr, "m"}},
+			{{arr[:1], "m"}, {other, "m"}, {arr, "m"}, {other, "n"}, {arr[:1], "m"}},
+		}, []int{1, 3}},
+		{"short then long", [][]ser{
+			{{arr[:1], "m"}},
+			{{arr, "m"}, {other, "m"}, {arr[:1], "m"}, {other, "n"}, {arr, "m"}, {arr[:1], "n"}},
+		}, []int{1, 4}},
+		{"alternating", [][]ser{
+			{{arr, "m"}, {other, "m"}, {arr[:1], "m"}, {other, "n"}, {arr, "m"}, {arr[:1], "m"}},
+			{{arr[:1], "m"}, {other, "m"}, {arr, "m"}, {arr[:1], "n"}, {arr, "n"}, {arr[:1], "n"}},
+		}, []int{4, 2}},
+		{"one slice many times", [][]ser{
+			{{arr, "a"}, {other, "a"}, {arr, "b"}, {other, "b"}, {arr, "a"}, {arr, "c"}},
+			{{arr, "c"}, {other, "c"}, {arr, "b"}, {other, "a"}, {arr, "d"}},
+		}, []int{5, 2}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := newTest(nil)
+			for i, ss := range c.batches {
+				b := &sdk.Batch{}
+				for _, s := range ss {
+					b.Add(b.AddSeries(s.name, s.ls), t0, 1)
+				}
+				if got := process(t, d, b); got != c.want[i] {
+					t.Fatalf("batch %d: %d passed, want %d", i, got, c.want[i])
+				}
+				checkSetIndex(t, d)
+			}
+			checkConsistent(t, d)
+		})
+	}
+}
