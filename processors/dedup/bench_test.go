@@ -165,11 +165,7 @@ func benchmarkStream(b *testing.B, copyLabels bool) {
 // the steady state of a busy agent).
 func BenchmarkProcessScrape(b *testing.B) {
 	const hosts, gpus, fields, perBatch = 128, 8, 30, 10_000
-	type ser struct {
-		name   string
-		labels sdk.Labels
-	}
-	var stream []ser
+	var stream []sdk.Series
 	for h := range hosts {
 		var lab [gpus]sdk.Labels
 		for i := range gpus {
@@ -187,24 +183,29 @@ func BenchmarkProcessScrape(b *testing.B) {
 		for f := range fields {
 			name := fmt.Sprintf("gpu_metric_%02d", f)
 			for i := range gpus {
-				stream = append(stream, ser{name, lab[i]})
+				stream = append(stream, sdk.Series{Name: name, Labels: lab[i]})
 			}
 		}
 	}
+	nStream := len(stream)
+	stream = append(stream, stream[:perBatch]...) // a batch is one copy from it
 	d := New()
 	d.now = func() time.Time { return time.Unix(0, t0).Add(time.Hour) }
-	batch := &sdk.Batch{Series: make([]sdk.Series, 0, perBatch), Points: make([]sdk.Point, 0, perBatch)}
+	batch := &sdk.Batch{Series: make([]sdk.Series, 0, perBatch), Points: make([]sdk.Point, perBatch)}
 	ctx := context.Background()
 	pos, round := 0, int64(0)
-	feed := func() {
-		batch.Series, batch.Points = batch.Series[:0], batch.Points[:0]
-		for range perBatch {
-			s := stream[pos]
-			batch.Series = append(batch.Series, sdk.Series{Name: s.name, Labels: s.labels})
-			batch.Points = append(batch.Points, sdk.Point{Series: uint32(len(batch.Points)), Time: t0 + round*int64(time.Second), Value: float64(pos % 100)})
-			if pos++; pos == len(stream) {
-				pos, round = 0, round+1
+	feed := func() { // ~2 ns/sample of the figures
+		batch.Series = append(batch.Series[:0], stream[pos:pos+perBatch]...)
+		batch.Points = batch.Points[:perBatch]
+		t := t0 + round*int64(time.Second)
+		for i := range batch.Points {
+			if pos+i == nStream {
+				t += int64(time.Second)
 			}
+			batch.Points[i] = sdk.Point{Series: uint32(i), Time: t, Value: float64(i % 100)}
+		}
+		if pos += perBatch; pos >= nStream {
+			pos, round = pos-nStream, round+1
 		}
 		if _, err := d.Process(ctx, batch); err != nil {
 			b.Fatal(err)
