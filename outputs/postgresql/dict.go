@@ -109,9 +109,11 @@ const whyNoIdentity = "series has no GPU identity (needs a gpu_uuid label, or ho
 
 // labelSet is what a label set resolves to, whatever the metric name: the
 // GPU's attributes and key, the workload, and the canonical columns of the
-// metric names seen with it. Its dictionary results (gpuID, wlID) hold for
-// one batch only (batch == the owning labelCache's epoch); the database ids
-// are looked up again in every batch, as for an uncached label set.
+// metric names seen with it. Its dictionary results (hit, gpuID, wlID)
+// hold for one batch only (batch == the owning labelCache's epoch); they
+// are read again from the dictionary in every batch, as for an uncached
+// label set (the GPU's from the dictionary's entry, kept in entry once it
+// exists, the workload's by key).
 //
 // Ownership: a labelSet belongs to the labelCache that made it, so to one
 // scratch, so to one Write at a time; it is never shared between
@@ -258,13 +260,17 @@ const labelCacheGen = 4096
 // to batch, is parsed once; and equal label sets in fresh slices are parsed
 // once too.
 //
-// By identity (address of the first label): a hit is trusted only after
-// the slice's contents were compared with its labelSet's copy, once per
-// batch (epoch); a slice changed in place, or another slice at a reused
-// address, is looked up again by contents. By contents (an unambiguous
-// encoding of the labels): a hit is exact. Both maps are bounded by two
-// generations: when the current one is full it becomes the old one, and
-// hits in the old one move back to the current one.
+// By identity (address of the first label, and length): a hit is trusted
+// only after the slice's contents were compared with its labelSet's copy,
+// once per batch (epoch); a slice changed in place, or another slice at a
+// reused address, is looked up again by contents. The direct-mapped table
+// recent serves most identity lookups; the identity map cur/old the slices
+// that collide in it. By contents (an unambiguous encoding of the labels):
+// a hit is exact. Both maps are bounded by two generations: when the
+// current one is full it becomes the old one, and hits in the old one move
+// back to the current one; the table holds at most recentSlots more.
+//
+// It also maps metric names to canonical columns (cols, see nameSlots).
 //
 // Ownership: a labelCache belongs to one scratch, so to one Write at a
 // time, and is not safe for concurrent use.
@@ -291,6 +297,8 @@ const (
 	nameSlots   = 2 << nameSetBits
 )
 
+// nameSlot is a slot of labelCache.cols (owned by the labelCache, so by
+// one Write at a time).
 type nameSlot struct {
 	name string // kept: its bytes cannot be reused while the slot holds it
 	col  int16
@@ -340,6 +348,8 @@ const (
 	recentSlots    = 1 << recentSlotBits
 )
 
+// recentSlice is a slot of labelCache.recent (owned by the labelCache, so
+// by one Write at a time).
 type recentSlice struct {
 	p       *sdk.Label
 	n       int

@@ -52,6 +52,7 @@ type rowTable struct {
 	n     int       // filled slots
 }
 
+// rowSlot is a slot of rowTable (owned by its scratch).
 type rowSlot struct {
 	gpu  int32
 	row1 int32 // row number + 1; 0 = empty
