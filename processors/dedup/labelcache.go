@@ -65,6 +65,7 @@ func (d *Dedup) labelSetOf(ls sdk.Labels) (*labelSet, key) {
 // setSlot is one slot of Dedup.setTab: a label slice's first element (the
 // key of Dedup.sets; holding it keeps the backing array, so the address
 // cannot be reused for another slice while the slot lives) and its set.
+// Owned by its Dedup's setTab, used under the Dedup's mutex.
 type setSlot struct {
 	at  *sdk.Label
 	set *labelSet
@@ -82,7 +83,8 @@ type setTab struct {
 	shift uint8     // 64 - log2(len(slots))
 }
 
-// slot is the home slot of p.
+// slot is the home slot of p: a hash of its address (Go's heap objects do
+// not move, and p is a heap object: Process's batch leaks to the heap).
 func (t *setTab) slot(p *sdk.Label) uint64 {
 	return uint64(uintptr(unsafe.Pointer(p))) * 0x9e3779b97f4a7c15 >> t.shift
 }
