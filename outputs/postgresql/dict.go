@@ -300,10 +300,10 @@ const (
 // nameSlot is a slot of labelCache.cols (owned by the labelCache, so by
 // one Write at a time).
 type nameSlot struct {
-	name string // kept: its bytes cannot be reused while the slot holds it
+	name string    // kept: its bytes cannot be reused while the slot holds it
+	next *nameSlot // the slot of the name that came after this one last (a hint: verified on use)
 	col  int16
 	ok   bool // the slot is filled (a zero slot must not match "")
-	_    [5]byte
 }
 
 // nameSetOf hashes the address and length of name (only compared, never
@@ -315,22 +315,27 @@ func nameSetOf(name string) int {
 }
 
 // column returns the canonical column of name (-1: not canonical), seen
-// with the label set ls: from the name table when a slot of its set holds
-// an equal name, else from ls.column, which then fills the set's first
-// slot (its previous name moves to the second).
+// with the label set ls (see nameSlot).
 func (c *labelCache) column(d *dictCache, ls *labelSet, name string) int16 {
+	return c.nameSlot(d, ls, name).col
+}
+
+// nameSlot returns the slot of name: one of its set that holds an equal
+// name, else its set's first slot, filled from ls.column (the slot's
+// previous name moves to the second).
+func (c *labelCache) nameSlot(d *dictCache, ls *labelSet, name string) *nameSlot {
 	i := nameSetOf(name)
 	set := c.cols[i : i+2 : i+2]
 	if e := &set[0]; e.ok && sameString(e.name, name) {
-		return e.col
+		return e
 	}
 	if e := &set[1]; e.ok && sameString(e.name, name) {
-		return e.col
+		return e
 	}
 	col := ls.column(d, name)
 	set[1] = set[0]
 	set[0] = nameSlot{name: name, col: col, ok: true}
-	return col
+	return &set[0]
 }
 
 // recentSlots is the size of labelCache.recent, a direct-mapped table of
@@ -648,7 +653,8 @@ func (o *Output) resolve(ctx context.Context, b *sdk.Batch, sc *scratch) error {
 		prevName    *byte
 		prevNameLen = -1
 		prevCol     int16
-		nreject     int // series with gpu = -2
+		prevSlot    *nameSlot // its slot in the name table
+		nreject     int       // series with gpu = -2
 	)
 	d.mu.RLock()
 	for i := range info {
@@ -673,7 +679,20 @@ func (o *Output) resolve(ctx context.Context, b *sdk.Batch, sc *scratch) error {
 		// column (whatever the label set).
 		col := prevCol
 		if unsafe.StringData(s.Name) != prevName || len(s.Name) != prevNameLen {
-			col = lc.column(d, ls, s.Name)
+			// Else the name that came after the previous one last time
+			// (series come in the same order batch after batch), else
+			// the name table.
+			var e *nameSlot
+			if prevSlot != nil {
+				e = prevSlot.next
+			}
+			if e == nil || !e.ok || !sameString(e.name, s.Name) {
+				e = lc.nameSlot(d, ls, s.Name)
+				if prevSlot != nil {
+					prevSlot.next = e
+				}
+			}
+			col, prevSlot = e.col, e
 			prevName, prevNameLen, prevCol = unsafe.StringData(s.Name), len(s.Name), col
 		}
 		if col < 0 && s.Name == "" {

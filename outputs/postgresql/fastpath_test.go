@@ -371,3 +371,69 @@ func TestRowTable(t *testing.T) {
 		})
 	}
 }
+
+// TestResolveNameHints: resolve finds a series' column from the previous
+// series' name, from the name that followed it last time (a hint kept in
+// the name table), or from the table; whatever the hints say, every series
+// gets its own name's column: orders that change from batch to batch,
+// names at other addresses, names of one length that share a set of the
+// table (evicting each other's slots), and unnamed series.
+func TestResolveNameHints(t *testing.T) {
+	o := newOutput(t, newDB(t))
+	ctx := context.Background()
+	canon := func(i int) string { return gpumetrics.Canonical[i].Name }
+	var sameLen []string
+	for i, a := range gpumetrics.Canonical {
+		for _, b := range gpumetrics.Canonical[i+1:] {
+			if len(a.Name) == len(b.Name) && sameLen == nil {
+				sameLen = sameLenCollision(a.Name, b.Name)
+			}
+		}
+	}
+	third := sameLenCollision(sameLen[0], strings.Repeat("y", len(sameLen[0])))[1]
+	orders := []struct {
+		name  string
+		names []string
+	}{
+		{"canonical", []string{canon(0), canon(1), canon(2), canon(3)}},
+		{"same again", []string{canon(0), canon(1), canon(2), canon(3)}},
+		{"reversed", []string{canon(3), canon(2), canon(1), canon(0)}},
+		{"repeats", []string{canon(1), canon(1), canon(2), canon(2), canon(1)}},
+		{"other addresses", []string{strings.Clone(canon(0)), canon(1), strings.Clone(canon(1)), canon(0)}},
+		{"one set", []string{sameLen[0], sameLen[1], third, sameLen[0], third, sameLen[1]}},
+		{"one set, other order", []string{third, sameLen[1], sameLen[0], sameLen[1]}},
+		{"extra and unnamed", []string{canon(0), "vendor_specific_thing", "", canon(1), "", "vendor_specific_thing"}},
+		{"canonical again", []string{canon(0), canon(1), canon(2), canon(3)}},
+	}
+	sc := o.getScratch()
+	defer o.putScratch(sc)
+	for st, ord := range orders {
+		b := &sdk.Batch{}
+		for g := 0; g < 3; g++ {
+			ls := gpuLabels("node1", g)
+			for _, n := range ord.names {
+				b.Add(b.AddSeries(n, ls), t0.Add(time.Duration(st)*time.Second).UnixNano(), 1)
+			}
+		}
+		sc.reset()
+		if err := o.build(ctx, b, sc); err != nil {
+			t.Fatalf("%s: %v", ord.name, err)
+		}
+		for i, s := range b.Series {
+			si := sc.info[i]
+			if s.Name == "" {
+				if si.gpu != -1 {
+					t.Fatalf("%s: series %d without a name not rejected: %+v", ord.name, i, si)
+				}
+				continue
+			}
+			want, ok := o.cache.canon[s.Name]
+			if !ok {
+				want = -1
+			}
+			if si.col != want {
+				t.Fatalf("%s: series %d (%s): column %d, want %d", ord.name, i, s.Name, si.col, want)
+			}
+		}
+	}
+}
