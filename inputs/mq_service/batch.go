@@ -77,6 +77,9 @@ type builder struct {
 	// reusable is an emitted batch whose memory newCur may take (see
 	// spare); nil: none.
 	reusable *sdk.Batch
+	// noWhole turns appendWhole off (tests compare merge with and
+	// without it).
+	noWhole bool
 }
 
 func newBuilder(maxPoints int) *builder { return &builder{maxPoints: maxPoints} }
@@ -176,6 +179,9 @@ func (bl *builder) merge(m *msgTrack, src *sdk.Batch, sharedLabels bool) {
 	if bl.cur == nil {
 		bl.newCur()
 	}
+	if sharedLabels && !bl.noWhole && bl.appendWhole(m, src) {
+		return
+	}
 	bl.remap = bl.remap[:0]
 	for range src.Series {
 		bl.remap = append(bl.remap, -1)
@@ -212,6 +218,43 @@ func (bl *builder) merge(m *msgTrack, src *sdk.Batch, sharedLabels bool) {
 		bl.cur.b.Rejects = append(bl.cur.b.Rejects, r)
 		bl.cur.rejectBytes += len(r.Raw)
 	}
+}
+
+// appendWhole is merge's common case, done in one pass: src (a shared-labels
+// parser's) fits in the current batch, and its points name its series in
+// order of first use, every series used (as the parsers add them). Then
+// merge would give series i of src the id base+i, where base is the number
+// of series in the current batch: appendWhole appends src's series as they
+// are and its points with base added, and attaches m once. It reports
+// false, having changed nothing, when src is not of that shape.
+func (bl *builder) appendWhole(m *msgTrack, src *sdk.Batch) bool {
+	b := bl.cur.b
+	n := len(src.Points)
+	if n == 0 || len(src.Rejects) > 0 || b.Len()+n > bl.maxPoints || len(src.Series) > n {
+		return false
+	}
+	next := uint32(0) // the series the next new one must be
+	for _, p := range src.Points {
+		if p.Series == next {
+			next++
+		} else if p.Series > next {
+			return false
+		}
+	}
+	if int(next) != len(src.Series) {
+		return false
+	}
+	base := uint32(len(b.Series))
+	b.Series = append(b.Series, src.Series...)
+	at := len(b.Points)
+	b.Points = slices.Grow(b.Points, n)[:at+n]
+	dst := b.Points[at:]
+	for i, p := range src.Points {
+		p.Series += base
+		dst[i] = p
+	}
+	bl.cur.attach(m)
+	return true
 }
 
 // take returns the batches ready to emit: the full ones, and the current
