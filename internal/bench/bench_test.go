@@ -67,6 +67,9 @@ func TestMain(m *testing.M) {
 //	                 (0: Go's default), e.g. "100,400"; one number: both
 //	BENCH_GOMEMLIMIT GOMEMLIMIT of the collector and (inherited) its plugin
 //	                 processes
+//	BENCH_FLUSH_INTERVAL the agent's flush_interval (default 100ms): the
+//	                 last partial write of a run waits up to this long
+//	                 before its COMMIT, and that wait is part of the time
 type settings struct {
 	maxProcs      [2]int // max_procs, plugin_max_procs (0: Go's default)
 	gogc          [2]int // gogc, plugin_gogc (0: Go's default)
@@ -81,10 +84,11 @@ type settings struct {
 	timeout       time.Duration
 	logLevel      string
 	processGroup  string // process_group of gpu_normalize and dedup ("": each its own process)
+	flush         time.Duration
 }
 
 func readSettings(t *testing.T) settings {
-	s := settings{samples: 2_000_000, gpus: 1024, timeout: 10 * time.Minute, logLevel: "info", processGroup: "gpu"}
+	s := settings{samples: 2_000_000, gpus: 1024, timeout: 10 * time.Minute, logLevel: "info", processGroup: "gpu", flush: 100 * time.Millisecond}
 	atoi := func(k string, dst *int) {
 		if v := os.Getenv(k); v != "" {
 			n, err := strconv.Atoi(v)
@@ -93,6 +97,13 @@ func readSettings(t *testing.T) settings {
 			}
 			*dst = n
 		}
+	}
+	if v := os.Getenv("BENCH_FLUSH_INTERVAL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			t.Fatalf("BENCH_FLUSH_INTERVAL=%q: want a positive duration, e.g. 25ms", v)
+		}
+		s.flush = d
 	}
 	atoi("BENCH_SAMPLES", &s.samples)
 	atoi("BENCH_GPUS", &s.gpus)
@@ -203,7 +214,7 @@ func collectorConfig(s settings, w Workload, mqAddr string) e2e.CollectorConfig 
 	cfg := e2e.CollectorConfig{
 		MQAddress:       mqAddr,
 		LogLevel:        s.logLevel,
-		FlushInterval:   100 * time.Millisecond,
+		FlushInterval:   s.flush,
 		InputBatchSize:  100,
 		MaxInFlight:     1000,
 		DedupWindow:     10 * time.Minute,
@@ -415,8 +426,8 @@ func runWorkload(t *testing.T, s settings, w Workload) string {
 	if l := s.memLimits; l[0] != "" {
 		limits = fmt.Sprintf("collector %s, plugins %s, mq_service input %s", l[0], l[1], l[2])
 	}
-	fmt.Printf("  peak PSS MiB (shared pages counted once): collector+plugins %.0f; memory_limit: %s; max_procs: collector %d, plugins %d; gogc: collector %d, plugins %d (0: Go's default); process_group of gpu_normalize and dedup: %q\n",
-		float64(peak.pss)/(1<<20), limits, s.maxProcs[0], s.maxProcs[1], s.gogc[0], s.gogc[1], s.processGroup)
+	fmt.Printf("  peak PSS MiB (shared pages counted once): collector+plugins %.0f; memory_limit: %s; max_procs: collector %d, plugins %d; gogc: collector %d, plugins %d (0: Go's default); process_group of gpu_normalize and dedup: %q; flush_interval: %s\n",
+		float64(peak.pss)/(1<<20), limits, s.maxProcs[0], s.maxProcs[1], s.gogc[0], s.gogc[1], s.processGroup, s.flush)
 	busy := (cpu1.busy - cpu0.busy) / clockTicks
 	named := (cpu1.collector - cpu0.collector) + (cpu1.mq - cpu0.mq) + (cpu1.pg - cpu0.pg) + (cpu1.bench - cpu0.bench)
 	fmt.Printf("  CPU seconds during the run: collector+plugins %.2f, mq-service %.2f, PostgreSQL %.2f, bench process (publisher, sampling) %.2f, rest (kernel threads, other processes) %.2f; machine busy %.0f%% of %d CPUs\n",
