@@ -87,6 +87,10 @@ type rowEntry struct {
 	next *rowEntry
 	tpl  rowTemplate
 	key  []byte // the identity key itself (nil: not kept, see maxKeyBytes)
+	// aux is a fact a format derives from key once key is kept (key never
+	// changes then), 0 until then: for prometheus, 1 + the length of the
+	// metric name (see promQuick).
+	aux int32
 }
 
 // rowTemplate is where the cut fields (timestamp, value) of a row lie,

@@ -568,3 +568,173 @@ func TestPrometheusFirstSight(t *testing.T) {
 		t.Fatalf("only %d payloads took the first-sight path", st.firstSights)
 	}
 }
+
+// TestPrometheusQuickLines: once a host's scrape is known, its sample
+// lines are read through the predicted row's kept key (promQuick) and its
+// comment lines compared with the last payload's (promMetaRec). Every
+// variant of the scrape here (other tails after the series part, braces
+// and blanks where the split could go wrong, other line ends, changed,
+// missing, extra, repeated or moved comment lines) must give exactly what
+// expfmt gives, each parsed after the known scrape so that both shortcuts
+// are tried on it.
+func TestPrometheusQuickLines(t *testing.T) {
+	base := promHost(t, "h1", 2) + "up 1\nup_two{} 2\n"
+	lines := strings.Split(strings.TrimSuffix(base, "\n"), "\n")
+	edit := func(f func(ls []string) []string) string {
+		return strings.Join(f(slices.Clone(lines)), "\n") + "\n"
+	}
+	sample := func(i int) int { // the index of the i-th sample line
+		for j, l := range lines {
+			if !strings.HasPrefix(l, "#") {
+				if i == 0 {
+					return j
+				}
+				i--
+			}
+		}
+		t.Fatal("no such sample line")
+		return 0
+	}
+	first, up := sample(0), len(lines)-2
+	vs := []string{
+		base,
+		strings.ReplaceAll(base, `"} `, `"} 1`),
+		strings.ReplaceAll(base, `"} `, `"} -`),
+		strings.ReplaceAll(base, `"} `, `"}`+"\t"),
+		strings.ReplaceAll(base, `"} `, `"}  `),
+		strings.ReplaceAll(base, `"} `, `"} `+"\t"),
+		strings.ReplaceAll(base, "\n", " 1735787045123\n"),
+		strings.ReplaceAll(base, "\n", "  1735787045123\n"),
+		strings.ReplaceAll(base, "\n", " 17x\n"),
+		strings.ReplaceAll(base, "\n", " \n"),
+		strings.ReplaceAll(base, "\n", "\t\n"),
+		strings.ReplaceAll(base, "\n", " 1 2\n"),
+		strings.ReplaceAll(base, "\n", "\r\n"),
+		strings.TrimSuffix(base, "\n"),
+		strings.TrimSuffix(base, "1\nup_two{} 2\n") + "1",
+		strings.ReplaceAll(base, "\n", "\n\n"),
+		strings.ReplaceAll(base, `"} `, `"} NaN `),
+		strings.ReplaceAll(base, `"} `, `"} 9223372036854775794 `),
+		strings.ReplaceAll(base, `"} `, `"} x`),
+		strings.ReplaceAll(base, `"} `, `"} +Inf `),
+		strings.ReplaceAll(base, `"} `, `"} 1_0 `),
+		strings.ReplaceAll(base, `"} `, `"} 0x1p3 `),
+		// Braces in the tail: the line's last '}' is not the key's.
+		strings.ReplaceAll(base, "\n", " }\n"),
+		strings.ReplaceAll(base, "\n", "}\n"),
+		strings.ReplaceAll(base, `"} `, `"} 5 "} `),
+		strings.ReplaceAll(base, `"} `, `"} {} `),
+		strings.ReplaceAll(base, "\n", " {\n"),
+		edit(func(ls []string) []string { ls[up] = "up 1{"; return ls }),
+		edit(func(ls []string) []string { ls[up] = "up 1}"; return ls }),
+		edit(func(ls []string) []string { ls[up] = "up 1 {}"; return ls }),
+		edit(func(ls []string) []string { ls[up] = "up{} 1"; return ls }),
+		edit(func(ls []string) []string { ls[up] = "up\t1"; return ls }),
+		edit(func(ls []string) []string { ls[up] = "up1"; return ls }),
+		edit(func(ls []string) []string { ls[up] = "up"; return ls }),
+		edit(func(ls []string) []string { ls[up+1] = "up_two{}"; return ls }),
+		edit(func(ls []string) []string { ls[up+1] = "up_two{} 2}"; return ls }),
+		// A line that is the key's prefix, or the key cut short; two
+		// lines joined; a line repeated (a family apart).
+		edit(func(ls []string) []string { ls[first] = ls[first][:strings.LastIndexByte(ls[first], '}')]; return ls }),
+		edit(func(ls []string) []string { ls[first] = ls[first][:strings.LastIndexByte(ls[first], '}')+1]; return ls }),
+		edit(func(ls []string) []string { ls[first] = ls[first][:40]; return ls }),
+		edit(func(ls []string) []string { ls[first] += ls[first+1]; ls[first+1] = ""; return ls }),
+		edit(func(ls []string) []string { return append(ls, ls[first]) }),
+		edit(func(ls []string) []string { ls[first], ls[first+1] = ls[first+1], ls[first]; return ls }),
+		// Comment lines: other text, cut, longer, repeated, missing,
+		// moved after samples, swapped, another type, '\r', a plain
+		// comment, one at the very end without a line break.
+		edit(func(ls []string) []string { ls[0] += " more"; return ls }),
+		edit(func(ls []string) []string { ls[0] = ls[0][:len(ls[0])-1]; return ls }),
+		edit(func(ls []string) []string { ls[0] = ls[0][:len("# HELP ")]; return ls }),
+		edit(func(ls []string) []string { ls[1] += "\r"; return ls }),
+		edit(func(ls []string) []string { ls[1] += "s"; return ls }),
+		edit(func(ls []string) []string { ls[1] += " x"; return ls }),
+		edit(func(ls []string) []string { return slices.Insert(ls, 1, ls[0]) }),
+		edit(func(ls []string) []string { return slices.Insert(ls, 2, ls[1]) }),
+		edit(func(ls []string) []string { return ls[2:] }),
+		edit(func(ls []string) []string { return slices.Delete(ls, 1, 2) }),
+		edit(func(ls []string) []string { ls[0], ls[1] = ls[1], ls[0]; return ls }),
+		edit(func(ls []string) []string {
+			t := ls[1]
+			ls = slices.Delete(ls, 1, 2)
+			return slices.Insert(ls, first+1, t)
+		}),
+		edit(func(ls []string) []string { ls[1] = strings.Replace(ls[1], " gauge", " counter", 1); return ls }),
+		edit(func(ls []string) []string { ls[1] = strings.Replace(ls[1], " gauge", " summary", 1); return ls }),
+		edit(func(ls []string) []string { return slices.Insert(ls, 2, "# a plain comment") }),
+		edit(func(ls []string) []string { return slices.Insert(ls, 2, "#") }),
+		edit(func(ls []string) []string { return ls[:first] }),
+		strings.TrimSuffix(edit(func(ls []string) []string { return ls[:first] }), "\n"),
+		edit(func(ls []string) []string {
+			out := []string{}
+			for _, l := range ls {
+				if !strings.HasPrefix(l, "#") {
+					out = append(out, l)
+				}
+			}
+			return out
+		}),
+	}
+	p := mustParser(t, FormatPrometheus, Options{Location: time.UTC})
+	st := promStateOf(t, func() Parser { diffSequenceWith(t, p, FormatPrometheus, toBytes([]string{base})); return p }())
+	for i, v := range vs {
+		// The known scrape (three times: its keys kept and predicted), the
+		// variant, the known scrape again.
+		diffSequenceWith(t, p, FormatPrometheus, toBytes([]string{base, base, base, v, base}))
+		if i == 0 && (st.quickLines == 0 || st.metaHits == 0) {
+			t.Fatalf("the known scrape took neither shortcut: %d quick lines, %d comment lines found", st.quickLines, st.metaHits)
+		}
+	}
+	t.Logf("%d quick lines, %d comment lines found, %d full parses", st.quickLines, st.metaHits, st.fullParses)
+}
+
+// TestPrometheusMetaSeqCleared: once the comment lines accepted are
+// forgotten (st.meta emptied), the last payload's comment lines no longer
+// vouch for a payload: it goes through expfmt again.
+func TestPrometheusMetaSeqCleared(t *testing.T) {
+	base := promHost(t, "h1", 2)
+	var big strings.Builder
+	for i := 0; i <= promFastMaxMeta/2; i++ {
+		fmt.Fprintf(&big, "# HELP f%d x\n# TYPE f%d gauge\nf%d 1\n", i, i, i)
+	}
+	p := mustParser(t, FormatPrometheus, Options{Location: time.UTC})
+	diffSequenceWith(t, p, FormatPrometheus, toBytes([]string{base, base, base}))
+	st := promStateOf(t, p)
+	if st.fullParses != 1 || st.metaHits == 0 {
+		t.Fatalf("known scrape: %d full parses, %d comment lines found; want 1, >0", st.fullParses, st.metaHits)
+	}
+	diffSequenceWith(t, p, FormatPrometheus, toBytes([]string{big.String(), base}))
+	if st.fullParses != 3 {
+		t.Fatalf("after the comment lines were forgotten: %d full parses, want 3", st.fullParses)
+	}
+}
+
+// TestPromQuickSplit: whenever promQuick reads a line as a row, the full
+// path's split (splitPromSample) gives that row's key as the series part,
+// and the same name, value and timestamp.
+func TestPromQuickSplit(t *testing.T) {
+	keys := []string{`m{a="x"}`, `m{a="} 5 }"}`, `m{}`, `up`, `m{a="{"}`}
+	tails := []string{" 1", "\t1", "  1 2", " 1 2 ", " 1}", " }", "}", " 1 {}", " {", "{ 1", " 1{", "} 1", "", " ", " 1\r",
+		" 1 }2", " 5 \"} 7", " 1\n", " 1\nnext 2", " 1 2\n", " 1 \n"}
+	for _, k := range keys {
+		r := &rowEntry{key: []byte(k)}
+		for _, tail := range tails {
+			line := k + tail
+			nameLen, value, ts, lineLen, ok := r.promQuick([]byte(line))
+			if !ok {
+				continue
+			}
+			full := line[:lineLen]
+			if lineLen < len(line) && line[lineLen] != '\n' {
+				t.Fatalf("%q: line ends at %d", line, lineLen)
+			}
+			series, name, v, tsw, ok := splitPromSample([]byte(full))
+			if !ok || string(series) != k || len(name) != nameLen || string(v) != string(value) || string(tsw) != string(ts) || (tsw == nil) != (ts == nil) {
+				t.Fatalf("%q: promQuick gives name %q value %q ts %q; splitPromSample %v series %q name %q value %q ts %q",
+					line, k[:nameLen], value, ts, ok, series, name, v, tsw)
+			}
+		}
+	}
+}

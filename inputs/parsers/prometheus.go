@@ -41,6 +41,13 @@ type promState struct {
 	fastRows  []promFastRow
 	fastNames []promName
 	fastNext  map[string]int
+	// metaSeq (lines in metaBuf) is the last emitted payload's comment
+	// lines, metaLines the scan's, metaDiverged whether the scan's
+	// differ from metaSeq (see promMetaRec).
+	metaSeq      []promMetaRec
+	metaBuf      []byte
+	metaLines    []promMetaRec
+	metaDiverged bool
 
 	// First sight (promfast.go): the metric names and label sets (the
 	// "{...}" of a sample line) of sample lines that expfmt accepted, so
@@ -56,6 +63,9 @@ type promState struct {
 	// fullParses counts the payloads expfmt parsed whole, firstSights
 	// those emitted after firstSight (tests read them).
 	fullParses, firstSights int
+	// quickLines and metaHits count the sample lines promQuick read and
+	// the comment lines found in metaSeq (tests read them).
+	quickLines, metaHits int
 }
 
 func newPrometheus() *prometheusText {

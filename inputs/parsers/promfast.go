@@ -87,6 +87,9 @@ func (em *promEmitter) fastParse(payload []byte) bool {
 	if sighted {
 		st.firstSights++
 	}
+	if st.metaDiverged {
+		st.keepMetaLines(payload)
+	}
 	for _, r := range st.fastRows {
 		if math.IsNaN(r.v) || (isDCGMBlank(r.v) && strings.HasPrefix(r.e.name, "DCGM_")) {
 			continue
@@ -106,7 +109,13 @@ func (em *promEmitter) fastScan(payload []byte) (ok, missing bool) {
 	rows := st.fastRows[:0]
 	names := st.fastNames[:0]
 	st.missed = st.missed[:0]
+	st.metaLines = st.metaLines[:0]
+	st.metaDiverged = false
+	metaNext := 0 // the entry of st.metaSeq the next comment line is tried against
+	quickLines, metaHits := 0, 0
 	defer func() {
+		st.quickLines += quickLines
+		st.metaHits += metaHits
 		st.fastRows = rows
 		st.fastNames = names
 	}()
@@ -124,37 +133,83 @@ func (em *promEmitter) fastScan(payload []byte) (ok, missing bool) {
 	var last []byte // the name of the last sample line
 	for off := 0; off < len(payload); {
 		start := off
-		var line []byte
-		line, off = nextLine(payload, off)
-		if len(line) == 0 {
-			continue
+		var (
+			name, value, ts []byte
+			e               *cachedSeries
+			lineLen         int
+		)
+		// The row predicted to come next, when its key is kept: a line
+		// that is that key and a tail is that row (see promQuick).
+		quick := false
+		if r := st.cache.predicted(); r != nil && r.key != nil && payload[off] != '#' {
+			var nameLen int
+			nameLen, value, ts, lineLen, quick = r.promQuick(payload[off:])
+			if quick {
+				quickLines++
+				st.cache.follow(r)
+				e, name = r.e, payload[off:off+nameLen]
+				off += lineLen + 1
+			}
 		}
-		if line[0] == '#' {
-			kind, name, ok := promMetaLine(line)
-			if !ok || !st.metaOK(line) {
+		if !quick {
+			var line []byte
+			var kind byte
+			if payload[off] == '#' && metaNext < len(st.metaSeq) {
+				// The comment line the last payload had here (see
+				// promMetaRec).
+				rec := st.metaSeq[metaNext]
+				end := off + rec.n
+				if end <= len(payload) && (end == len(payload) || payload[end] == '\n') &&
+					string(payload[off:end]) == string(st.metaBuf[rec.off:rec.off+rec.n]) {
+					metaNext++
+					metaHits++
+					line, kind, name = payload[off:end], rec.kind, payload[off+len("# HELP "):off+len("# HELP ")+rec.nameLen]
+					off = end + 1
+				} else {
+					metaNext = len(st.metaSeq) // diverged: check the rest one by one
+				}
+			}
+			if line == nil {
+				line, off = nextLine(payload, off)
+				if len(line) == 0 {
+					continue
+				}
+				if line[0] == '#' {
+					var ok bool
+					kind, name, ok = promMetaLine(line)
+					if !ok || !st.metaOK(line) {
+						return false, false
+					}
+					st.metaDiverged = true // a line not in st.metaSeq
+				}
+			}
+			if line[0] == '#' {
+				st.metaLines = append(st.metaLines, promMetaRec{off: start, n: len(line), nameLen: len(name), kind: kind})
+				n := seen(name)
+				if kind == 'H' {
+					if n.help {
+						return false, false // expfmt: second HELP line
+					}
+					n.help = true
+				} else {
+					if n.typ || n.hasSample {
+						return false, false // expfmt: second TYPE line, or TYPE after samples
+					}
+					n.typ = true
+				}
+				continue
+			}
+			var series []byte
+			var ok bool
+			series, name, value, ts, ok = splitPromSample(line)
+			if !ok {
 				return false, false
 			}
-			n := seen(name)
-			if kind == 'H' {
-				if n.help {
-					return false, false // expfmt: second HELP line
-				}
-				n.help = true
-			} else {
-				if n.typ || n.hasSample {
-					return false, false // expfmt: second TYPE line, or TYPE after samples
-				}
-				n.typ = true
+			e = st.cache.row(series)
+			if e == nil {
+				e = st.compose(series, name)
 			}
-			continue
-		}
-		series, name, value, ts, ok := splitPromSample(line)
-		if !ok {
-			return false, false
-		}
-		e := st.cache.row(series)
-		if e == nil {
-			e = st.compose(series, name)
+			lineLen = len(line)
 		}
 		v, err := expfmtFloat(value)
 		if err != nil {
@@ -180,10 +235,10 @@ func (em *promEmitter) fastScan(payload []byte) (ok, missing bool) {
 		}
 		if e == nil {
 			missing = true
-			st.missed = append(st.missed, [2]int{start, start + len(line)})
+			st.missed = append(st.missed, [2]int{start, start + lineLen})
 			continue
 		}
-		rows = append(rows, promFastRow{e: e, ts: t, v: v, lineLen: len(line), rest: len(payload) - off})
+		rows = append(rows, promFastRow{e: e, ts: t, v: v, lineLen: lineLen, rest: len(payload) - off})
 	}
 	return true, missing
 }
@@ -373,9 +428,44 @@ func (em *promEmitter) learn(payload []byte, fams map[string]*dto.MetricFamily) 
 	}
 	if len(st.meta)+len(metas) > promFastMaxMeta {
 		clear(st.meta)
+		st.metaSeq = st.metaSeq[:0] // its lines may no longer be in meta
 	}
 	for _, l := range metas {
 		st.meta[string(l)] = struct{}{}
+	}
+}
+
+// promMetaRec is a comment line of a payload the fast path emitted (in
+// st.metaSeq: its bytes are st.metaBuf[off:off+n]; in st.metaLines, the
+// scan's scratch list: payload[off:off+n]), with what promMetaLine made of
+// it: kind, and the length of the name that follows "# HELP " or "# TYPE ".
+//
+// A payload's comment lines usually repeat the last payload's byte for
+// byte (a host's families do not change between scrapes; in a cluster all
+// hosts serve the same HELP and TYPE lines). fastScan compares each comment
+// line with the one the last payload had at its place (st.metaSeq, in
+// order) and takes the recorded kind and name when they are equal: every
+// recorded line passed promMetaLine and metaOK, and stays in st.meta
+// until st.meta is emptied, which empties st.metaSeq too. At the first
+// line that differs fastScan checks the rest one by one, and once such a
+// payload is emitted its comment lines become the sequence (keepMetaLines).
+// st.metaSeq and st.metaBuf belong to the state, as the rest of it.
+type promMetaRec struct {
+	off, n, nameLen int
+	kind            byte
+}
+
+// keepMetaLines makes the comment lines that fastScan listed in
+// st.metaLines (lines of payload, all checked) the sequence the next
+// payloads' comment lines are compared with.
+func (st *promState) keepMetaLines(payload []byte) {
+	st.metaBuf = st.metaBuf[:0]
+	st.metaSeq = st.metaSeq[:0]
+	for _, r := range st.metaLines {
+		off := len(st.metaBuf)
+		st.metaBuf = append(st.metaBuf, payload[r.off:r.off+r.n]...)
+		r.off = off
+		st.metaSeq = append(st.metaSeq, r)
 	}
 }
 
@@ -461,28 +551,77 @@ func splitPromSample(line []byte) (series, name, value, ts []byte, ok bool) {
 	if len(name) == 0 || name[0] == '#' {
 		return nil, nil, nil, nil, false
 	}
-	series = line[:i]
-	rest := line[i:]
+	value, ts, ok = splitPromTail(line[i:])
+	if !ok {
+		return nil, nil, nil, nil, false
+	}
+	return line[:i], name, value, ts, true
+}
+
+// splitPromTail splits what follows a sample line's series part (blanks,
+// the value, and optionally blanks and the timestamp) as splitPromSample
+// does.
+func splitPromTail(rest []byte) (value, ts []byte, ok bool) {
 	k := skipBlanks(rest)
 	if k == 0 || k == len(rest) {
-		return nil, nil, nil, nil, false
+		return nil, nil, false
 	}
 	rest = rest[k:]
 	end := tokenEnd(rest)
 	value, rest = rest[:end], rest[end:]
 	if len(rest) == 0 {
-		return series, name, value, nil, true
+		return value, nil, true
 	}
 	k = skipBlanks(rest)
 	if k == len(rest) {
-		return nil, nil, nil, nil, false // trailing blanks: expfmt wants a timestamp
+		return nil, nil, false // trailing blanks: expfmt wants a timestamp
 	}
 	rest = rest[k:]
 	end = tokenEnd(rest)
 	if end != len(rest) {
-		return nil, nil, nil, nil, false
+		return nil, nil, false
 	}
-	return series, name, value, rest, true
+	return value, rest, true
+}
+
+// promQuick reads the sample line at the start of rest (up to its '\n' or
+// the end) as the row r, whose key is kept, without looking for the
+// line's end, braces or the series part first: the line must be r's key
+// followed by a tail holding no brace. Then splitPromSample would split it
+// into r's key and that tail (the key holds the line's first '{' and ends
+// with its last '}', or, without braces, holds neither a brace nor a blank,
+// and the tail starts with a blank), and row would find r (the predicted
+// row, whose kept key is compared): the results are those of the full
+// path, which takes any other line. nameLen is the length of the metric
+// name (the key up to its '{'), lineLen that of the line without its '\n'.
+func (r *rowEntry) promQuick(rest []byte) (nameLen int, value, ts []byte, lineLen int, ok bool) {
+	k := r.key
+	if len(rest) <= len(k) || string(rest[:len(k)]) != string(k) {
+		return 0, nil, nil, 0, false
+	}
+	tail := rest[len(k):]
+	i := 0
+	for ; i < len(tail); i++ {
+		c := tail[i]
+		if c == '\n' {
+			break
+		}
+		if c == '{' || c == '}' {
+			return 0, nil, nil, 0, false
+		}
+	}
+	value, ts, ok = splitPromTail(tail[:i])
+	if !ok {
+		return 0, nil, nil, 0, false
+	}
+	if r.aux == 0 {
+		n := bytes.IndexByte(k, '{')
+		if n < 0 {
+			n = len(k)
+		}
+		r.aux = int32(n) + 1
+	}
+	return int(r.aux) - 1, value, ts, len(k) + i, true
 }
 
 func skipBlanks(b []byte) int {
