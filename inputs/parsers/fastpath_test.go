@@ -738,3 +738,53 @@ func TestPromQuickSplit(t *testing.T) {
 		}
 	}
 }
+
+// TestPrometheusFastUndo: the fast path appends samples as it scans and
+// takes them back when the payload turns out to need expfmt or first
+// sight. Into a batch that already holds another payload's samples, each
+// payload here (a known scrape with something at its end or in its middle
+// that sends it elsewhere) must give exactly what expfmt gives, with
+// shared label slices and without.
+func TestPrometheusFastUndo(t *testing.T) {
+	base := promHost(t, "h1", 2)
+	lines := strings.Split(strings.TrimSuffix(base, "\n"), "\n")
+	mid := len(lines) / 2
+	other := strings.Join(strings.Split(strings.TrimSuffix(promHost(t, "h9", 3), "\n"), "\n")[:5], "\n") + "\n"
+	vs := []string{
+		base + "bad line\n",
+		base + "up 1\n",
+		base + "# TYPE hh histogram\nhh_bucket{le=\"+Inf\"} 2\nhh_sum 3\nhh_count 2\n",
+		base + lines[1] + "\n",
+		base + lines[2] + "\n",
+		base + strings.Replace(lines[2], "Hostname=\"h1\"", "Hostname=\"h7\"", 1) + "\n",
+		strings.Join(slices.Insert(slices.Clone(lines), mid, "up 1"), "\n") + "\n",
+		strings.Join(slices.Insert(slices.Clone(lines), mid, "bad"), "\n") + "\n",
+		strings.Join(slices.Insert(slices.Clone(lines), mid, strings.Replace(lines[2], "h1", "h8", 1)), "\n") + "\n",
+		strings.ReplaceAll(base, `"} `, `"} NaN `) + "x 1 2 3\n",
+		base + other,
+		base,
+	}
+	for _, shared := range []bool{false, true} {
+		p := mustParser(t, FormatPrometheus, Options{Location: time.UTC, SharedLabels: shared})
+		for i, v := range vs {
+			var got, want sdk.Batch
+			for _, pl := range []string{base, base, v, base, v} {
+				errGot := p.Parse([]byte(pl), testMsgTime, "m", &got)
+				errWant := uncached(FormatPrometheus).Parse([]byte(pl), testMsgTime, "m", &want)
+				if fmt.Sprint(errGot) != fmt.Sprint(errWant) {
+					t.Fatalf("shared %v variant %d: error %v, want %v", shared, i, errGot, errWant)
+				}
+				if !sameBatch(&got, &want) {
+					t.Fatalf("shared %v variant %d differs:\n%s\nwant:\n%s", shared, i, dumpBatch(&got), dumpBatch(&want))
+				}
+			}
+		}
+		q := p
+		if s, ok := q.(sharedParser); ok {
+			q = s.Parser
+		}
+		if st := promStateOf(t, q); st.firstSights == 0 || st.quickLines == 0 {
+			t.Fatalf("shared %v: %d first sights, %d quick lines", shared, st.firstSights, st.quickLines)
+		}
+	}
+}

@@ -38,7 +38,6 @@ type promState struct {
 	// The fast path (promfast.go): comment lines of accepted payloads,
 	// and scratch space.
 	meta      map[string]struct{}
-	fastRows  []promFastRow
 	fastNames []promName
 	fastNext  map[string]int
 	// metaSeq (lines in metaBuf) is the last emitted payload's comment

@@ -41,15 +41,6 @@ const (
 	promFastMaxBlockBytes = 16 << 20
 )
 
-// promFastRow is one sample of a payload on the fast path.
-type promFastRow struct {
-	e       *cachedSeries
-	ts      int64
-	v       float64
-	lineLen int
-	rest    int
-}
-
 // promName is a metric name a payload's HELP, TYPE or sample line named,
 // with what kinds of line named it.
 type promName struct {
@@ -61,27 +52,43 @@ type promName struct {
 // returns false, having appended nothing, otherwise. A payload whose only
 // unknown lines are sample lines (a host's first scrape) is first sighted
 // (see firstSight) and tried again.
+//
+// fastScan appends each sample as it goes; when it gives up (or finds an
+// unknown line), fastParse takes them back: the batch's points and series
+// are cut back to their lengths before, the label slab is put back as it
+// was (the labels it handed out belong to the series cut off), and the
+// cache's payload number moves on, so that no cached series counts as
+// already in the batch.
 func (em *promEmitter) fastParse(payload []byte) bool {
 	st := em.st
 	if st.cache.noRows {
 		return false
 	}
 	defer func() {
-		clear(st.fastRows)
-		st.fastRows = st.fastRows[:0]
 		st.fastNames = st.fastNames[:0]
 		st.missed = st.missed[:0]
 	}()
-	ok, missing := em.fastScan(payload)
+	b := em.b
+	points, series, slab := len(b.Points), len(b.Series), st.cache.slab
+	undo := func() {
+		b.Points = b.Points[:points]
+		clear(b.Series[series:])
+		b.Series = b.Series[:series]
+		st.cache.slab = slab
+		st.cache.gen++
+	}
+	ok, missing, rows := em.fastScan(payload)
 	sighted := false
 	if ok && missing {
+		undo()
 		if !em.firstSight(payload) {
 			return false
 		}
 		sighted = true
-		ok, missing = em.fastScan(payload)
+		ok, missing, rows = em.fastScan(payload)
 	}
-	if !ok || missing || len(st.fastRows) == 0 {
+	if !ok || missing || rows == 0 {
+		undo()
 		return false
 	}
 	if sighted {
@@ -90,23 +97,17 @@ func (em *promEmitter) fastParse(payload []byte) bool {
 	if st.metaDiverged {
 		st.keepMetaLines(payload)
 	}
-	for _, r := range st.fastRows {
-		if math.IsNaN(r.v) || (isDCGMBlank(r.v) && strings.HasPrefix(r.e.name, "DCGM_")) {
-			continue
-		}
-		st.cache.add(em.b, r.e, r.ts, r.v, r.rest, r.lineLen)
-	}
 	return true
 }
 
-// fastScan checks payload line by line for the fast path and collects its
-// rows in st.fastRows. ok is false when the payload needs expfmt; missing
-// reports sample lines whose series is not known (listed in st.missed,
-// their rows left out), in a payload that is otherwise fine.
-func (em *promEmitter) fastScan(payload []byte) (ok, missing bool) {
+// fastScan checks payload line by line for the fast path and appends its
+// samples to the batch (see fastParse), counting its sample lines in rows.
+// ok is false when the payload needs expfmt; missing reports sample lines
+// whose series is not known (listed in st.missed; after the first of them
+// nothing is appended), in a payload that is otherwise fine.
+func (em *promEmitter) fastScan(payload []byte) (ok, missing bool, rows int) {
 	st := em.st
 	st.cache.prev = nil
-	rows := st.fastRows[:0]
 	names := st.fastNames[:0]
 	st.missed = st.missed[:0]
 	st.metaLines = st.metaLines[:0]
@@ -116,7 +117,6 @@ func (em *promEmitter) fastScan(payload []byte) (ok, missing bool) {
 	defer func() {
 		st.quickLines += quickLines
 		st.metaHits += metaHits
-		st.fastRows = rows
 		st.fastNames = names
 	}()
 	// seen returns the entry of name, adding it.
@@ -178,7 +178,7 @@ func (em *promEmitter) fastScan(payload []byte) (ok, missing bool) {
 					var ok bool
 					kind, name, ok = promMetaLine(line)
 					if !ok || !st.metaOK(line) {
-						return false, false
+						return false, false, 0
 					}
 					st.metaDiverged = true // a line not in st.metaSeq
 				}
@@ -188,12 +188,12 @@ func (em *promEmitter) fastScan(payload []byte) (ok, missing bool) {
 				n := seen(name)
 				if kind == 'H' {
 					if n.help {
-						return false, false // expfmt: second HELP line
+						return false, false, 0 // expfmt: second HELP line
 					}
 					n.help = true
 				} else {
 					if n.typ || n.hasSample {
-						return false, false // expfmt: second TYPE line, or TYPE after samples
+						return false, false, 0 // expfmt: second TYPE line, or TYPE after samples
 					}
 					n.typ = true
 				}
@@ -203,7 +203,7 @@ func (em *promEmitter) fastScan(payload []byte) (ok, missing bool) {
 			var ok bool
 			series, name, value, ts, ok = splitPromSample(line)
 			if !ok {
-				return false, false
+				return false, false, 0
 			}
 			e = st.cache.row(series)
 			if e == nil {
@@ -213,13 +213,13 @@ func (em *promEmitter) fastScan(payload []byte) (ok, missing bool) {
 		}
 		v, err := expfmtFloat(value)
 		if err != nil {
-			return false, false
+			return false, false, 0
 		}
 		t := em.msgNanos
 		if ts != nil {
 			ms, err := strconv.ParseInt(bstr(ts), 10, 64)
 			if err != nil {
-				return false, false
+				return false, false, 0
 			}
 			t = ms * int64(time.Millisecond)
 		}
@@ -228,19 +228,23 @@ func (em *promEmitter) fastScan(payload []byte) (ok, missing bool) {
 			if n.hasSample {
 				// Samples of a family apart: expfmt's output groups them,
 				// so the order would differ.
-				return false, false
+				return false, false, 0
 			}
 			n.hasSample = true
 			last = name
 		}
+		rows++
 		if e == nil {
 			missing = true
 			st.missed = append(st.missed, [2]int{start, start + lineLen})
 			continue
 		}
-		rows = append(rows, promFastRow{e: e, ts: t, v: v, lineLen: lineLen, rest: len(payload) - off})
+		if missing || math.IsNaN(v) || (isDCGMBlank(v) && strings.HasPrefix(e.name, "DCGM_")) {
+			continue
+		}
+		st.cache.add(em.b, e, t, v, len(payload)-off, lineLen)
 	}
-	return true, missing
+	return true, missing, rows
 }
 
 // compose returns the series of a sample line the row cache does not know
