@@ -717,7 +717,8 @@ func TestPrometheusMetaSeqCleared(t *testing.T) {
 func TestPromQuickSplit(t *testing.T) {
 	keys := []string{`m{a="x"}`, `m{a="} 5 }"}`, `m{}`, `up`, `m{a="{"}`}
 	tails := []string{" 1", "\t1", "  1 2", " 1 2 ", " 1}", " }", "}", " 1 {}", " {", "{ 1", " 1{", "} 1", "", " ", " 1\r",
-		" 1 }2", " 5 \"} 7", " 1\n", " 1\nnext 2", " 1 2\n", " 1 \n"}
+		" 1 }2", " 5 \"} 7", " 1\n", " 1\nnext 2", " 1 2\n", " 1 \n", "\t\t1\t2", " 1  2", " 1 2}", " 1 {2", " \n", "\n",
+		" 1\t\n", " 1 2 3", " 1 2\t", " 1 2 \n", "\t1\t2\nx", " -1.5e3 17"}
 	for _, k := range keys {
 		r := &rowEntry{key: []byte(k)}
 		for _, tail := range tails {

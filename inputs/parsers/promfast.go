@@ -603,20 +603,36 @@ func (r *rowEntry) promQuick(rest []byte) (nameLen int, value, ts []byte, lineLe
 	if len(rest) <= len(k) || string(rest[:len(k)]) != string(k) {
 		return 0, nil, nil, 0, false
 	}
+	// One pass over the tail, as splitPromTail splits the line's tail
+	// (blanks, the value, then optionally blanks and the timestamp, up to
+	// the '\n'), and no brace in it.
 	tail := rest[len(k):]
 	i := 0
-	for ; i < len(tail); i++ {
-		c := tail[i]
-		if c == '\n' {
-			break
-		}
-		if c == '{' || c == '}' {
-			return 0, nil, nil, 0, false
-		}
+	for i < len(tail) && (tail[i] == ' ' || tail[i] == '\t') {
+		i++
 	}
-	value, ts, ok = splitPromTail(tail[:i])
-	if !ok {
+	if i == 0 {
 		return 0, nil, nil, 0, false
+	}
+	vs := i
+	i = promToken(tail, i)
+	if i == vs || i < 0 {
+		return 0, nil, nil, 0, false // no value (blanks to the end), or a brace
+	}
+	value = tail[vs:i]
+	if i < len(tail) && tail[i] != '\n' {
+		j := i
+		for j < len(tail) && (tail[j] == ' ' || tail[j] == '\t') {
+			j++
+		}
+		if j == len(tail) || tail[j] == '\n' {
+			return 0, nil, nil, 0, false // trailing blanks: expfmt wants a timestamp
+		}
+		i = promToken(tail, j)
+		if i < 0 || (i < len(tail) && tail[i] != '\n') {
+			return 0, nil, nil, 0, false // a brace, or more after the timestamp
+		}
+		ts = tail[j:i]
 	}
 	if r.aux == 0 {
 		n := bytes.IndexByte(k, '{')
@@ -626,6 +642,20 @@ func (r *rowEntry) promQuick(rest []byte) (nameLen int, value, ts []byte, lineLe
 		r.aux = int32(n) + 1
 	}
 	return int(r.aux) - 1, value, ts, len(k) + i, true
+}
+
+// promToken returns where the token of b that starts at i ends (at a
+// blank, '\n' or the end of b), or -1 when it holds a brace.
+func promToken(b []byte, i int) int {
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case ' ', '\t', '\n':
+			return i
+		case '{', '}':
+			return -1
+		}
+	}
+	return i
 }
 
 func skipBlanks(b []byte) int {
