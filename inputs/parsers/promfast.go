@@ -77,6 +77,10 @@ func (em *promEmitter) fastParse(payload []byte) bool {
 		st.cache.slab = slab
 		st.cache.gen++
 	}
+	// The prediction goes on from the last row of the previous payload
+	// (the source's previous scrape, or the host before it): a payload's
+	// first line is predicted too.
+	prev := st.cache.prev
 	ok, missing, rows := em.fastScan(payload)
 	sighted := false
 	if ok && missing {
@@ -85,6 +89,7 @@ func (em *promEmitter) fastParse(payload []byte) bool {
 			return false
 		}
 		sighted = true
+		st.cache.prev = prev
 		ok, missing, rows = em.fastScan(payload)
 	}
 	if !ok || missing || rows == 0 {
@@ -107,7 +112,6 @@ func (em *promEmitter) fastParse(payload []byte) bool {
 // nothing is appended), in a payload that is otherwise fine.
 func (em *promEmitter) fastScan(payload []byte) (ok, missing bool, rows int) {
 	st := em.st
-	st.cache.prev = nil
 	names := st.fastNames[:0]
 	st.missed = st.missed[:0]
 	st.metaLines = st.metaLines[:0]
