@@ -246,7 +246,17 @@ func (em *promEmitter) fastScan(payload []byte) (ok, missing bool, rows int) {
 		if missing || math.IsNaN(v) || (isDCGMBlank(v) && strings.HasPrefix(e.name, "DCGM_")) {
 			continue
 		}
-		st.cache.add(em.b, e, t, v, len(payload)-off, lineLen)
+		id := e.id
+		if e.gen != st.cache.gen {
+			// What seriesCache.add does, without its division where the
+			// slab is not used (shared labels).
+			hint := 0
+			if !st.cache.shared {
+				hint = (len(payload)-off)/(lineLen+1) + 1
+			}
+			id = st.cache.id(em.b, e, hint)
+		}
+		em.b.Add(id, t, v)
 	}
 	return true, missing, rows
 }
