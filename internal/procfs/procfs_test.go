@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestSelf(t *testing.T) {
@@ -63,4 +64,21 @@ func TestChildrenAndZombies(t *testing.T) {
 		t.Error("Children lists a zombie")
 	}
 	_ = cmd.Wait()
+}
+
+// TestSelfCPU: the process's CPU time grows while it computes.
+func TestSelfCPU(t *testing.T) {
+	c0 := SelfCPU()
+	if c0 <= 0 {
+		t.Fatalf("SelfCPU = %d, want > 0", c0)
+	}
+	x := uint64(1)
+	for time.Duration(SelfCPU()-c0) < 20*time.Millisecond {
+		for i := 0; i < 1_000_000; i++ {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+	}
+	if x == 0 {
+		t.Log(x) // keep the loop
+	}
 }

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/telemetry-collector/telemetry-collector/internal/procfs"
 	"github.com/telemetry-collector/telemetry-collector/mq/client"
 	"github.com/telemetry-collector/telemetry-collector/mq/mqpb"
 	"google.golang.org/grpc"
@@ -91,7 +91,7 @@ func benchPublishConsumeAck(b *testing.B, conn *grpc.ClientConn, depth func() in
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := processCPU()
+	cpu0 := procfs.SelfCPU()
 	var wg sync.WaitGroup
 	pubErr := make(chan error, streams)
 	for s := range msgs {
@@ -126,18 +126,9 @@ func benchPublishConsumeAck(b *testing.B, conn *grpc.ClientConn, depth func() in
 		b.Fatal(err)
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/msg")
+	b.ReportMetric(float64(procfs.SelfCPU()-cpu0)/float64(b.N), "cpu-ns/msg")
 	if n := depth(); n != 0 {
 		b.Fatal(fmt.Sprintf("%d messages retained after every ack", n))
 	}
 	_ = st.CloseSend()
-}
-
-// processCPU is the user+system CPU time the process used so far, in ns.
-func processCPU() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }

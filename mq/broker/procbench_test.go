@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/telemetry-collector/telemetry-collector/internal/procfs"
 	"github.com/telemetry-collector/telemetry-collector/mq/client"
 )
 
@@ -58,7 +59,7 @@ func TestBrokerProcess(t *testing.T) {
 		}
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		fmt.Println(processCPU(), ms.Mallocs)
+		fmt.Println(procfs.SelfCPU(), ms.Mallocs)
 	}
 	if path := os.Getenv(brokerProcessEnv + "_MEMPROFILE"); path != "" {
 		f, err := os.Create(path)

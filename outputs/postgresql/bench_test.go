@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/telemetry-collector/telemetry-collector/internal/procfs"
 	"github.com/telemetry-collector/telemetry-collector/sdk"
 )
 
@@ -123,13 +124,13 @@ func BenchmarkWriteMerge(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
-	c0 := cpuTime()
+	c0 := procfs.SelfCPU()
 	for range b.N {
 		if err := o.Write(ctx, x); err != nil {
 			b.Fatal(err)
 		}
 	}
-	cpu := cpuTime() - c0
+	cpu := procfs.SelfCPU() - c0
 	samples := float64(b.N) * float64(len(x.Points))
 	b.ReportMetric(float64(cpu)/samples, "cpu-ns/sample")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/samples, "ns/sample")

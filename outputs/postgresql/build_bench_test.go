@@ -4,10 +4,10 @@ import (
 	"context"
 	"runtime"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/telemetry-collector/telemetry-collector/internal/procfs"
 	"github.com/telemetry-collector/telemetry-collector/sdk"
 )
 
@@ -36,11 +36,11 @@ func BenchmarkBuildRows(b *testing.B) {
 	runtime.ReadMemStats(&m0)
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := procfs.SelfCPU()
 	for range b.N {
 		run()
 	}
-	cpu := cpuTime() - cpu0
+	cpu := procfs.SelfCPU() - cpu0
 	b.StopTimer()
 	runtime.ReadMemStats(&m1)
 	samples := float64(b.N) * float64(len(batch.Points))
@@ -116,13 +116,13 @@ func benchBuildStream(b *testing.B, fresh, hostMajor bool) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	samples := 0
-	cpu0 := cpuTime()
+	cpu0 := procfs.SelfCPU()
 	for i := range b.N {
 		x := bs[i%len(bs)]
 		write(x)
 		samples += len(x.Points)
 	}
-	cpu := cpuTime() - cpu0
+	cpu := procfs.SelfCPU() - cpu0
 	b.StopTimer()
 	runtime.ReadMemStats(&m1)
 	b.ReportMetric(float64(cpu)/float64(samples), "cpu-ns/sample")
@@ -167,15 +167,4 @@ func hostMajorBatches(bs []*sdk.Batch, steps, batchSize int, start time.Time) []
 		}
 	}
 	return out
-}
-
-// cpuTime is the process's user and system CPU time in nanoseconds: on a
-// shared machine a benchmark's CPU per sample varies less than its wall
-// time (ns/sample) when other processes compete for the cores.
-func cpuTime() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }

@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/telemetry-collector/telemetry-collector/internal/procfs"
 	"github.com/telemetry-collector/telemetry-collector/sdk"
 )
 
@@ -218,11 +218,11 @@ func BenchmarkProcessScrape(b *testing.B) {
 	runtime.ReadMemStats(&m0)
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := procfs.SelfCPU()
 	for range b.N {
 		feed()
 	}
-	cpu1 := cpuTime()
+	cpu1 := procfs.SelfCPU()
 	b.StopTimer()
 	runtime.ReadMemStats(&m1)
 	samples := float64(b.N) * perBatch
@@ -232,15 +232,4 @@ func BenchmarkProcessScrape(b *testing.B) {
 	if s := d.Stats(); s.Duplicates != 0 {
 		b.Fatalf("%d duplicates", s.Duplicates)
 	}
-}
-
-// cpuTime is the process's user and system CPU time in nanoseconds: on a
-// shared machine a benchmark's CPU per sample varies less than its wall
-// time (ns/sample) when other processes compete for the cores.
-func cpuTime() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }
