@@ -51,8 +51,9 @@ type promState struct {
 	// First sight (promfast.go): the metric names and label sets (the
 	// "{...}" of a sample line) of sample lines that expfmt accepted, so
 	// that a new line made of a known name and a known label set is known
-	// too; blockBytes counts the bytes of the label sets kept. missed and
-	// pick are scratch space.
+	// too; blockBytes counts the bytes of the label sets kept. missed (the
+	// start and end offsets of the sample lines fastScan could not place)
+	// and pick are scratch space.
 	knownNames map[string]string
 	blocks     map[string][]sdk.Label
 	blockBytes int

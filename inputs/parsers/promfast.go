@@ -304,21 +304,8 @@ func (em *promEmitter) firstSight(payload []byte) bool {
 	st := em.st
 	buf := st.pick[:0]
 	var newNames, newBlocks map[string]bool
-	m := 0 // next entry of st.missed
-	for off := 0; off < len(payload); {
-		start := off
-		var line []byte
-		line, off = nextLine(payload, off)
-		if len(line) == 0 {
-			continue
-		}
-		if line[0] == '#' {
-			continue
-		}
-		if m >= len(st.missed) || st.missed[m][0] != start {
-			continue
-		}
-		m++
+	for _, at := range st.missed {
+		line := payload[at[0]:at[1]]
 		series, name, _, _, ok := splitPromSample(line)
 		if !ok {
 			return false
