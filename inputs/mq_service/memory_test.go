@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"hash/maphash"
+	"slices"
 	"strings"
 	"testing"
 
@@ -306,5 +307,59 @@ func TestAppendWhole(t *testing.T) {
 				t.Fatalf("one-pass merge:\n%s\npoint-by-point merge:\n%s", got, want)
 			}
 		})
+	}
+}
+
+// TestBuilderKeepsMessagesWhole: a message that fits in a batch lands in
+// one batch (the batch before it goes out short), on the shared-labels
+// path and the interning one; a message larger than a batch is still cut
+// into full batches. Each case lists the message sizes and the batch
+// sizes expected, for batches of at most 10 points.
+func TestBuilderKeepsMessagesWhole(t *testing.T) {
+	cases := []struct {
+		name  string
+		msgs  []int
+		sizes []int
+	}{
+		{"fills exactly", []int{4, 6, 10}, []int{10, 10}},
+		{"does not fit: next batch", []int{4, 4, 4}, []int{8, 4}},
+		{"scrape-like", []int{3, 3, 3, 3, 3, 3, 3}, []int{9, 9, 3}},
+		{"a full-size message after a partial batch", []int{1, 10, 1}, []int{1, 10, 1}},
+		{"larger than a batch: cut", []int{3, 25, 2}, []int{10, 10, 10}},
+		{"larger than a batch first", []int{12, 9}, []int{10, 2, 9}},
+	}
+	for _, c := range cases {
+		for _, shared := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/shared=%v", c.name, shared), func(t *testing.T) {
+				bl := newBuilder(10)
+				var tracks []*msgTrack
+				for i, n := range c.msgs {
+					src := &sdk.Batch{}
+					for k := range n {
+						s := src.AddSeries(fmt.Sprintf("m%d", k), sdk.Labels{{Key: "host", Value: fmt.Sprint(i)}})
+						src.Add(s, int64(i), float64(k))
+					}
+					m := &msgTrack{id: fmt.Sprint(i)}
+					tracks = append(tracks, m)
+					bl.merge(m, src, shared)
+				}
+				var sizes []int
+				batchOf := map[*msgTrack][]int{}
+				for bi, p := range bl.take(true) {
+					sizes = append(sizes, p.b.Len())
+					for _, m := range p.msgs {
+						batchOf[m] = append(batchOf[m], bi)
+					}
+				}
+				if !slices.Equal(sizes, c.sizes) {
+					t.Errorf("batch sizes %v, want %v", sizes, c.sizes)
+				}
+				for i, m := range tracks {
+					if n := c.msgs[i]; n <= 10 && (len(batchOf[m]) != 1 || m.pending != 1) {
+						t.Errorf("message %d (%d points) is in batches %v (pending %d), want one", i, n, batchOf[m], m.pending)
+					}
+				}
+			})
+		}
 	}
 }
