@@ -143,6 +143,10 @@ func Scrape(ctx context.Context, url string) (Metrics, error) {
 	if err != nil {
 		return nil, fmt.Errorf("e2e: scrape %s: %w", url, err)
 	}
+	// Uncompressed: the scraped process would gzip the page for every
+	// poll (make bench polls the collector every few ms near the end of a
+	// run), CPU that the pipeline under test competes for.
+	req.Header.Set("Accept-Encoding", "identity")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("e2e: scrape %s: %w", url, err)
