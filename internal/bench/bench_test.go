@@ -4,7 +4,9 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -22,6 +24,7 @@ import (
 	"github.com/telemetry-collector/telemetry-collector/internal/procfs"
 	"github.com/telemetry-collector/telemetry-collector/internal/profiling"
 	"github.com/telemetry-collector/telemetry-collector/mq/client"
+	"github.com/telemetry-collector/telemetry-collector/mq/mqpb"
 	"github.com/telemetry-collector/telemetry-collector/outputs/postgresql"
 )
 
@@ -267,17 +270,19 @@ func runWorkload(t *testing.T, s settings, w Workload) string {
 	cfg := collectorConfig(s, w, mq.Addr)
 	col := env.StartCollector(cfg)
 
-	// The payloads are built before the clock starts: the publisher is not
-	// what is measured.
+	// The payloads are built before the clock starts, into an arena
+	// outside the Go heap (Messages): the publisher is not what is
+	// measured. The small *mqpb.Message around each payload is made when
+	// it is sent, as a real publisher makes it.
 	c := Cluster{GPUs: s.gpus, Fields: len(Fields)}
 	c.Rounds = c.RoundsFor(s.samples)
 	c.Start = time.Now().UTC().Truncate(time.Second).Add(-time.Duration(c.Rounds) * time.Second)
-	msgs := w.Generate(c, col.Config.Topic)
-	want := int64(c.Samples())
-	var payload int64
-	for _, m := range msgs {
-		payload += int64(len(m.GetPayload()))
+	msgs, err := w.Build(c, col.Config.Topic)
+	if err != nil {
+		t.Fatal(err)
 	}
+	want := int64(c.Samples())
+	nmsgs, payload := msgs.Len(), msgs.PayloadBytes()
 	runtime.GC()
 
 	conn, err := client.Dial(mq.Addr)
@@ -285,7 +290,7 @@ func runWorkload(t *testing.T, s settings, w Workload) string {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	pub := client.NewPublisher(conn, client.PublisherOptions{Window: 256})
+	pub := mqpb.NewPublisherServiceClient(conn)
 
 	ctx, cancel := context.WithTimeout(env.Ctx, s.timeout)
 	defer cancel()
@@ -329,27 +334,22 @@ func runWorkload(t *testing.T, s settings, w Workload) string {
 	var pubEnd atomic.Int64
 	pubErr := make(chan error, 1)
 	go func() {
+		// 4 streams, each publishing its quarter of the messages in order.
 		const streams = 4
 		var wg sync.WaitGroup
 		errs := make([]error, streams)
-		per := (len(msgs) + streams - 1) / streams
+		per := (msgs.Len() + streams - 1) / streams
 		for i := 0; i < streams; i++ {
-			lo, hi := min(i*per, len(msgs)), min((i+1)*per, len(msgs))
+			lo, hi := min(i*per, msgs.Len()), min((i+1)*per, msgs.Len())
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, errs[i] = pub.Publish(ctx, msgs[lo:hi])
+				errs[i] = publish(ctx, pub, msgs, lo, hi)
 			}()
 		}
 		wg.Wait()
 		pubEnd.Store(int64(time.Since(t0)))
-		for _, err := range errs {
-			if err != nil {
-				pubErr <- err
-				return
-			}
-		}
-		pubErr <- nil
+		pubErr <- errors.Join(errs...)
 	}()
 
 	// The last committed row: the output's sample counter (incremented
@@ -396,6 +396,12 @@ func runWorkload(t *testing.T, s settings, w Workload) string {
 			t.Fatalf("publish: %.2000s", err)
 		}
 	}
+	// Every stream is done (and the broker answered every message): no
+	// one reads the payloads any more. (On a failure above they stay
+	// mapped: a publishing goroutine may still be reading them.)
+	if err := msgs.Free(); err != nil {
+		t.Fatal(err)
+	}
 	ms := col.Metrics()
 	errorsTotal := ms.Sum("collector_errors_total")
 
@@ -419,7 +425,7 @@ func runWorkload(t *testing.T, s settings, w Workload) string {
 		w.Name, pipeRate, ceil.best, pipeRate/ceil.best, float64(peak.total)/(1<<20), float64(peak.pss)/(1<<20))
 	fmt.Println(line)
 	fmt.Printf("  %s: %d samples in %d messages (%.0f MiB payload), first publish to last commit %.2fs (publishing took %.2fs)\n",
-		w.Name, want, len(msgs), float64(payload)/(1<<20), elapsed.Seconds(), time.Duration(pubEnd.Load()).Seconds())
+		w.Name, want, nmsgs, float64(payload)/(1<<20), elapsed.Seconds(), time.Duration(pubEnd.Load()).Seconds())
 	fmt.Printf("  peak RSS MiB: collector+plugins %.0f (collector %.0f, largest plugin %.0f, %d plugin processes) %s\n",
 		float64(peak.total)/(1<<20), float64(peak.collector)/(1<<20), float64(peak.plugin)/(1<<20), peak.plugins, strings.Join(perPlugin, ", "))
 	limits := "none (BENCH_MEMORY_LIMITS=off)"
@@ -438,6 +444,78 @@ func runWorkload(t *testing.T, s settings, w Workload) string {
 	}
 	fmt.Printf("  ceiling (same rows, same tables, pgx CopyFrom): %s; best %s\n", ceil.detail, ceil.bestName)
 	return line
+}
+
+// publishWindow is how many messages a stream of publish keeps awaiting
+// their response.
+const publishWindow = 256
+
+// publish sends messages lo..hi-1 of msgs, in order, on a stream of its
+// own, keeping up to publishWindow of them in flight, and waits for every
+// response. Each message is made (Messages.Fill) just before it is sent;
+// responses are counted, not kept. A stream error, a missing response or a
+// rejected message (success=false) is an error naming it.
+func publish(ctx context.Context, pub mqpb.PublisherServiceClient, msgs *Messages, lo, hi int) error {
+	if lo >= hi {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := pub.Publish(ctx)
+	if err != nil {
+		return fmt.Errorf("messages %d-%d: open publish stream: %w", lo, hi-1, err)
+	}
+	credits := make(chan struct{}, publishWindow)
+	sendErr := make(chan error, 1)
+	go func() {
+		for i := lo; i < hi; i++ {
+			select {
+			case credits <- struct{}{}:
+			case <-ctx.Done():
+				sendErr <- ctx.Err()
+				return
+			}
+			r := new(request) // the request and its message in one allocation
+			msgs.Fill(i, &r.msg)
+			r.req.Message = &r.msg
+			if err := stream.Send(&r.req); err != nil {
+				sendErr <- err
+				return
+			}
+		}
+		sendErr <- stream.CloseSend()
+	}()
+	var resp mqpb.PublishResponse
+	for n := 0; n < hi-lo; n++ {
+		if err := stream.RecvMsg(&resp); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			cancel()
+			if serr := <-sendErr; serr != nil && !errors.Is(serr, io.EOF) && !errors.Is(serr, context.Canceled) {
+				err = errors.Join(err, serr)
+			}
+			return fmt.Errorf("messages %d-%d: publish stream after %d of %d responses: %w", lo, hi-1, n, hi-lo, err)
+		}
+		<-credits
+		if !resp.GetSuccess() {
+			cancel()
+			<-sendErr
+			return fmt.Errorf("messages %d-%d: message %s rejected: %s", lo, hi-1, resp.GetMessageId(), resp.GetError())
+		}
+	}
+	if err := <-sendErr; err != nil {
+		return fmt.Errorf("messages %d-%d: publish stream: %w", lo, hi-1, err)
+	}
+	return nil
+}
+
+// request is a PublishRequest and the message it carries, allocated
+// together; publish makes one per message and does not touch it after
+// sending it.
+type request struct {
+	req mqpb.PublishRequest
+	msg mqpb.Message
 }
 
 // ceiling is the best rate at which the same final rows go straight into the

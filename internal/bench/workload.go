@@ -10,11 +10,13 @@
 //	go test -tags bench -run TestBench -v -count=1 -timeout 60m ./internal/bench
 //
 // Nothing here keeps state between calls; every function is safe for
-// concurrent use.
+// concurrent use. Messages (the compact form the benchmark publishes from)
+// documents its own rules.
 package bench
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -86,16 +88,35 @@ func message(topic, contentType string, seq int, t time.Time, payload []byte, re
 	}
 }
 
+// emitFunc receives a workload's payloads in publishing order: the round
+// r (rounds in increasing order), its time t and the payload, which is the
+// generator's scratch buffer, valid only during the call.
+type emitFunc func(r int, t time.Time, payload []byte)
+
+// generate returns the messages of gen as individual *mqpb.Message values
+// (each its own id, payload copy, metadata map and timestamp).
+func generate(gen func(Cluster, emitFunc), contentType string, records int, c Cluster, topic string) []*mqpb.Message {
+	var out []*mqpb.Message
+	gen(c, func(r int, t time.Time, payload []byte) {
+		out = append(out, message(topic, contentType, len(out), t, slices.Clone(payload), records))
+	})
+	return out
+}
+
 // Scrape generates dcgm-exporter /metrics scrapes in the Prometheus text
 // format: one message per host per round (its 8 GPUs x Fields samples,
 // every family with its # HELP and # TYPE lines, labels as dcgm-exporter
 // writes them, no timestamps: the message timestamp is the scrape time).
 func Scrape(c Cluster, topic string) []*mqpb.Message {
-	out := make([]*mqpb.Message, 0, c.hosts()*c.Rounds)
+	return generate(scrape, ContentPrometheus, GPUsPerHost*c.Fields, c, topic)
+}
+
+func scrape(c Cluster, emit emitFunc) {
+	var b []byte
 	for r := 0; r < c.Rounds; r++ {
 		t := c.Start.Add(time.Duration(r) * time.Second)
 		for h := 0; h < c.hosts(); h++ {
-			var b []byte
+			b = b[:0]
 			host := hostName(h)
 			for f := 0; f < c.Fields; f++ {
 				name := Fields[f]
@@ -108,10 +129,9 @@ func Scrape(c Cluster, topic string) []*mqpb.Message {
 					b = append(b, '\n')
 				}
 			}
-			out = append(out, message(topic, ContentPrometheus, len(out), t, b, GPUsPerHost*c.Fields))
+			emit(r, t, b)
 		}
 	}
-	return out
 }
 
 const dcgmHeader = "timestamp,metric_name,gpu_id,device,uuid,modelName,Hostname,container,pod,namespace,value,labels_raw\n"
@@ -134,20 +154,23 @@ func appendDCGMRow(b []byte, t time.Time, r, h, i, f int) []byte {
 // Fields records, ordered as the real export orders them (by metric, then
 // GPU). A message is one host's export, as each host publishes its own.
 func DCGMCSV(c Cluster, topic string) []*mqpb.Message {
-	out := make([]*mqpb.Message, 0, c.hosts()*c.Rounds)
+	return generate(dcgmCSV, ContentDCGMCSV, GPUsPerHost*c.Fields, c, topic)
+}
+
+func dcgmCSV(c Cluster, emit emitFunc) {
+	var b []byte
 	for r := 0; r < c.Rounds; r++ {
 		t := c.Start.Add(time.Duration(r) * time.Second)
 		for h := 0; h < c.hosts(); h++ {
-			b := []byte(dcgmHeader)
+			b = append(b[:0], dcgmHeader...)
 			for f := 0; f < c.Fields; f++ {
 				for i := 0; i < GPUsPerHost; i++ {
 					b = appendDCGMRow(b, t, r, h, i, f)
 				}
 			}
-			out = append(out, message(topic, ContentDCGMCSV, len(out), t, b, GPUsPerHost*c.Fields))
+			emit(r, t, b)
 		}
 	}
-	return out
 }
 
 // GPUTelJSON generates the original service's payload: one JSON object
@@ -155,7 +178,11 @@ func DCGMCSV(c Cluster, topic string) []*mqpb.Message {
 // container, pod, namespace, value, labels_raw) per message, one sample per
 // message, in the real export's order within a host.
 func GPUTelJSON(c Cluster, topic string) []*mqpb.Message {
-	out := make([]*mqpb.Message, 0, c.Samples())
+	return generate(gpuTelJSON, ContentGPUTelJSON, 1, c, topic)
+}
+
+func gpuTelJSON(c Cluster, emit emitFunc) {
+	var b []byte
 	for r := 0; r < c.Rounds; r++ {
 		t := c.Start.Add(time.Duration(r) * time.Second)
 		ts := strconv.Quote(t.UTC().Format(time.RFC3339))
@@ -165,30 +192,39 @@ func GPUTelJSON(c Cluster, topic string) []*mqpb.Message {
 				name := Fields[f]
 				for i := 0; i < GPUsPerHost; i++ {
 					g := h*GPUsPerHost + i
-					b := fmt.Appendf(nil, `{"timestamp":%s,"metric_name":"%s","gpu_id":%d,"device":"nvidia%d","uuid":"%s","model_name":"NVIDIA H100 80GB HBM3","hostname":"%s","container":"","pod":"","namespace":"","value":`,
+					b = fmt.Appendf(b[:0], `{"timestamp":%s,"metric_name":"%s","gpu_id":%d,"device":"nvidia%d","uuid":"%s","model_name":"NVIDIA H100 80GB HBM3","hostname":"%s","container":"","pod":"","namespace":"","value":`,
 						ts, name, i, i, uuid(g), host)
 					b = strconv.AppendFloat(b, value(r, g, f), 'f', -1, 64)
 					b = fmt.Appendf(b, `,"labels_raw":"DCGM_FI_DRIVER_VERSION=\"535.129.03\",Hostname=\"%s\",UUID=\"%s\",__name__=\"%s\",device=\"nvidia%d\",gpu=\"%d\",instance=\"%s:9400\",job=\"dgx_dcgm_exporter\",modelName=\"NVIDIA H100 80GB HBM3\""}`,
 						host, uuid(g), name, i, i, host)
-					out = append(out, message(topic, ContentGPUTelJSON, len(out), t, b, 1))
+					emit(r, t, b)
 				}
 			}
 		}
 	}
-	return out
 }
 
-// Workload is one benchmark workload.
+// Workload is one benchmark workload. Generate returns its messages as
+// individual *mqpb.Message values; Build returns the same messages in the
+// compact form the benchmark publishes from (Messages).
 type Workload struct {
 	Name     string
 	Generate func(c Cluster, topic string) []*mqpb.Message
+
+	gen         func(Cluster, emitFunc) // the payloads, in order
+	contentType string
+	records     func(Cluster) int // samples per message
 }
+
+func perHost(c Cluster) int { return GPUsPerHost * c.Fields }
+
+func one(Cluster) int { return 1 }
 
 // Workloads are the benchmark's workloads, in the order `make bench` runs them.
 var Workloads = []Workload{
-	{Name: "scrape", Generate: Scrape},
-	{Name: "dcgm-csv", Generate: DCGMCSV},
-	{Name: "gpu-tel-json", Generate: GPUTelJSON},
+	{Name: "scrape", Generate: Scrape, gen: scrape, contentType: ContentPrometheus, records: perHost},
+	{Name: "dcgm-csv", Generate: DCGMCSV, gen: dcgmCSV, contentType: ContentDCGMCSV, records: perHost},
+	{Name: "gpu-tel-json", Generate: GPUTelJSON, gen: gpuTelJSON, contentType: ContentGPUTelJSON, records: one},
 }
 
 // pollInterval spaces the scrapes of the collector's /metrics: serving one

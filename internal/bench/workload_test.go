@@ -1,11 +1,18 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/telemetry-collector/telemetry-collector/inputs/parsers"
+	"github.com/telemetry-collector/telemetry-collector/mq/mqcodec"
+	"github.com/telemetry-collector/telemetry-collector/mq/mqpb"
 	gpunormalize "github.com/telemetry-collector/telemetry-collector/processors/gpu_normalize"
 	"github.com/telemetry-collector/telemetry-collector/sdk"
 	"github.com/telemetry-collector/telemetry-collector/sdk/gpumetrics"
@@ -106,5 +113,93 @@ func TestPollInterval(t *testing.T) {
 		if got := pollInterval(tc.stored, tc.want, tc.elapsed); got != tc.exp {
 			t.Errorf("%s: pollInterval(%v, %d, %v) = %v, want %v", tc.name, tc.stored, tc.want, tc.elapsed, got, tc.exp)
 		}
+	}
+}
+
+// TestBuildMatchesGenerate: the compact form the benchmark publishes from
+// (Build, Fill) makes the very messages Generate does, in the same order,
+// also when filled concurrently and encoded as the publisher encodes them.
+func TestBuildMatchesGenerate(t *testing.T) {
+	c := Cluster{GPUs: 16, Fields: len(Fields), Rounds: 3, Start: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	for _, w := range Workloads {
+		t.Run(w.Name, func(t *testing.T) {
+			want := w.Generate(c, "topic")
+			got, err := w.Build(c, "topic")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer got.Free()
+			if got.Len() != len(want) {
+				t.Fatalf("Len %d, want %d", got.Len(), len(want))
+			}
+			var bytes int64
+			for _, m := range want {
+				bytes += int64(len(m.GetPayload()))
+			}
+			if got.PayloadBytes() != bytes {
+				t.Fatalf("PayloadBytes %d, want %d", got.PayloadBytes(), bytes)
+			}
+			const workers = 4
+			var wg sync.WaitGroup
+			errs := make([]error, workers)
+			for k := range workers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := k; i < len(want); i += workers {
+						m := &mqpb.Message{}
+						got.Fill(i, m)
+						if !proto.Equal(m, want[i]) {
+							errs[k] = fmt.Errorf("message %d: %v, want %v", i, m, want[i])
+							return
+						}
+						if p := got.Payload(i); cap(p) != len(p) {
+							errs[k] = fmt.Errorf("payload %d: cap %d, len %d", i, cap(p), len(p))
+							return
+						}
+						if _, err := mqcodec.MarshalPublishRequest(&mqpb.PublishRequest{Message: m}); err != nil {
+							errs[k] = err
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			for _, err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestArena: payloads keep their bytes across chunks, none spans two, a
+// payload larger than a chunk gets its own.
+func TestArena(t *testing.T) {
+	a := arena{chunk: 100}
+	defer a.free()
+	var want [][]byte
+	for i, n := range []int{60, 40, 1, 250, 0, 99, 100, 7} {
+		p := bytes.Repeat([]byte{byte('a' + i)}, n)
+		if err := a.add(p); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, p)
+	}
+	if a.len() != len(want) {
+		t.Fatalf("len %d, want %d", a.len(), len(want))
+	}
+	for i, p := range want {
+		if got := a.get(i); !bytes.Equal(got, p) || cap(got) != len(p) {
+			t.Errorf("payload %d: %q (cap %d), want %q", i, got, cap(got), p)
+		}
+	}
+	// 60+40 | 1 | 250+0 | 99 | 100 | 7
+	if len(a.chunks) != 6 || len(a.chunks[2]) != 250 {
+		t.Errorf("%d chunks (third %d bytes), want 6 (third 250 bytes)", len(a.chunks), len(a.chunks[2]))
+	}
+	if err := a.free(); err != nil || a.len() != 0 {
+		t.Fatalf("free: %v, len %d", err, a.len())
 	}
 }
