@@ -15,7 +15,9 @@ import (
 // by Build, in an arena outside the Go heap, and what the messages share
 // (topic, one metadata map, one timestamp per round) once. Fill makes
 // message i just as the workload's Generate makes it (the same id, topic,
-// payload bytes, metadata and timestamp).
+// payload bytes, metadata and timestamp); the benchmark's publisher encodes
+// it straight from here instead (encodeRequest: the same message, the
+// shared fields encoded once).
 //
 // Why: Generate's 2M one-sample gpu-tel-json messages (~1 KB of Go heap
 // each, pointers included) made a live heap of ~2 GB in the bench process,
@@ -35,6 +37,7 @@ type Messages struct {
 	roundEnd []int
 	payloads arena
 	bytes    int64
+	wire     wire // the shared fields, encoded (encodeRequest)
 }
 
 // Build generates w's messages for c into a Messages, which the caller
@@ -67,6 +70,9 @@ func (w Workload) Build(c Cluster, topic string) (*Messages, error) {
 		m.roundEnd[r]++
 		m.bytes += int64(len(payload))
 	})
+	if err == nil {
+		err = m.buildWire()
+	}
 	if err != nil {
 		m.Free()
 		return nil, err

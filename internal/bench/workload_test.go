@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/telemetry-collector/telemetry-collector/inputs/parsers"
 	"github.com/telemetry-collector/telemetry-collector/mq/mqcodec"
@@ -157,9 +159,37 @@ func TestBuildMatchesGenerate(t *testing.T) {
 							errs[k] = fmt.Errorf("payload %d: cap %d, len %d", i, cap(p), len(p))
 							return
 						}
-						if _, err := mqcodec.MarshalPublishRequest(&mqpb.PublishRequest{Message: m}); err != nil {
+						enc, err := mqcodec.MarshalPublishRequest(&mqpb.PublishRequest{Message: m})
+						if err != nil {
 							errs[k] = err
 							return
+						}
+						// The publisher's own encoding: the same message,
+						// the same size as mqcodec's, a large payload
+						// spliced in from the arena.
+						own := got.encodeRequest(i)
+						if own.Len() != enc.Len() {
+							errs[k] = fmt.Errorf("message %d: encodeRequest %d bytes, mqcodec %d", i, own.Len(), enc.Len())
+							return
+						}
+						if spliced := len(m.Payload) >= mqcodec.SpliceMin; spliced != (len(own) == 2) ||
+							spliced && &own[1].ReadOnlyData()[0] != &m.Payload[0] {
+							errs[k] = fmt.Errorf("message %d: %d pieces for a %d-byte payload", i, len(own), len(m.Payload))
+							return
+						}
+						for _, dec := range []func([]byte, *mqpb.PublishRequest) error{
+							mqcodec.UnmarshalPublishRequest,
+							func(b []byte, r *mqpb.PublishRequest) error { return proto.Unmarshal(b, r) },
+						} {
+							var r mqpb.PublishRequest
+							if err := dec(own.Materialize(), &r); err != nil {
+								errs[k] = fmt.Errorf("message %d: %v", i, err)
+								return
+							}
+							if r.WaitForAck || !proto.Equal(r.Message, want[i]) {
+								errs[k] = fmt.Errorf("message %d: encodeRequest decodes to %v, want %v", i, &r, want[i])
+								return
+							}
 						}
 					}
 				}()
@@ -201,5 +231,45 @@ func TestArena(t *testing.T) {
 	}
 	if err := a.free(); err != nil || a.len() != 0 {
 		t.Fatalf("free: %v, len %d", err, a.len())
+	}
+}
+
+// TestAck: the publisher's decoding of a PublishResponse agrees with
+// proto.Unmarshal and fails where it fails.
+func TestAck(t *testing.T) {
+	ts := timestamppb.New(time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC))
+	for _, r := range []*mqpb.PublishResponse{
+		{MessageId: "bench-x-1", Success: true, Timestamp: ts},
+		{Success: true},
+		{MessageId: "bench-x-2", Error: "topic full", Timestamp: ts},
+		{},
+	} {
+		b, err := proto.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = protowire.AppendTag(b, 9, protowire.BytesType) // an unknown field
+		b = protowire.AppendString(b, "later")
+		var a ack
+		if err := a.decode(b); err != nil {
+			t.Fatalf("%v: %v", r, err)
+		}
+		want := ack{success: r.Success}
+		if !r.Success {
+			want.id, want.err = r.MessageId, r.Error
+		}
+		if a != want {
+			t.Errorf("%v: decoded %+v, want %+v", r, a, want)
+		}
+		var bad ack
+		if err := bad.decode(b[:len(b)-1]); err == nil {
+			t.Errorf("%v: truncated input decoded", r)
+		}
+	}
+	var a ack
+	bad := protowire.AppendTag(nil, fieldResponseError, protowire.BytesType)
+	bad = protowire.AppendBytes(bad, []byte{0xff})
+	if err := a.decode(bad); err == nil || proto.Unmarshal(bad, &mqpb.PublishResponse{}) == nil {
+		t.Errorf("invalid UTF-8: decode %v, want an error as proto.Unmarshal's", err)
 	}
 }
