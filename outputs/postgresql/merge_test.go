@@ -1,6 +1,7 @@
 package postgresql
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/url"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/telemetry-collector/telemetry-collector/sdk"
 	"github.com/telemetry-collector/telemetry-collector/sdk/gpumetrics"
@@ -220,5 +223,71 @@ func TestMergePathRefusedRow(t *testing.T) {
 	}
 	if n := count(t, c, "SELECT count(*) FROM gpu_metrics"); n != 4*30*len(names) {
 		t.Fatalf("%d samples, want %d", n, 4*30*len(names))
+	}
+}
+
+// TestConflictSpan: a batch that collides with stored rows is merged and
+// says so at debug level; the next batches take the merge path directly
+// for a span (4 batches after a first collision, doubling while
+// collisions go on); once the span is spent a batch tries the plain COPY
+// again, and a COPY that succeeds halves the span.
+func TestConflictSpan(t *testing.T) {
+	u := newDB(t)
+	ctx := context.Background()
+	var logs bytes.Buffer
+	o := New()
+	o.Connection = u
+	o.SetEnvironment(sdk.Environment{Name: Name, Workers: 1, BatchSize: 10000})
+	o.SetLogger(hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Debug}))
+	if err := o.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { o.Close(context.Background()) })
+	t0 := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
+	batch := func(i int) *sdk.Batch { // 20 wide rows at instant i
+		b := &sdk.Batch{}
+		for g := 0; g < 20; g++ {
+			b.Add(b.AddSeries(gpumetrics.Canonical[0].Name, gpuLabels("node1", g)), t0.Add(time.Duration(i)*time.Second).UnixNano(), float64(g))
+		}
+		return b
+	}
+	write := func(i int) {
+		t.Helper()
+		if err := o.Write(ctx, batch(i)); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	state := func() (credit, span int32) { return o.conflictCredit.Load(), o.conflictSpan.Load() }
+
+	write(0) // new rows: plain COPY
+	if c, s := state(); c != 0 || s != 0 || strings.Contains(logs.String(), "collides") {
+		t.Fatalf("after a plain COPY: credit %d span %d, log %q", c, s, logs.String())
+	}
+	write(0) // the same rows again: collides, merged
+	if c, s := state(); c != 4 || s != 4 {
+		t.Fatalf("after a collision: credit %d span %d, want 4 and 4", c, s)
+	}
+	if !strings.Contains(logs.String(), "batch collides with stored rows") || !strings.Contains(logs.String(), "next_batches=4") {
+		t.Fatalf("no debug line for the collision: %q", logs.String())
+	}
+	for i := 1; i <= 4; i++ { // new rows, but within the span: merge path directly
+		write(i)
+		if c, _ := state(); c != int32(4-i) {
+			t.Fatalf("batch %d of the span: credit %d, want %d", i, c, 4-i)
+		}
+	}
+	write(3) // span spent: tries COPY, collides again, the span doubles
+	if c, s := state(); c != 8 || s != 8 {
+		t.Fatalf("after a second collision: credit %d span %d, want 8 and 8", c, s)
+	}
+	for i := 5; i < 5+8; i++ {
+		write(i)
+	}
+	write(20) // span spent, new rows: the plain COPY succeeds and halves it
+	if c, s := state(); c != 0 || s != 4 {
+		t.Fatalf("after a plain COPY: credit %d span %d, want 0 and 4", c, s)
+	}
+	if n := count(t, connect(t, u), "SELECT count(*) FROM gpu_metrics"); n != 20*14 {
+		t.Fatalf("%d samples stored, want %d", n, 20*14)
 	}
 }

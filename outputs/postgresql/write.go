@@ -445,7 +445,11 @@ func (o *Output) storeOnce(ctx context.Context, sc *scratch) error {
 	for {
 		err := o.txWrite(ctx, conn.Conn(), sc, tryCopy)
 		if err != nil && tryCopy && isUniqueViolation(err) {
-			o.noteConflict()
+			span := o.noteConflict()
+			// Debug: the merge path costs PostgreSQL about twice the
+			// CPU of a plain COPY; rows cut across batches (an input
+			// batch cut by a smaller batch_size) show up here.
+			o.log.Debug("batch collides with stored rows: merging it, and the next batches", "rows", len(sc.rows), "next_batches", span)
 			tryCopy = false
 			continue
 		}
@@ -457,11 +461,12 @@ func (o *Output) storeOnce(ctx context.Context, sc *scratch) error {
 }
 
 // noteConflict makes the next batches skip the COPY attempt, for a span that
-// doubles (up to 64 batches) while conflicts keep coming.
-func (o *Output) noteConflict() {
+// doubles (up to 64 batches) while conflicts keep coming, and returns it.
+func (o *Output) noteConflict() int32 {
 	span := min(max(o.conflictSpan.Load()*2, 4), 64)
 	o.conflictSpan.Store(span)
 	o.conflictCredit.Store(span)
+	return span
 }
 
 // txWrite is one transaction of storeOnce: the plain COPY path (tryCopy)
