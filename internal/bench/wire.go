@@ -22,12 +22,7 @@ const (
 	fieldMessageID        = 1
 	fieldMessageTopic     = 2
 	fieldMessagePayload   = 3
-	fieldMessageMetadata  = 4
 	fieldMessageTimestamp = 5
-	fieldMapKey           = 1
-	fieldMapValue         = 2
-	fieldTimestampSeconds = 1
-	fieldTimestampNanos   = 2
 	fieldResponseID       = 1 // PublishResponse.message_id
 	fieldResponseSuccess  = 2 // PublishResponse.success
 	fieldResponseError    = 3 // PublishResponse.error
@@ -68,23 +63,10 @@ func (m *Messages) buildWire() error {
 		if !utf8.ValidString(k) || !utf8.ValidString(v) {
 			return fmt.Errorf("bench: metadata %q=%q is not valid UTF-8", k, v)
 		}
-		w.meta = protowire.AppendTag(w.meta, fieldMessageMetadata, protowire.BytesType)
-		w.meta = protowire.AppendVarint(w.meta, uint64(1+protowire.SizeBytes(len(k))+1+protowire.SizeBytes(len(v))))
-		w.meta = str(w.meta, fieldMapKey, k)
-		w.meta = str(w.meta, fieldMapValue, v)
+		w.meta = mqcodec.AppendMetadataEntry(w.meta, k, v)
 	}
 	for _, ts := range m.stamps {
-		var body []byte
-		if ts.Seconds != 0 {
-			body = protowire.AppendTag(body, fieldTimestampSeconds, protowire.VarintType)
-			body = protowire.AppendVarint(body, uint64(ts.Seconds))
-		}
-		if ts.Nanos != 0 {
-			body = protowire.AppendTag(body, fieldTimestampNanos, protowire.VarintType)
-			body = protowire.AppendVarint(body, uint64(int64(ts.Nanos)))
-		}
-		f := protowire.AppendTag(nil, fieldMessageTimestamp, protowire.BytesType)
-		w.stamps = append(w.stamps, protowire.AppendBytes(f, body))
+		w.stamps = append(w.stamps, mqcodec.AppendTimestamp(nil, fieldMessageTimestamp, ts))
 	}
 	m.wire = w
 	return nil

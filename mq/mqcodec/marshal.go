@@ -240,6 +240,35 @@ func timestampSize(ts *timestamppb.Timestamp) int {
 	return n
 }
 
+// AppendTimestamp appends ts as field num (a google.protobuf.Timestamp),
+// as proto.Marshal encodes it: zero seconds and nanos are left out, the
+// field itself is not.
+func AppendTimestamp(b []byte, num protowire.Number, ts *timestamppb.Timestamp) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(timestampSize(ts)))
+	if ts.Seconds != 0 {
+		b = protowire.AppendTag(b, fieldTimestampSeconds, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(ts.Seconds))
+	}
+	if ts.Nanos != 0 {
+		b = protowire.AppendTag(b, fieldTimestampNanos, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(int64(ts.Nanos)))
+	}
+	return b
+}
+
+// AppendMetadataEntry appends one entry (k, v) of mq.v1 Message.metadata,
+// as proto.Marshal encodes a map entry (key and value always present). k
+// and v must be valid UTF-8, which proto.Marshal checks and this does not.
+func AppendMetadataEntry(b []byte, k, v string) []byte {
+	b = protowire.AppendTag(b, fieldMessageMetadata, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(sizeBytesField(len(k))+sizeBytesField(len(v))))
+	b = protowire.AppendTag(b, fieldMapKey, protowire.BytesType)
+	b = protowire.AppendString(b, k)
+	b = protowire.AppendTag(b, fieldMapValue, protowire.BytesType)
+	return protowire.AppendString(b, v)
+}
+
 // appendPlain appends the fields of a plain m (isPlain) in field-number
 // order; the payload too when withPayload is set.
 func appendPlain(b []byte, m *mqpb.Message, withPayload bool) []byte {
@@ -258,22 +287,10 @@ func appendPlain(b []byte, m *mqpb.Message, withPayload bool) []byte {
 		b = protowire.AppendBytes(b, m.Payload)
 	}
 	for k, v := range m.Metadata {
-		b = protowire.AppendTag(b, fieldMessageMetadata, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(sizeBytesField(len(k))+sizeBytesField(len(v))))
-		b = str(b, fieldMapKey, k)
-		b = str(b, fieldMapValue, v)
+		b = AppendMetadataEntry(b, k, v)
 	}
 	if ts := m.Timestamp; ts != nil {
-		b = protowire.AppendTag(b, fieldMessageTimestamp, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(timestampSize(ts)))
-		if ts.Seconds != 0 {
-			b = protowire.AppendTag(b, fieldTimestampSeconds, protowire.VarintType)
-			b = protowire.AppendVarint(b, uint64(ts.Seconds))
-		}
-		if ts.Nanos != 0 {
-			b = protowire.AppendTag(b, fieldTimestampNanos, protowire.VarintType)
-			b = protowire.AppendVarint(b, uint64(int64(ts.Nanos)))
-		}
+		b = AppendTimestamp(b, fieldMessageTimestamp, ts)
 	}
 	if m.Priority != 0 {
 		b = protowire.AppendTag(b, fieldMessagePriority, protowire.VarintType)
@@ -450,16 +467,7 @@ func marshalPublishResponse(r *mqpb.PublishResponse) (mem.BufferSlice, bool) {
 		b = protowire.AppendString(b, r.Error)
 	}
 	if ts != nil {
-		b = protowire.AppendTag(b, fieldPubRespTimestamp, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(timestampSize(ts)))
-		if ts.Seconds != 0 {
-			b = protowire.AppendTag(b, fieldTimestampSeconds, protowire.VarintType)
-			b = protowire.AppendVarint(b, uint64(ts.Seconds))
-		}
-		if ts.Nanos != 0 {
-			b = protowire.AppendTag(b, fieldTimestampNanos, protowire.VarintType)
-			b = protowire.AppendVarint(b, uint64(int64(ts.Nanos)))
-		}
+		b = AppendTimestamp(b, fieldPubRespTimestamp, ts)
 	}
 	x.sb = b
 	x.bs[0] = &x.sb
