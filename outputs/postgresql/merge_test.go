@@ -235,14 +235,9 @@ func TestConflictSpan(t *testing.T) {
 	u := newDB(t)
 	ctx := context.Background()
 	var logs bytes.Buffer
-	o := New()
-	o.Connection = u
-	o.SetEnvironment(sdk.Environment{Name: Name, Workers: 1, BatchSize: 10000})
-	o.SetLogger(hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Debug}))
-	if err := o.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { o.Close(context.Background()) })
+	o := newOutput(t, u, func(o *Output) {
+		o.SetLogger(hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Debug}))
+	})
 	t0 := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
 	batch := func(i int) *sdk.Batch { // 20 wide rows at instant i
 		b := &sdk.Batch{}

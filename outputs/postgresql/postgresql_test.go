@@ -52,11 +52,16 @@ func newDB(t testing.TB) string {
 	return srv.URL(name)
 }
 
-func newOutput(t testing.TB, url string) *Output {
+// newOutput returns an initialised output on url, closed when the test
+// ends; setup (if any) changes it before Init.
+func newOutput(t testing.TB, url string, setup ...func(*Output)) *Output {
 	t.Helper()
 	o := New()
 	o.Connection = url
 	o.SetEnvironment(sdk.Environment{Name: Name, Workers: 2, BatchSize: 10000})
+	for _, f := range setup {
+		f(o)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := o.Init(ctx); err != nil {
